@@ -1,0 +1,84 @@
+"""Choosing which pairs of segments to ask about (Christiano et al. 2017, §2.2.4).
+
+The paper draws many more candidate pairs than it needs (10×) and asks about those on which the
+ensemble members disagree most, "a crude approximation" of value of information. BPref (Lee et al.
+2021) adds the entropy of the mean prediction. Uniform sampling is the baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from prefrl.reward_model import RewardEnsemble
+from prefrl.segments import Segment, SegmentPool
+
+Pair = tuple[Segment, Segment]
+
+
+class QuerySelector(Protocol):
+    def select(self, pool: SegmentPool, n: int, rng: np.random.Generator) -> list[Pair]:
+        """Up to ``n`` pairs of segments from ``pool``."""
+        ...
+
+
+class RandomSelector:
+    """Uniformly random pairs of distinct segments."""
+
+    def select(self, pool: SegmentPool, n: int, rng: np.random.Generator) -> list[Pair]:
+        return pool.sample_pairs(n, rng)
+
+
+class _EnsembleSelector:
+    """Draw ``oversample``× more candidates than needed and keep the ``n`` with the highest score."""
+
+    def __init__(self, ensemble: RewardEnsemble, *, oversample: int = 10) -> None:
+        if oversample < 1:
+            raise ValueError(f"oversample must be >= 1; got {oversample}")
+        self.ensemble = ensemble
+        self.oversample = oversample
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        """Score of each candidate from per-member preference probabilities ``(K, C)``."""
+        raise NotImplementedError
+
+    def select(self, pool: SegmentPool, n: int, rng: np.random.Generator) -> list[Pair]:
+        candidates = pool.sample_pairs(n * self.oversample, rng)
+        if len(candidates) <= n:
+            return candidates
+        obs = np.stack([np.stack([left.obs, right.obs]) for left, right in candidates])
+        acts = np.stack([np.stack([left.acts, right.acts]) for left, right in candidates])
+        scores = self.score(self.ensemble.preference_probs(obs, acts))
+        best = np.argsort(-scores, kind="stable")[:n]
+        return [candidates[i] for i in best]
+
+
+class DisagreementSelector(_EnsembleSelector):
+    """Highest variance of the predicted preference across ensemble members (the paper's rule)."""
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        return probs.var(axis=0)
+
+
+class EntropySelector(_EnsembleSelector):
+    """Highest entropy of the ensemble's mean predicted preference (BPref)."""
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        p = np.clip(probs.mean(axis=0), 1e-6, 1 - 1e-6)
+        return -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+
+SELECTORS = ("random", "disagreement", "entropy")
+
+
+def make_selector(name: str, ensemble: RewardEnsemble | None, *, oversample: int = 10) -> QuerySelector:
+    if name == "random":
+        return RandomSelector()
+    if ensemble is None:
+        raise ValueError(f"query selection {name!r} needs a reward ensemble")
+    if name == "disagreement":
+        return DisagreementSelector(ensemble, oversample=oversample)
+    if name == "entropy":
+        return EntropySelector(ensemble, oversample=oversample)
+    raise ValueError(f"unknown query selection {name!r}; choose from {', '.join(SELECTORS)}")

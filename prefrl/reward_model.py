@@ -1,0 +1,355 @@
+"""The learned reward: an ensemble of predictors fitted to preferences (Christiano et al. 2017, §2.2.3).
+
+Each member r̂ₖ maps one step (observation, action) to a scalar. A pair of segments is scored by
+Bradley-Terry on the summed, undiscounted predicted reward, mixed with a 10 % chance that the answer
+was uniformly random:
+
+    P̂[σ¹ ≻ σ²] = 0.9 · exp Σr̂(σ¹) / (exp Σr̂(σ¹) + exp Σr̂(σ²)) + 0.05
+
+and fitted by cross-entropy against the label μ. Each member is fitted on its own bootstrap resample
+of the labels, with its own 1/e validation hold-out and an adaptive L2 coefficient that keeps the
+validation loss between 1.1× and 1.5× the training loss (App. A; Ibarz et al. 2018). Each member's
+output is normalised independently (zero mean, std ``output_std``) and the members are averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from prefrl.preference_dataset import PreferenceDataset
+
+RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(obs ``(N, *obs_shape)``, acts ``(N, *act_shape)``) -> rewards ``(N,)``: what the wrappers need."""
+
+RANDOM_ANSWER_PROB = 0.1  # App. A: "a 10 % chance that the human responds uniformly at random"
+
+
+class RewardMember(Protocol):
+    """One predictor: float features of a flat batch of steps -> rewards ``(N,)``."""
+
+    def __call__(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor: ...
+
+
+def action_features(space: gym.Space, acts: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Actions as float features ``(N, act_dim)``: Box flattened, Discrete one-hot."""
+    t = torch.as_tensor(acts)
+    if isinstance(space, gym.spaces.Discrete):
+        return nn.functional.one_hot(t.long().reshape(-1), int(space.n)).float()
+    return t.float().reshape(t.shape[0], -1)
+
+
+class MLPReward(nn.Module):
+    """r̂(o, a) for vector observations: 2 hidden layers of 64, leaky ReLU 0.01 (App. A.1).
+
+    Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit.
+    """
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, *, hidden: tuple[int, ...] = (64, 64), dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        dims = (obs_dim + act_dim, *hidden)
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(d_in, d_out), nn.LeakyReLU(0.01)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(dims[-1], 1))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("in_mean", torch.zeros(obs_dim + act_dim))
+        self.register_buffer("in_std", torch.ones(obs_dim + act_dim))
+
+    def set_input_stats(self, features: torch.Tensor) -> None:
+        self.in_mean.copy_(features.mean(0))
+        self.in_std.copy_(features.std(0).clamp_min(1e-6))
+
+    def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs.float().reshape(obs.shape[0], -1), acts], dim=1)
+        return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
+
+
+@dataclass
+class FitStats:
+    """What one call of :meth:`RewardEnsemble.fit` achieved, averaged over members."""
+
+    train_loss: float
+    val_loss: float
+    val_accuracy: float  # on held-out non-"equal" pairs; nan when none are held out
+    l2_coef: float
+    num_pairs: int
+    epochs: int
+
+
+class RewardEnsemble(nn.Module):
+    """``ensemble_size`` reward predictors with independent normalisation (App. A: 3 members).
+
+    Args:
+        members: the predictors (e.g. :class:`MLPReward`); each maps a flat batch of steps to ``(N,)``.
+        action_space: used to turn actions into features.
+        output_std: std of each normalised member (1 for MuJoCo, 0.05 for Atari, App. A).
+        lr: Adam learning rate.
+        l2_coef: initial L2 coefficient (Ibarz et al. 2018 start at 1e-4, adapted multiplicatively).
+        batch_size: pairs per gradient step.
+        device: torch device for fitting; inference on the MLP fast path always runs in numpy.
+    """
+
+    def __init__(
+        self,
+        members: list[nn.Module],
+        action_space: gym.Space,
+        *,
+        output_std: float = 1.0,
+        lr: float = 3e-4,
+        l2_coef: float = 1e-4,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.action_space = action_space
+        self.output_std = output_std
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.to(self.device)
+        k = len(members)
+        self.register_buffer("out_mean", torch.zeros(k))
+        self.register_buffer("out_scale", torch.ones(k))
+        self.l2_coefs = [l2_coef] * k
+        self.optimizers = [torch.optim.Adam(m.parameters(), lr=lr) for m in self.members]
+        self._fast: _NumpyMLPEnsemble | None = None
+        self.num_fits = 0
+
+    @classmethod
+    def for_spaces(
+        cls,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        ensemble_size: int = 3,
+        hidden: tuple[int, ...] = (64, 64),
+        dropout: float = 0.0,
+        **kwargs: float | int | str,
+    ) -> RewardEnsemble:
+        """An ensemble of MLPs sized for vector observations (App. A.1)."""
+        obs_dim = int(np.prod(observation_space.shape))
+        act_dim = action_features(action_space, action_space.sample()[None]).shape[1]
+        members = [MLPReward(obs_dim, act_dim, hidden=hidden, dropout=dropout) for _ in range(ensemble_size)]
+        return cls(members, action_space, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def ensemble_size(self) -> int:
+        return len(self.members)
+
+    # ----------------------------------------------------------------------------------- inference
+    def _member_outputs(self, obs: np.ndarray, acts: np.ndarray) -> torch.Tensor:
+        """Raw member outputs ``(K, N)`` for a flat batch of steps (eval mode, no grad)."""
+        o = torch.as_tensor(obs, device=self.device)
+        a = action_features(self.action_space, acts).to(self.device)
+        return torch.stack([m(o, a) for m in self.members])
+
+    @torch.no_grad()
+    def member_rewards(self, obs: np.ndarray, acts: np.ndarray, *, normalized: bool = True) -> np.ndarray:
+        """Per-member rewards ``(K, N)`` for steps ``obs (N, *obs_shape)``, ``acts (N, *act_shape)``."""
+        self.eval()
+        out = self._member_outputs(obs, acts)
+        if normalized:
+            out = (out - self.out_mean[:, None]) * self.out_scale[:, None]
+        return out.cpu().numpy()
+
+    def reward(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """The learned reward ``(N,)``: the mean of the normalised members. This is a :data:`RewardFn`."""
+        if self._fast is not None:
+            return self._fast(obs, acts)
+        return self.member_rewards(obs, acts).mean(0)
+
+    __call__ = reward  # type: ignore[assignment]
+
+    @torch.no_grad()
+    def segment_returns(self, obs: np.ndarray, acts: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Raw predicted returns ``(K, B)`` of segments ``obs (B, length, ...)``, ``acts (B, length, ...)``."""
+        self.eval()
+        batch, length = obs.shape[:2]
+        out = []
+        for start in range(0, batch, chunk):  # chunks bound memory for pixel segments
+            o = obs[start : start + chunk].reshape(-1, *obs.shape[2:])
+            a = acts[start : start + chunk].reshape(-1, *acts.shape[2:])
+            out.append(self._member_outputs(o, a).reshape(self.ensemble_size, -1, length).sum(-1))
+        return torch.cat(out, dim=1).cpu().numpy()
+
+    def preference_probs(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """P̂[left ≻ right] per member ``(K, B)`` for pairs ``obs (B, 2, length, ...)`` (no noise model)."""
+        batch = obs.shape[0]
+        returns = self.segment_returns(obs.reshape(2 * batch, *obs.shape[2:]), acts.reshape(2 * batch, *acts.shape[2:]))
+        returns = returns.reshape(self.ensemble_size, batch, 2)
+        return 1.0 / (1.0 + np.exp(np.clip(returns[..., 1] - returns[..., 0], -50, 50)))
+
+    # ------------------------------------------------------------------------------------- fitting
+    def _pair_loss(self, member: nn.Module, obs: np.ndarray, acts: np.ndarray, mu: np.ndarray) -> torch.Tensor:
+        """Per-pair cross-entropy ``(B,)`` of the noisy Bradley-Terry model, batched over pairs and steps."""
+        batch, _, length = obs.shape[:3]
+        o = torch.as_tensor(obs.reshape(-1, *obs.shape[3:]), device=self.device)
+        a = action_features(self.action_space, acts.reshape(-1, *acts.shape[3:])).to(self.device)
+        returns = member(o, a).reshape(batch, 2, length).sum(-1)
+        p_left = (1 - RANDOM_ANSWER_PROB) * torch.sigmoid(returns[:, 0] - returns[:, 1]) + RANDOM_ANSWER_PROB / 2
+        target = torch.as_tensor(mu, device=self.device)
+        return -(target * torch.log(p_left) + (1 - target) * torch.log1p(-p_left))
+
+    def _l2(self, member: nn.Module) -> torch.Tensor:
+        return sum((p**2).sum() for name, p in member.named_parameters() if name.endswith("weight"))  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _evaluate(self, member: nn.Module, data: PreferenceDataset, idx: np.ndarray) -> tuple[float, float]:
+        """(mean loss, accuracy on non-equal pairs) of one member on pairs ``idx``."""
+        member.eval()
+        losses, correct, counted = [], 0, 0
+        for start in range(0, len(idx), 4 * self.batch_size):
+            obs, acts, mu = data.batch(idx[start : start + 4 * self.batch_size])
+            loss = self._pair_loss(member, obs, acts, mu)
+            losses.append(loss.cpu().numpy())
+            # The loss is minimised at p̂ = μ: a pair is "right" when p̂ - 0.5 has μ - 0.5's sign.
+            decided = mu != 0.5
+            p_left = np.exp(-loss.cpu().numpy())  # p̂ of the labelled outcome
+            correct += int((p_left[decided] > 0.5).sum())
+            counted += int(decided.sum())
+        return float(np.concatenate(losses).mean()), (correct / counted if counted else math.nan)
+
+    def fit(self, data: PreferenceDataset, *, epochs: int, rng: np.random.Generator) -> FitStats:
+        """Fit every member for ``epochs`` passes over its bootstrap resample of ``data``.
+
+        Each member holds out a random 1/e of the pairs for validation (App. A), draws its training set
+        from the rest with replacement, and after every epoch multiplies its L2 coefficient by 1.1 when
+        validation loss exceeds 1.5× training loss and divides it by 1.1 when it falls below 1.1×.
+        """
+        n = len(data)
+        if n == 0:
+            raise ValueError("cannot fit the reward model on an empty preference dataset")
+        obs_sample, act_sample = data.all_steps(20_000, rng)
+        features = torch.cat(
+            [
+                torch.as_tensor(obs_sample, dtype=torch.float32).reshape(len(obs_sample), -1),
+                action_features(self.action_space, act_sample),
+            ],
+            dim=1,
+        ).to(self.device)
+        stats = []
+        for k, member in enumerate(self.members):
+            if hasattr(member, "set_input_stats"):
+                member.set_input_stats(features)
+            perm = rng.permutation(n)
+            n_val = int(n / math.e) if n >= 8 else 0
+            val_idx, train_pool = perm[:n_val], perm[n_val:]
+            train_idx = rng.choice(train_pool, size=len(train_pool), replace=True)
+            train_loss = val_loss = math.nan
+            for _ in range(epochs):
+                member.train()
+                epoch_losses = []
+                for start in range(0, len(train_idx), self.batch_size):
+                    obs, acts, mu = data.batch(train_idx[start : start + self.batch_size])
+                    loss = self._pair_loss(member, obs, acts, mu).mean()
+                    self.optimizers[k].zero_grad()
+                    (loss + self.l2_coefs[k] * self._l2(member)).backward()
+                    self.optimizers[k].step()
+                    epoch_losses.append(loss.item())
+                rng.shuffle(train_idx)
+                train_loss = float(np.mean(epoch_losses))
+                if n_val:
+                    val_loss, _ = self._evaluate(member, data, val_idx)
+                    if val_loss > 1.5 * train_loss:
+                        self.l2_coefs[k] *= 1.1
+                    elif val_loss < 1.1 * train_loss:
+                        self.l2_coefs[k] /= 1.1
+            val_acc = self._evaluate(member, data, val_idx)[1] if n_val else math.nan
+            stats.append((train_loss, val_loss, val_acc, self.l2_coefs[k]))
+        self.eval()
+        self.num_fits += 1
+        self._fast = None
+        mean = np.nanmean(np.array(stats, dtype=np.float64), axis=0) if n_val else np.array(stats[0])
+        return FitStats(*(float(x) for x in mean), num_pairs=n, epochs=epochs)  # type: ignore[call-arg]
+
+    @torch.no_grad()
+    def normalize(self, obs: np.ndarray, acts: np.ndarray) -> None:
+        """Set each member's output to zero mean and std ``output_std`` on these steps (App. A)."""
+        out = self.member_rewards(obs, acts, normalized=False)
+        self.out_mean.copy_(torch.as_tensor(out.mean(1)))
+        self.out_scale.copy_(torch.as_tensor(self.output_std / np.maximum(out.std(1), 1e-8)))
+        self._fast = _NumpyMLPEnsemble.build(self)
+
+    # --------------------------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> None:
+        torch.save(
+            {
+                "model": self.state_dict(),
+                "optimizers": [opt.state_dict() for opt in self.optimizers],
+                "l2_coefs": self.l2_coefs,
+                "num_fits": self.num_fits,
+            },
+            path,
+        )
+
+    def load(self, path: str | Path) -> None:
+        """Load weights, normalisation, optimiser state and L2 coefficients saved by :meth:`save`."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.load_state_dict(state["model"])
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        self.l2_coefs = list(state["l2_coefs"])
+        self.num_fits = int(state["num_fits"])
+        self.eval()
+        self._fast = _NumpyMLPEnsemble.build(self)
+
+
+class _NumpyMLPEnsemble:
+    """The whole MLP ensemble as stacked numpy weights, with input standardisation, output
+    normalisation and the member average folded into the first and last layers.
+
+    The env wrapper calls the reward once per vectorised step on a handful of rows; at that size
+    numpy's batched matmul is several times cheaper than torch's per-op dispatch.
+    """
+
+    def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], action_space: gym.Space) -> None:
+        self.weights, self.biases, self.action_space = weights, biases, action_space
+
+    @classmethod
+    def build(cls, ensemble: RewardEnsemble) -> _NumpyMLPEnsemble | None:
+        if not all(isinstance(m, MLPReward) for m in ensemble.members):
+            return None
+        linears = [[layer for layer in m.net if isinstance(layer, nn.Linear)] for m in ensemble.members]
+        weights, biases = [], []
+        for depth in range(len(linears[0])):
+            w = np.stack([ls[depth].weight.detach().cpu().numpy().T for ls in linears]).astype(np.float64)
+            b = np.stack([ls[depth].bias.detach().cpu().numpy() for ls in linears]).astype(np.float64)
+            weights.append(w)  # (K, in, out)
+            biases.append(b[:, None, :])  # (K, 1, out)
+        # Fold (x - mean) / std into the first layer.
+        mean = np.stack([m.in_mean.cpu().numpy() for m in ensemble.members]).astype(np.float64)  # (K, in)
+        std = np.stack([m.in_std.cpu().numpy() for m in ensemble.members]).astype(np.float64)
+        biases[0] = biases[0] - np.einsum("ki,kio->ko", mean / std, weights[0])[:, None, :]
+        weights[0] = weights[0] / std[:, :, None]
+        # Fold (r - out_mean) * out_scale / K into the last layer.
+        scale = (ensemble.out_scale.cpu().numpy() / ensemble.ensemble_size).astype(np.float64)
+        out_mean = ensemble.out_mean.cpu().numpy().astype(np.float64)
+        weights[-1] = weights[-1] * scale[:, None, None]
+        biases[-1] = (biases[-1] - out_mean[:, None, None]) * scale[:, None, None]
+        return cls(weights, biases, ensemble.action_space)
+
+    def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            acts = np.eye(int(self.action_space.n))[np.asarray(acts, dtype=np.int64).reshape(-1)]
+        x = np.concatenate([obs.reshape(len(obs), -1), acts.reshape(len(acts), -1)], axis=1)
+        h = x[None]
+        last = len(self.weights) - 1
+        for depth, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w + b
+            if depth < last:
+                h = np.maximum(h, 0.01 * h)
+        return h[..., 0].sum(0).astype(np.float32)

@@ -1,0 +1,182 @@
+"""Fixed-length trajectory segments: what a teacher compares (Christiano et al. 2017, §2.1).
+
+A segment is ``segment_length`` consecutive steps of one episode. It keeps what the reward model
+needs (observations, actions), what teachers and diagnostics need (the env's true rewards, which the
+reward model never sees) and what a clip needs to be rendered later (the simulator state after each
+step, e.g. MuJoCo ``qpos``/``qvel``). Whole trajectories are never kept: a :class:`SegmentCollector`
+holds at most one partial segment per env and hands finished segments to a bounded
+:class:`SegmentPool`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+# The paper's clips are 1-2 s (App. B); MuJoCo segments are 1.5 s, "15-60 steps by task" (App. A.1).
+DEFAULT_SEGMENT_SECONDS = 1.5
+MIN_SEGMENT_LENGTH = 15
+MAX_SEGMENT_LENGTH = 60
+
+_segment_ids = itertools.count()
+
+
+@dataclass
+class Segment:
+    """``length`` consecutive steps of one episode.
+
+    Attributes:
+        obs: observations the agent acted on, ``(length, *obs_shape)``.
+        acts: actions taken, ``(length, *act_shape)``.
+        true_rewards: the env's own rewards, ``(length,)``. Teachers and diagnostics only.
+        states: simulator state after each step, ``(length, state_dim)``, or None where the env has none.
+        frames: optional RGB frames ``(length, H, W, 3)`` for envs that cannot be restored from a state.
+        uid: process-unique id, used to avoid pairing a segment with itself.
+    """
+
+    obs: np.ndarray
+    acts: np.ndarray
+    true_rewards: np.ndarray
+    states: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    uid: int = field(default_factory=lambda: next(_segment_ids))
+
+    def __len__(self) -> int:
+        return len(self.true_rewards)
+
+    @property
+    def true_return(self) -> float:
+        return float(self.true_rewards.sum())
+
+
+def default_segment_length(dt: float | None) -> int:
+    """1.5 s of env time, clamped to the paper's 15-60 steps (Christiano et al. 2017, App. A.1)."""
+    if not dt or dt <= 0:
+        return 25
+    return int(np.clip(round(DEFAULT_SEGMENT_SECONDS / dt), MIN_SEGMENT_LENGTH, MAX_SEGMENT_LENGTH))
+
+
+class SegmentCollector:
+    """Cuts the per-step stream of a vectorised env into segments, one partial segment per env.
+
+    Steps are written into preallocated per-env buffers; when a buffer is full it becomes a
+    :class:`Segment` and the buffer starts over. An episode end discards the partial segment, so a
+    segment never spans two episodes (and never contains an autoreset step).
+
+    Args:
+        num_envs: number of envs in the vectorised env.
+        segment_length: steps per segment.
+        obs_shape, obs_dtype, act_shape, act_dtype: layout of one observation / action.
+        state_dim: length of the simulator state vector, or None to keep no states.
+        stride: steps between the starts of consecutive segments of one env. ``segment_length``
+            (the default) gives disjoint segments; a larger stride keeps fewer, decorrelated ones.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_envs: int,
+        segment_length: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: Any,
+        act_shape: tuple[int, ...],
+        act_dtype: Any,
+        state_dim: int | None = None,
+        stride: int | None = None,
+    ) -> None:
+        if segment_length < 1:
+            raise ValueError(f"segment_length must be >= 1; got {segment_length}")
+        self.segment_length = segment_length
+        self.stride = stride or segment_length
+        if self.stride < segment_length:
+            raise ValueError(f"stride must be >= segment_length ({segment_length}); got {self.stride}")
+        n, length = num_envs, segment_length
+        self._obs = np.zeros((n, length, *obs_shape), dtype=obs_dtype)
+        self._acts = np.zeros((n, length, *act_shape), dtype=act_dtype)
+        self._rews = np.zeros((n, length), dtype=np.float32)
+        self._states = None if state_dim is None else np.zeros((n, length, state_dim), dtype=np.float64)
+        # Position in the current window: negative while skipping the gap between strided segments.
+        self._pos = np.zeros(n, dtype=np.int64)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        acts: np.ndarray,
+        true_rewards: np.ndarray,
+        dones: np.ndarray,
+        states: np.ndarray | None = None,
+    ) -> list[Segment]:
+        """Record one vectorised step (``obs`` is what the agent acted on) and return finished segments."""
+        finished: list[Segment] = []
+        for i in range(len(self._pos)):
+            p = self._pos[i]
+            if p >= 0:
+                self._obs[i, p] = obs[i]
+                self._acts[i, p] = acts[i]
+                self._rews[i, p] = true_rewards[i]
+                if self._states is not None and states is not None:
+                    self._states[i, p] = states[i]
+            p += 1
+            if p == self.segment_length:
+                finished.append(
+                    Segment(
+                        obs=self._obs[i].copy(),
+                        acts=self._acts[i].copy(),
+                        true_rewards=self._rews[i].copy(),
+                        states=None if self._states is None else self._states[i].copy(),
+                    )
+                )
+                p = self.segment_length - self.stride
+            self._pos[i] = 0 if dones[i] else p
+        return finished
+
+    def reset(self) -> None:
+        """Drop all partial segments (after the env itself was reset)."""
+        self._pos[:] = 0
+
+
+class SegmentPool:
+    """The most recent ``capacity`` segments: the candidates from which query pairs are drawn.
+
+    The paper samples pairs from the agent's recent behaviour; a bounded FIFO keeps memory fixed.
+    """
+
+    def __init__(self, capacity: int = 2_000) -> None:
+        self._segments: deque[Segment] = deque(maxlen=capacity)
+
+    def extend(self, segments: Iterable[Segment]) -> None:
+        self._segments.extend(segments)
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    def __getitem__(self, i: int) -> Segment:
+        return self._segments[i]
+
+    def clear(self) -> None:
+        self._segments.clear()
+
+    def sample_pairs(self, n: int, rng: np.random.Generator) -> list[tuple[Segment, Segment]]:
+        """``n`` pairs of distinct segments drawn uniformly (fewer if the pool is too small)."""
+        size = len(self._segments)
+        if size < 2 or n <= 0:
+            return []
+        left = rng.integers(0, size, n)
+        # Offset in [1, size) guarantees right != left.
+        right = (left + rng.integers(1, size, n)) % size
+        return [(self._segments[a], self._segments[b]) for a, b in zip(left, right)]
+
+    def observations(self, max_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``max_steps`` (obs, act) rows from random pool segments, for reward normalisation."""
+        if not self._segments:
+            raise ValueError("the segment pool is empty")
+        length = len(self._segments[0])
+        count = min(len(self._segments), max(1, max_steps // length))
+        picks = rng.choice(len(self._segments), size=count, replace=False)
+        obs = np.concatenate([self._segments[i].obs for i in picks])
+        acts = np.concatenate([self._segments[i].acts for i in picks])
+        return obs, acts

@@ -1,0 +1,362 @@
+"""The Christiano et al. 2017 loop (§2.2), around any SB3 agent.
+
+    random-policy segments → initial labels → fit the reward ensemble            (pre-training)
+    then, while the agent trains on the learned reward, every ``reward_update_interval`` steps:
+    pool of recent segments → choose pairs → ask the teacher → store answers → refit → renormalise
+
+The agent runs one uninterrupted ``learn`` call (so learning-rate schedules stay intact); the loop's
+work happens in a callback at the end of each rollout. Labels go to SQLite as they arrive and the run
+is checkpointed atomically, so ``prefrl resume`` continues a killed run with no label lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from prefrl import algos
+from prefrl.checkpoint import latest_checkpoint, read_state, write_checkpoint
+from prefrl.config import ConfigError, TrainConfig
+from prefrl.environment import check_env_id, env_dt, env_family, make_vec_env, random_actions
+from prefrl.label_store import LabelStore, StoreTeacher
+from prefrl.metrics import MetricsLog, final_true_return
+from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
+from prefrl.query_selection import RandomSelector, make_selector
+from prefrl.reward_model import FitStats, RewardEnsemble
+from prefrl.schedule import LabelSchedule
+from prefrl.segments import SegmentPool, default_segment_length
+from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
+from prefrl.wrappers import LearnedRewardVecEnv
+
+# Per-family defaults (Christiano et al. 2017, App. A.1 / A.2).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mujoco": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
+    "atari": {"initial_fraction": None, "initial_labels": 500, "rate_constant": 5e6, "output_std": 0.05},
+    "other": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
+}
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    labels: int
+    final_true_return: float | None
+    wall_s: float
+    run_dir: Path
+
+
+class PreferenceTrainer:
+    """Train ``config.algo`` on ``config.env`` from the teacher's preferences.
+
+    Args:
+        config: the run's settings; unset ones take the env family's defaults.
+        teacher: overrides the teacher named in the config (e.g. a scripted teacher in tests).
+        resume: continue the run in ``config.run_dir`` from its latest checkpoint.
+    """
+
+    def __init__(self, config: TrainConfig, *, teacher: Teacher | None = None, resume: bool = False) -> None:
+        config.validate()
+        self.config, self.resume, self._custom_teacher = config, resume, teacher
+        self.run_dir = Path(config.run_dir)
+        self.spec = check_env_id(config.env)
+        probe = gym.make(config.env)
+        self.family = env_family(probe)
+        dt, action_space = env_dt(probe), probe.action_space
+        probe.close()
+        algos.check_action_space(config.algo, action_space)
+
+        defaults = FAMILY_DEFAULTS[self.family]
+        self.segment_length = config.segment_length or default_segment_length(dt)
+        horizon = self.spec.max_episode_steps
+        if horizon is not None and self.segment_length > horizon:
+            raise ConfigError(
+                f"--segment-length {self.segment_length} is longer than the env horizon ({horizon}); "
+                f"use at most {horizon}"
+            )
+        if config.initial_labels is not None:
+            initial = config.initial_labels
+        elif defaults["initial_fraction"] is not None:
+            initial = round(defaults["initial_fraction"] * config.labels)
+        else:
+            initial = min(defaults["initial_labels"], config.labels)
+        self.schedule = LabelSchedule(
+            config.labels, initial, config.steps, config.rate_constant or defaults["rate_constant"]
+        )
+        self.wait_for_labels = min(config.wait_for_labels or initial, initial)
+        self.output_std = config.output_std or defaults["output_std"]
+        self.n_envs = config.n_envs or algos.default_n_envs(config.algo, self.family)
+        self._check_run_dir()
+
+    # ------------------------------------------------------------------------------------ the loop
+    def train(self) -> TrainStats:
+        checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
+        self._build(checkpoint)
+        if self.config.learns_reward and checkpoint is None:
+            self._pretrain_reward_model()
+        remaining = self.config.steps - self.agent.num_timesteps
+        if remaining > 0:
+            self.agent.learn(
+                remaining,
+                callback=_LoopCallback(self),
+                reset_num_timesteps=checkpoint is None,
+                progress_bar=self.config.progress_bar,
+            )
+        self._after_rollout(self.agent.num_timesteps, final=True)
+        self._checkpoint()
+        self.store.close()
+        try:
+            final = final_true_return(self.metrics.path, self.config.steps)
+        except ValueError:
+            final = None
+        return TrainStats(self.agent.num_timesteps, len(self.dataset), final, self._wall_s(), self.run_dir)
+
+    def _pretrain_reward_model(self) -> None:
+        """Initial labels on segments of a random policy, then a longer first fit (App. A)."""
+        missing = self.schedule.initial_labels - self.labels_requested
+        if missing > 0:
+            self._collect_random_segments(min(self.pool_capacity, 4 * missing))
+            self._ask(RandomSelector().select(self.pool, missing, self.rng))
+        while self._collect_answers() >= 0 and len(self.dataset) < self.wait_for_labels:
+            if self.teacher.pending() == 0:
+                break  # every initial query is answered; some were "can't tell"
+            time.sleep(0.5)  # people are labeling in the GUI
+        if len(self.dataset) == 0:
+            raise RuntimeError("no usable initial labels (every answer was 'can't tell'); cannot fit a reward")
+        self._fit(self.config.pretrain_epochs)
+
+    def _after_rollout(self, step: int, final: bool = False) -> None:
+        """Runs after each rollout of the agent: log, update the reward model when due, checkpoint."""
+        self._log_episodes(step)
+        if self.config.learns_reward and step >= self._next_update and not final:
+            self._next_update = step + self.config.reward_update_interval
+            self._ask(self._select_queries(step))
+            if self._collect_answers() > 0:
+                self._fit(self.config.reward_epochs)
+            elif len(self.pool):
+                self._renormalize()
+        if step >= self._next_checkpoint and not final:
+            self._next_checkpoint = step + self.config.checkpoint_interval
+            self._checkpoint()
+
+    # ------------------------------------------------------------------------- the loop's steps
+    def _select_queries(self, step: int) -> list[tuple[Any, Any]]:
+        due = self.schedule.labels_due(step) - self.labels_requested
+        return self.selector.select(self.pool, due, self.rng) if due > 0 else []
+
+    def _ask(self, pairs: list[tuple[Any, Any]]) -> None:
+        if not pairs:
+            return
+        queries = self.store.add_queries(pairs)
+        self._outstanding.update({q.query_id: q for q in queries})
+        self.labels_requested += len(queries)
+        self.teacher.post(queries)
+
+    def _collect_answers(self) -> int:
+        """Store new answers and add the usable ones to the dataset; returns how many were added."""
+        answers = self.teacher.poll()
+        if answers and not getattr(self.teacher, "answers_persisted", False):
+            self.store.add_answers(answers)
+        added = 0
+        for answer in answers:
+            query = self._outstanding.pop(answer.query_id, None)
+            if query is None:
+                continue  # a repeat shown to measure agreement, or a query from an earlier process
+            if answer.preference != Preference.SKIP:
+                self.dataset.add(query.left, query.right, preference_to_mu(answer.preference))
+                added += 1
+        return added
+
+    def _fit(self, epochs: int) -> None:
+        stats = self.ensemble.fit(self.dataset, epochs=epochs, rng=self.rng)
+        self._renormalize()
+        self._last_fit = stats
+        self._record_fit(stats)
+
+    def _renormalize(self) -> None:
+        if len(self.pool):
+            obs, acts = self.pool.observations(20_000, self.rng)
+        else:
+            obs, acts = self.dataset.all_steps(20_000, self.rng)
+        self.ensemble.normalize(obs, acts)
+
+    def _collect_random_segments(self, n_segments: int) -> None:
+        self.venv.reset()
+        while len(self.pool) < n_segments:
+            self.venv.step(random_actions(self.venv, self.rng))
+
+    # ---------------------------------------------------------------------------------- building
+    def _check_run_dir(self) -> None:
+        config_path = self.run_dir / "config.json"
+        if self.resume:
+            if not config_path.exists():
+                raise ConfigError(f"{self.run_dir} holds no run to resume (no config.json)")
+            return
+        if config_path.exists():
+            saved = json.loads(config_path.read_text())
+            if saved != self.config.to_json():
+                raise ConfigError(
+                    f"{self.run_dir} already holds a different run; choose another --run-dir "
+                    f"or continue that one with `prefrl resume {self.run_dir}`"
+                )
+            raise ConfigError(
+                f"{self.run_dir} already holds this run; continue it with `prefrl resume {self.run_dir}`"
+            )
+
+    def _build(self, checkpoint: Path | None) -> None:
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            cfg.save(self.run_dir / "config.json")
+        torch.set_num_threads(1)
+        state = read_state(checkpoint) if checkpoint else {}
+        set_random_seed(cfg.seed + state.get("resumes", 0))
+        self.rng = np.random.default_rng(cfg.seed)
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        self.resumes = state.get("resumes", -1) + 1
+        self._wall_start, self._wall_before = time.time(), state.get("wall_s", 0.0)
+
+        self.pool_capacity = 2_000
+        self.pool = SegmentPool(self.pool_capacity)
+        base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes)
+        self.ensemble = self._make_ensemble(base)
+        self.reward_env = LearnedRewardVecEnv(
+            base,
+            self.ensemble if cfg.learns_reward else None,
+            segment_length=self.segment_length if cfg.learns_reward else None,
+            pool=self.pool,
+        )
+        venv: VecEnv = self.reward_env
+        if algos.normalizes_observations(cfg.algo):
+            if checkpoint:
+                venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
+            else:
+                venv = VecNormalize(venv, gamma=algos.HYPERPARAMS.get((self.family, cfg.algo), {}).get("gamma", 0.99))
+        self.venv = venv
+        if checkpoint:
+            self.agent: BaseAlgorithm = algos.ALGO_CLASSES[cfg.algo].load(
+                checkpoint / "agent.zip", env=venv, device=cfg.device
+            )
+            if cfg.learns_reward:
+                self.ensemble.load(checkpoint / "reward_model.pt")
+        else:
+            self.agent = algos.make_agent(cfg.algo, self.family, venv, seed=cfg.seed, device=cfg.device)
+        self.agent.set_logger(configure(str(self.run_dir / "logs" / f"session-{self.resumes}"), ["csv", "tensorboard"]))
+
+        self.store = LabelStore(self.run_dir / "labels.sqlite")
+        if cfg.instructions:
+            self.store.set_meta("instructions", cfg.instructions)
+        self.dataset = PreferenceDataset(cfg.max_labels_kept)
+        for query, preference in self.store.answered_pairs():
+            if preference != Preference.SKIP:
+                self.dataset.add(query.left, query.right, preference_to_mu(preference))
+        self.teacher = self._make_teacher()
+        self._outstanding: dict[int, Query] = {}
+        pending = [self.store.query(i) for i in self.store.pending_query_ids()]
+        self._outstanding.update({q.query_id: q for q in pending})
+        if pending and not getattr(self.teacher, "answers_persisted", False):
+            self.teacher.post(pending)  # asked before a kill, never answered
+        self.labels_requested = self.store.num_queries()
+        self.selector = make_selector(cfg.query_selection, self.ensemble, oversample=cfg.oversample)
+        self._last_fit: FitStats | None = None
+        self.metrics = MetricsLog(self.run_dir / "metrics.csv")
+        step = state.get("step", 0)
+        self.metrics.truncate_after(step)
+        self._next_update = state.get("next_update", cfg.reward_update_interval)
+        self._next_checkpoint = state.get("next_checkpoint", cfg.checkpoint_interval)
+
+    def _make_ensemble(self, venv: VecEnv) -> RewardEnsemble:
+        """The reward model for this env family (MLP for vector observations, App. A.1)."""
+        return RewardEnsemble.for_spaces(
+            venv.observation_space,
+            venv.action_space,
+            ensemble_size=self.config.ensemble_size,
+            dropout=self.config.dropout,
+            output_std=self.output_std,
+            device=self.config.device,
+        )
+
+    def _make_teacher(self) -> Teacher:
+        if self._custom_teacher is not None:
+            return self._custom_teacher
+        if self.config.teacher == "human":
+            return StoreTeacher(self.store)
+        if self.config.teacher == "true-reward":
+            return make_synthetic_teacher("oracle", self.rng)  # never asked: no reward is learned
+        return make_synthetic_teacher(self.config.teacher, self.rng)
+
+    # ----------------------------------------------------------------------------- bookkeeping
+    def _wall_s(self) -> float:
+        return self._wall_before + time.time() - self._wall_start
+
+    def _log_episodes(self, step: int) -> None:
+        episodes = self.reward_env.drain_episodes()
+        if not episodes:
+            return
+        true_return = float(np.mean([e["r"] for e in episodes]))
+        learned_return = float(np.mean([e["learned_r"] for e in episodes]))
+        val_acc = self._last_fit.val_accuracy if self._last_fit else float("nan")
+        self.metrics.append(
+            step=step,
+            wall_s=round(self._wall_s(), 2),
+            episodes=len(episodes),
+            true_return=true_return,
+            learned_return=learned_return,
+            labels=len(self.dataset),
+            val_accuracy=val_acc,
+        )
+        log = self.agent.logger
+        log.record("rollout/true_ep_return", true_return)
+        log.record("rollout/learned_ep_return", learned_return)
+        log.record("labels/total", len(self.dataset))
+        log.record("labels/requested", self.labels_requested)
+
+    def _record_fit(self, stats: FitStats) -> None:
+        log = self.agent.logger
+        log.record("reward_model/train_loss", stats.train_loss)
+        log.record("reward_model/val_loss", stats.val_loss)
+        log.record("reward_model/val_accuracy", stats.val_accuracy)
+        log.record("reward_model/l2_coef", stats.l2_coef)
+
+    def _checkpoint(self) -> None:
+        def write(path: Path) -> None:
+            self.agent.save(path / "agent.zip")
+            if isinstance(self.venv, VecNormalize):
+                self.venv.save(str(path / "vecnormalize.pkl"))
+            if self.config.learns_reward:
+                self.ensemble.save(path / "reward_model.pt")
+
+        state = {
+            "step": int(self.agent.num_timesteps),
+            "next_update": self._next_update,
+            "next_checkpoint": self._next_checkpoint,
+            "wall_s": self._wall_s(),
+            "resumes": self.resumes,
+            "rng": self.rng.bit_generator.state,
+            "labels": len(self.dataset),
+        }
+        write_checkpoint(self.run_dir, int(self.agent.num_timesteps), state, write)
+
+
+class _LoopCallback(BaseCallback):
+    def __init__(self, trainer: PreferenceTrainer) -> None:
+        super().__init__()
+        self.trainer = trainer
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.trainer._after_rollout(self.num_timesteps)
