@@ -1,0 +1,14 @@
+"""Task variants of Christiano et al. 2017, App. A, registered as gymnasium ids in the ``prefrl`` namespace.
+
+Importing this package registers them (idempotently):
+
+* MuJoCo (App. A.1), in :mod:`prefrl.envs.mujoco`: fixed-horizon episodes, termination replaced by a
+  penalty, no control costs; ids in :data:`MUJOCO_TASKS`.
+* Atari (App. A.2) is to live in its own module, ``prefrl.envs.atari``, registered here the same way.
+"""
+
+from .mujoco import MUJOCO_TASKS, SimStateInfo, get_sim_state, register_mujoco_tasks, set_sim_state
+
+register_mujoco_tasks()
+
+__all__ = ["MUJOCO_TASKS", "SimStateInfo", "get_sim_state", "set_sim_state"]

@@ -1,0 +1,253 @@
+"""MuJoCo task variants of Christiano et al. 2017, App. A.1, built on gymnasium's v5 MuJoCo envs.
+
+The paper changes the standard tasks in two ways, so that a reward model fitted to preferences over clips has
+to recover everything the agent is rewarded for:
+
+* **Fixed-length episodes.** An episode's length would leak the true reward (a falling Hopper ends early), so
+  every episode lasts exactly the task's horizon (gymnasium ``TimeLimit`` truncation) and ``terminated`` is
+  always False. Where the gymnasium env would terminate (Hopper, Walker2d and Ant unhealthy, the pendulums
+  fallen), the simulation goes on and each such step costs ``fall_penalty``: a penalty the agent must learn.
+* **No torque costs.** People cannot see torques, so control costs (and Ant's contact cost) are left out of
+  the true reward.
+
+Every ``info`` (from ``reset`` and ``step``) carries ``info["sim_state"]``, the concatenation of ``qpos`` and
+``qvel``, so that a segment can be re-rendered later with :func:`set_sim_state`.
+
+Usage::
+
+    import gymnasium as gym
+    import prefrl.envs  # registers the ids in MUJOCO_TASKS
+
+    env = gym.make("prefrl/Hopper-v0", fall_penalty=1.0, render_mode="rgb_array")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.envs.mujoco.inverted_double_pendulum_v5 import InvertedDoublePendulumEnv
+from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
+from gymnasium.envs.mujoco.swimmer_v5 import SwimmerEnv
+from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+from gymnasium.utils import RecordConstructorArgs
+
+NAMESPACE = "prefrl"
+FALL_PENALTY = 1.0
+"""Default reward subtracted per step while fallen/unhealthy (the paper gives no value; 1.0 mirrors the
+healthy bonus of Hopper, Walker2d and Ant)."""
+
+
+# --- simulator state ---------------------------------------------------------------------------------------
+
+
+def _model_and_data(env: gym.Env[Any, Any]) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    base = env.unwrapped
+    model, data = getattr(base, "model", None), getattr(base, "data", None)
+    if not isinstance(model, mujoco.MjModel) or not isinstance(data, mujoco.MjData):
+        raise TypeError(
+            f"expected a MuJoCo env (env.unwrapped with .model: MjModel and .data: MjData); "
+            f"got {type(base).__name__}"
+        )
+    return model, data
+
+
+def get_sim_state(env: gym.Env[Any, Any]) -> np.ndarray:
+    """Returns the simulator state of any gymnasium MuJoCo env.
+
+    Returns:
+        A new float64 array, shape ``(nq + nv,)``: ``data.qpos`` then ``data.qvel``. This is enough to
+        re-render a frame of these tasks (none has actuator activations; Reacher's target is in ``qpos``).
+        A frame rendered after :func:`set_sim_state` shows exactly this state, whereas the env's own frame
+        right after a step lags one physics substep (MuJoCo computes positions before integrating), off by
+        a few pixels: render a clip's frames from saved states throughout, not a mix of both.
+    """
+    _, data = _model_and_data(env)
+    return np.concatenate([data.qpos, data.qvel]).astype(np.float64)
+
+
+def set_sim_state(env: gym.Env[Any, Any], state: np.ndarray) -> None:
+    """Sets ``qpos`` and ``qvel`` of any gymnasium MuJoCo env and recomputes its derived quantities.
+
+    Args:
+        env: The env (wrapped or not); its ``unwrapped`` simulator is changed in place.
+        state: Shape ``(nq + nv,)``, as returned by :func:`get_sim_state` or found in ``info["sim_state"]``.
+
+    Meant for rendering: stepping on from a restored state need not repeat the original trajectory to the
+    last bit (the solver's warm start is not part of the state).
+    """
+    model, data = _model_and_data(env)
+    state = np.asarray(state, dtype=np.float64)
+    if state.shape != (model.nq + model.nv,):
+        raise ValueError(
+            f"sim_state must have shape (nq + nv,) = ({model.nq + model.nv},) for this env; "
+            f"got {state.shape}. Was it recorded in a different task?"
+        )
+    data.qpos[:] = state[: model.nq]
+    data.qvel[:] = state[model.nq :]
+    mujoco.mj_forward(model, data)
+
+
+class SimStateInfo(gym.Wrapper[Any, Any, Any, Any], RecordConstructorArgs):
+    """Adds ``info["sim_state"]`` (see :func:`get_sim_state`) to the info of ``reset`` and ``step``.
+
+    The state is read after the step, so a stored segment can be re-rendered frame by frame (App. B clips).
+    Works on any gymnasium MuJoCo env.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        _model_and_data(env)  # fail at construction, not at the first step
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, {**info, "sim_state": get_sim_state(self.env)}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "sim_state": get_sim_state(self.env)}
+
+
+# --- termination replaced by a penalty ---------------------------------------------------------------------
+
+
+def _unhealthy(env: Any) -> bool:
+    """Hopper/Walker2d/Ant-v5: the condition under which they would terminate."""
+    return not env.is_healthy
+
+
+def _pendulum_fallen(env: Any) -> bool:
+    """InvertedPendulum-v5: terminates when the state is not finite or the pole leans more than 0.2 rad."""
+    return bool(not np.isfinite(env.state_vector()).all() or abs(env.data.qpos[1]) > 0.2)
+
+
+def _double_pendulum_fallen(env: Any) -> bool:
+    """InvertedDoublePendulum-v5: terminates when the tip's height is at most 1."""
+    return bool(env.data.site_xpos[0][2] <= 1)
+
+
+FALL_CONDITIONS: dict[str, Callable[[Any], bool]] = {
+    "unhealthy": _unhealthy,
+    "pendulum_fallen": _pendulum_fallen,
+    "double_pendulum_fallen": _double_pendulum_fallen,
+}
+"""Each computes, on the unwrapped env after a step, the condition under which the v5 env terminates."""
+
+
+class FallPenalty(gym.Wrapper[Any, Any, Any, Any], RecordConstructorArgs):
+    """Replaces termination by a per-step penalty the agent must learn (Christiano et al. 2017, App. A.1).
+
+    The episode never terminates: while the condition ``FALL_CONDITIONS[fallen]`` holds after a step, the
+    simulation goes on and the step's reward is lowered by ``fall_penalty``. The base envs already drop their
+    alive bonus when fallen, so a fallen step earns ``-fall_penalty`` plus the task's other terms (e.g.
+    Hopper's forward velocity, the double pendulum's distance penalty). ``info["fallen"]`` and
+    ``info["reward_fall"]`` (0 or ``-fall_penalty``) report it.
+
+    Args:
+        env: A gymnasium MuJoCo env.
+        fallen: A key of :data:`FALL_CONDITIONS` (a name, not a function, so ``env.spec`` stays JSON-able).
+        fall_penalty: Reward subtracted per fallen step.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], fallen: str, *, fall_penalty: float = FALL_PENALTY) -> None:
+        if fallen not in FALL_CONDITIONS:
+            raise ValueError(f"unknown fall condition {fallen!r}; choose one of {sorted(FALL_CONDITIONS)}")
+        RecordConstructorArgs.__init__(self, fallen=fallen, fall_penalty=fall_penalty)
+        gym.Wrapper.__init__(self, env)
+        self.is_fallen = FALL_CONDITIONS[fallen]
+        self.fall_penalty = float(fall_penalty)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        # The base env's `terminated` is dropped: it is either always False (terminate_when_unhealthy=False)
+        # or the same condition as `fallen` (pendulums), which the penalty now stands for.
+        obs, reward, _, truncated, info = self.env.step(action)
+        fallen = bool(self.is_fallen(self.env.unwrapped))
+        reward_fall = -self.fall_penalty if fallen else 0.0
+        info = {**info, "fallen": fallen, "reward_fall": reward_fall}
+        return obs, float(reward) + reward_fall, False, truncated, info
+
+
+# --- the variants ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MujocoTask:
+    """One task of App. A.1: a gymnasium v5 env class, its horizon, cost-free kwargs and fall condition."""
+
+    name: str
+    env_class: type[MujocoEnv]
+    horizon: int
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fallen: str | None = None  # a key of FALL_CONDITIONS
+
+    @property
+    def id(self) -> str:
+        return f"{NAMESPACE}/{self.name}-v0"
+
+
+_NO_CTRL_COST = {"ctrl_cost_weight": 0.0}
+_NO_TERMINATION = {"terminate_when_unhealthy": False}
+TASKS: dict[str, MujocoTask] = {
+    task.name: task
+    for task in (
+        MujocoTask("Hopper", HopperEnv, 1000, {**_NO_CTRL_COST, **_NO_TERMINATION}, "unhealthy"),
+        MujocoTask("Walker2d", Walker2dEnv, 1000, {**_NO_CTRL_COST, **_NO_TERMINATION}, "unhealthy"),
+        MujocoTask("Swimmer", SwimmerEnv, 1000, _NO_CTRL_COST),
+        MujocoTask("HalfCheetah", HalfCheetahEnv, 1000, _NO_CTRL_COST),
+        MujocoTask(
+            "Ant", AntEnv, 1000, {**_NO_CTRL_COST, "contact_cost_weight": 0.0, **_NO_TERMINATION}, "unhealthy"
+        ),
+        MujocoTask("Reacher", ReacherEnv, 50, {"reward_control_weight": 0.0}),
+        # The pendulums have no control cost and no kwarg to stop termination: FallPenalty drops it.
+        MujocoTask("InvertedPendulum", InvertedPendulumEnv, 1000, fallen="pendulum_fallen"),
+        MujocoTask(
+            "InvertedDoublePendulum", InvertedDoublePendulumEnv, 1000, fallen="double_pendulum_fallen"
+        ),
+    )
+}
+MUJOCO_TASKS: tuple[str, ...] = tuple(task.id for task in TASKS.values())
+
+
+def make_task(task: str, *, fall_penalty: float = FALL_PENALTY, **kwargs: Any) -> gym.Env[Any, Any]:
+    """Builds one App. A.1 variant (Christiano et al. 2017); the registered ids' entry point.
+
+    Use ``gym.make("prefrl/<task>-v0", ...)`` rather than calling this directly: ``gym.make`` adds the
+    ``TimeLimit`` that fixes the episode length to the task's horizon.
+
+    Args:
+        task: A key of :data:`TASKS`, e.g. ``"Hopper"``.
+        fall_penalty: Reward subtracted per step while fallen/unhealthy (ignored by tasks that cannot fall).
+        **kwargs: Passed to the gymnasium v5 env (e.g. ``render_mode``, ``width``, ``height``); they override
+            the variant's defaults.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown MuJoCo task {task!r}; choose one of {sorted(TASKS)}")
+    spec = TASKS[task]
+    env: gym.Env[Any, Any] = spec.env_class(**{**spec.kwargs, **kwargs})
+    if spec.fallen is not None:
+        env = FallPenalty(env, spec.fallen, fall_penalty=fall_penalty)
+    return SimStateInfo(env)
+
+
+def register_mujoco_tasks() -> None:
+    """Registers every id of :data:`MUJOCO_TASKS` with gymnasium; calling it again does nothing."""
+    for task in TASKS.values():
+        if task.id not in gym.registry:
+            gym.register(
+                id=task.id,
+                entry_point=f"{__name__}:make_task",
+                max_episode_steps=task.horizon,
+                kwargs={"task": task.name},
+            )
