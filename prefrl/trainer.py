@@ -78,8 +78,8 @@ class PreferenceTrainer:
         algos.check_action_space(config.algo, action_space)
 
         defaults = FAMILY_DEFAULTS[self.family]
-        self.segment_length = config.segment_length or default_segment_length(dt)
         horizon = self.spec.max_episode_steps
+        self.segment_length = config.segment_length or min(default_segment_length(dt), horizon or 10**9)
         if horizon is not None and self.segment_length > horizon:
             raise ConfigError(
                 f"--segment-length {self.segment_length} is longer than the env horizon ({horizon}); "
@@ -91,9 +91,12 @@ class PreferenceTrainer:
             initial = round(defaults["initial_fraction"] * config.labels)
         else:
             initial = min(defaults["initial_labels"], config.labels)
-        self.schedule = LabelSchedule(
-            config.labels, initial, config.steps, config.rate_constant or defaults["rate_constant"]
-        )
+        try:
+            self.schedule = LabelSchedule(
+                config.labels, initial, config.steps, config.rate_constant or defaults["rate_constant"]
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         self.wait_for_labels = min(config.wait_for_labels or initial, initial)
         self.output_std = config.output_std or defaults["output_std"]
         self.n_envs = config.n_envs or algos.default_n_envs(config.algo, self.family)

@@ -1,0 +1,137 @@
+"""``prefrl``: train from preferences, resume, plot, label.
+
+    prefrl train --env ENV --algo ALGO --teacher TEACHER --labels N --steps N --seed S --run-dir DIR
+    prefrl resume DIR
+    prefrl plot DIR [DIR ...] --out FILE.png
+    prefrl envs
+
+Bad input ends with a one-line ``prefrl: error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Callable
+
+import tyro
+
+from prefrl.config import ConfigError, TrainConfig
+
+USAGE = """usage: prefrl {train,resume,plot,envs} ...
+
+  train    train an agent from preferences (prefrl train --help)
+  resume   continue an interrupted run: prefrl resume DIR
+  plot     learning curves: prefrl plot DIR [DIR ...] --out FILE.png
+  envs     list prefrl's task variants
+"""
+
+
+class UsageError(ConfigError):
+    pass
+
+
+def cmd_train(args: list[str]) -> None:
+    from prefrl.trainer import PreferenceTrainer
+
+    config = tyro.cli(TrainConfig, args=args, prog="prefrl train")
+    stats = PreferenceTrainer(config).train()
+    _report(stats)
+
+
+@dataclass
+class ResumeArgs:
+    """Continue a run killed or stopped early, from its latest checkpoint; no label is lost."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional]
+
+
+def cmd_resume(args: list[str]) -> None:
+    from prefrl.trainer import PreferenceTrainer
+
+    parsed = tyro.cli(ResumeArgs, args=args, prog="prefrl resume")
+    config_path = parsed.run_dir / "config.json"
+    if not config_path.exists():
+        raise ConfigError(f"{parsed.run_dir} holds no prefrl run (no config.json); check the path")
+    config = TrainConfig.load(config_path)
+    config.run_dir = parsed.run_dir
+    _report(PreferenceTrainer(config, resume=True).train())
+
+
+@dataclass
+class PlotArgs:
+    """True return vs env steps (with labels and reward-model accuracy) for each run, on one figure."""
+
+    run_dirs: Annotated[list[Path], tyro.conf.Positional]
+    out: Path = Path("learning_curves.png")
+    title: str | None = None
+
+
+def cmd_plot(args: list[str]) -> None:
+    from prefrl.plotting import plot_runs
+
+    parsed = tyro.cli(PlotArgs, args=args, prog="prefrl plot")
+    try:
+        plot_runs(parsed.run_dirs, parsed.out, title=parsed.title)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    print(f"wrote {parsed.out}")
+
+
+def cmd_envs(args: list[str]) -> None:
+    import gymnasium as gym
+
+    import prefrl.envs  # noqa: F401
+
+    for env_id in sorted(k for k in gym.registry if k.startswith("prefrl/")):
+        print(env_id)
+
+
+def _report(stats: object) -> None:
+    final = getattr(stats, "final_true_return", None)
+    final_text = "n/a" if final is None else f"{final:.1f}"
+    print(
+        f"done: {stats.steps} steps, {stats.labels} labels, final true return {final_text}, "  # type: ignore[attr-defined]
+        f"{stats.wall_s:.0f} s; run dir {stats.run_dir}"  # type: ignore[attr-defined]
+    )
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "plot": cmd_plot,
+    "envs": cmd_envs,
+}
+
+
+def register(name: str, command: Callable[[list[str]], None]) -> None:
+    """Add a subcommand (the labeling GUI adds ``label`` and ``labels``)."""
+    COMMANDS[name] = command
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        import prefrl.labeling_gui.cli  # noqa: F401  (registers its subcommands when present)
+    except ImportError:
+        pass
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + "".join(f"  {n}\n" for n in COMMANDS if n not in ("train", "resume", "plot", "envs")))
+        return 0 if argv else 2
+    command = COMMANDS.get(argv[0])
+    try:
+        if command is None:
+            raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
+        command(argv[1:])
+    except ConfigError as err:
+        print(f"prefrl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prefrl: interrupted; continue with `prefrl resume RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

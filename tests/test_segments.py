@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from prefrl.segments import SegmentCollector, SegmentPool, default_segment_length
+
+
+def make_collector(num_envs=2, length=3, stride=None):
+    return SegmentCollector(
+        num_envs=num_envs, segment_length=length, obs_shape=(2,), obs_dtype=np.float32,
+        act_shape=(1,), act_dtype=np.float32, state_dim=4, stride=stride,
+    )
+
+
+def step(c, t, dones=(False, False)):
+    obs = np.array([[t, 0], [t, 1]], np.float32)
+    return c.add(obs, np.full((2, 1), t, np.float32), np.array([t, -t], np.float32), np.array(dones),
+                 np.full((2, 4), t, np.float64))
+
+
+def test_segments_are_consecutive_steps_of_one_env():
+    c = make_collector()
+    out = [s for t in range(7) for s in step(c, t)]
+    assert len(out) == 4  # two full segments per env
+    first = out[0]
+    np.testing.assert_array_equal(first.obs[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(first.true_rewards, [0, 1, 2])
+    np.testing.assert_array_equal(first.states[:, 0], [0, 1, 2])
+    assert first.true_return == 3
+
+
+def test_episode_end_discards_partial_segment():
+    c = make_collector()
+    step(c, 0)
+    step(c, 1, dones=(True, False))  # env 0's 2-step partial is dropped; env 1 goes on
+    out = step(c, 2)
+    assert len(out) == 1 and out[0].obs[0, 1] == 1  # only env 1 finished
+    assert [len(s) for t in (3, 4) for s in step(c, t)] == [3]  # env 0 finishes steps 2..4
+    # A segment never contains the step after a done.
+
+
+def test_stride_skips_steps_between_segments():
+    c = make_collector(stride=5)
+    out = [s for t in range(13) for s in step(c, t) if s.obs[0, 1] == 0]
+    assert [list(s.obs[:, 0]) for s in out] == [[0, 1, 2], [5, 6, 7], [10, 11, 12]]
+
+
+def test_segments_do_not_alias_buffers():
+    c = make_collector(length=1)
+    a = step(c, 1)[0]
+    step(c, 2)
+    assert a.obs[0, 0] == 1
+
+
+def test_pool_is_bounded_and_pairs_are_distinct(rng):
+    c = make_collector(length=1)
+    pool = SegmentPool(capacity=10)
+    for t in range(50):
+        pool.extend(step(c, t))
+    assert len(pool) == 10
+    pairs = pool.sample_pairs(200, rng)
+    assert len(pairs) == 200 and all(a is not b for a, b in pairs)
+    obs, acts = pool.observations(5, rng)
+    assert obs.shape == (5, 2) and acts.shape == (5, 1)
+
+
+def test_default_segment_length_follows_paper_range():
+    assert default_segment_length(0.05) == 30  # 1.5 s
+    assert default_segment_length(0.008) == 60  # Hopper: clamped to 60
+    assert default_segment_length(0.5) == 15
+    with pytest.raises(ValueError):
+        make_collector(length=0)
