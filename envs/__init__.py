@@ -10,5 +10,6 @@ Importing this package registers them (idempotently):
 from .mujoco import MUJOCO_TASKS, SimStateInfo, get_sim_state, register_mujoco_tasks, set_sim_state
 
 register_mujoco_tasks()
+from . import backflip  # noqa: E402, F401  (registers prefrl/HopperBackflip-v0)
 
 __all__ = ["MUJOCO_TASKS", "SimStateInfo", "get_sim_state", "set_sim_state"]

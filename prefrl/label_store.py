@@ -8,7 +8,8 @@ Tables:
     segments(id, data)          one compressed npz blob per segment (obs, acts, true rewards, states, frames)
     queries(id, left_id, right_id, created, repeat_of, assigned_to, assigned_at)
     answers(id, query_id, choice, labeler, created, seconds)
-    meta(key, value)            free-form run metadata (e.g. the task's instructions)
+    meta(key, value)            free-form run metadata (e.g. the task's instructions, the env id)
+    clips(segment_id, path, error, created)   rendered clip of a segment (path relative to the store)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import io
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -44,6 +45,14 @@ CREATE TABLE IF NOT EXISTS answers (
     seconds REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clips (
+    segment_id INTEGER PRIMARY KEY REFERENCES segments(id),
+    path TEXT,
+    error TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queries_by_pair ON queries(left_id, right_id);
+CREATE INDEX IF NOT EXISTS queries_by_labeler ON queries(assigned_to);
 """
 
 
@@ -189,6 +198,145 @@ class LabelStore:
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
+
+    # ------------------------------------------------------------- labeling GUI: claims, clips, stats
+    def claim_queries(
+        self, labeler: str, n: int, *, lease_s: float = 600.0, require_clips: bool = True
+    ) -> list[int]:
+        """Hand up to ``n`` unanswered queries to ``labeler``, in one transaction.
+
+        Queries the labeler already holds (claimed, unanswered, claim younger than ``lease_s``) come
+        first and have their claim renewed; the rest are the oldest queries nobody holds. So no query is
+        handed to two labelers at once, and a repeat (``repeat_of``) never goes to the labeler who holds or
+        answered another copy of the same pair. A claim left unanswered for ``lease_s`` lapses (the
+        labeler closed the page) and the query goes to the next labeler who asks.
+
+        Args:
+            labeler: the labeler's name.
+            n: how many queries the labeler wants to hold (the shown one and the prefetched ones).
+            lease_s: seconds after which an unanswered claim lapses.
+            require_clips: hand out only queries whose two clips are rendered (or failed to render:
+                see :meth:`set_clip`).
+
+        Returns:
+            Query ids, the ones already held first, then by age.
+        """
+        now = time.time()
+        expired = now - lease_s
+        with self._transaction():
+            held = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT q.id FROM queries q WHERE q.assigned_to = ? AND q.assigned_at > ? "
+                    "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id) "
+                    "ORDER BY q.assigned_at, q.id LIMIT ?",
+                    (labeler, expired, n),
+                )
+            ]
+            new: list[int] = []
+            if len(held) < n:
+                clips_ready = (
+                    "AND EXISTS (SELECT 1 FROM clips c WHERE c.segment_id = q.left_id) "
+                    "AND EXISTS (SELECT 1 FROM clips c WHERE c.segment_id = q.right_id) "
+                    if require_clips
+                    else ""
+                )
+                pair_sql = "SELECT left_id, right_id FROM queries WHERE id = ?"
+                pairs = {tuple(self._db.execute(pair_sql, (q,)).fetchone()) for q in held}
+                candidates = self._db.execute(
+                    "SELECT q.id, q.left_id, q.right_id FROM queries q "
+                    "WHERE (q.assigned_to IS NULL OR q.assigned_at <= ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM queries o LEFT JOIN answers oa ON oa.query_id = o.id "
+                    "  WHERE o.left_id = q.left_id AND o.right_id = q.right_id AND o.id != q.id "
+                    "  AND ((o.assigned_to = ? AND oa.id IS NULL) OR oa.labeler = ?)) "
+                    f"{clips_ready}ORDER BY q.id",
+                    (expired, labeler, labeler),
+                )
+                for qid, left_id, right_id in candidates:
+                    if len(held) + len(new) == n:
+                        break
+                    if (left_id, right_id) not in pairs:  # two copies of a pair never go to one labeler
+                        pairs.add((left_id, right_id))
+                        new.append(qid)
+            self._db.executemany(
+                "UPDATE queries SET assigned_to = ?, assigned_at = ? WHERE id = ?",
+                [(labeler, now, qid) for qid in held + new],
+            )
+        return held + new
+
+    def query_info(self, query_id: int) -> dict[str, Any]:
+        """Segment ids, claim and answer of one query; raises KeyError for an unknown one."""
+        row = self._db.execute(
+            "SELECT q.left_id, q.right_id, q.repeat_of, q.assigned_to, q.assigned_at, a.choice, a.labeler "
+            "FROM queries q LEFT JOIN answers a ON a.query_id = q.id WHERE q.id = ?",
+            (query_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no query {query_id}")
+        keys = ("left_id", "right_id", "repeat_of", "assigned_to", "assigned_at", "choice", "answered_by")
+        return dict(zip(keys, row, strict=True))
+
+    def add_answer_at(self, answer: Answer, created: float) -> None:
+        """Commit one answer with its original time (for imports); errors as :meth:`add_answers`."""
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM queries WHERE id = ?", (answer.query_id,)).fetchone() is None:
+                raise KeyError(f"no query {answer.query_id}")
+            try:
+                self._db.execute(
+                    "INSERT INTO answers (query_id, choice, labeler, created, seconds) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (answer.query_id, answer.preference.name.lower(), answer.labeler, created,
+                     float(answer.seconds)),
+                )
+            except sqlite3.IntegrityError as err:
+                raise ValueError(f"query {answer.query_id} is already answered") from err
+
+    def queue_length(self, *, lease_s: float = 600.0) -> int:
+        """Unanswered queries that nobody holds (or whose claim lapsed)."""
+        return int(
+            self._db.execute(
+                "SELECT COUNT(*) FROM queries q WHERE (q.assigned_to IS NULL OR q.assigned_at <= ?) "
+                "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id)",
+                (time.time() - lease_s,),
+            ).fetchone()[0]
+        )
+
+    def answer_records(self) -> list[dict[str, Any]]:
+        """Every answer with its query's segment ids and ``repeat_of``, oldest first (for statistics)."""
+        rows = self._db.execute(
+            "SELECT a.query_id, q.left_id, q.right_id, q.repeat_of, a.choice, a.labeler, a.created, "
+            "a.seconds FROM answers a JOIN queries q ON q.id = a.query_id ORDER BY a.id"
+        )
+        keys = ("query_id", "left_id", "right_id", "repeat_of", "choice", "labeler", "created", "seconds")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def segments_without_clips(self, limit: int = 16) -> list[int]:
+        """Segments of unanswered queries that have no clip (nor a failed attempt), oldest query first."""
+        rows = self._db.execute(
+            "SELECT s FROM (SELECT q.id AS qid, q.left_id AS s FROM queries q UNION ALL "
+            "SELECT q.id, q.right_id FROM queries q) "
+            "WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = qid) "
+            "AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.segment_id = s) ORDER BY qid, s LIMIT ?",
+            (limit,),
+        )
+        return list(dict.fromkeys(r[0] for r in rows))
+
+    def set_clip(self, segment_id: int, path: str | None, error: str | None = None) -> None:
+        """Record a segment's rendered clip (``path`` relative to the store's folder) or why it failed."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO clips (segment_id, path, error, created) VALUES (?, ?, ?, ?)",
+            (segment_id, path, error, time.time()),
+        )
+
+    def clip(self, segment_id: int) -> tuple[str | None, str | None]:
+        """``(path, error)`` of a segment's clip; ``(None, None)`` while it is not rendered yet."""
+        row = self._db.execute("SELECT path, error FROM clips WHERE segment_id = ?", (segment_id,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def transaction(self) -> _Transaction:
+        """``with store.transaction(): ...``: BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
+        return self._transaction()
 
     @property
     def connection(self) -> sqlite3.Connection:

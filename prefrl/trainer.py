@@ -261,6 +261,7 @@ class PreferenceTrainer:
         self.store = LabelStore(self.run_dir / "labels.sqlite")
         if cfg.instructions:
             self.store.set_meta("instructions", cfg.instructions)
+        self.store.set_meta("env_id", cfg.env)  # the labeling server renders the queries' clips in this env
         self.dataset = PreferenceDataset(cfg.max_labels_kept)
         for query, preference in self.store.answered_pairs():
             if preference != Preference.SKIP:

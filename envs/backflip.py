@@ -1,0 +1,165 @@
+"""The Hopper backflip (Christiano et al. 2017, §3.2): a novel behaviour taught only through preferences.
+
+``prefrl/HopperBackflip-v0`` is gymnasium's Hopper-v5 changed so that a flip can happen and be seen:
+
+* **No termination, no fall penalty.** A backflip passes through every pose Hopper-v5 calls unhealthy.
+* **A long horizon at 50 Hz.** Ten physics substeps per action (``dt`` = 0.02 s instead of 0.008 s) and
+  500 steps per episode: 10 s of simulated time, room for several flips. The default segment of 1.5 s
+  (clamped to 60 steps, App. A.1) is a 1.2 s clip, long enough to show one flip.
+* **An observation that survives flips.** The torso's pitch enters as (cos, sin), not as an angle that grows
+  by 2π per turn.
+* **A tracking camera** that follows the torso from the side, far enough back to keep a jump in view.
+* **Instructions** for people labeling (:data:`INSTRUCTIONS`), exposed as ``env.unwrapped.instructions``.
+
+The env's own reward is the torso's backward rotation in the step, in radians, so an episode's true return
+is its net backward rotation and the BPref oracle on it is (almost) the scripted :class:`BackflipTeacher`.
+That teacher stands in for a person: it prefers the segment whose torso turned further backwards, computed
+from the saved simulator states, as a person watching the clips would judge "closer to a backflip".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.utils import EzPickle
+
+from prefrl.segments import Segment
+from prefrl.teachers import Answer, Preference, Query
+
+from .mujoco import NAMESPACE, SimStateInfo
+
+BACKFLIP_ID = f"{NAMESPACE}/HopperBackflip-v0"
+HORIZON = 500
+FRAME_SKIP = 10  # 10 × 0.002 s: actions at 50 Hz
+PITCH_INDEX = 2  # qpos[2] is the torso's pitch ("rooty"); it grows as the hopper leans forwards
+INSTRUCTIONS = (
+    "Prefer the clip that is closer to a backflip. The hopper faces right; a backflip turns it over "
+    "backwards: it jumps, its top swings to the left and over (counter-clockwise on screen) and it comes "
+    "round again. More backward turning is better, a full turn best. If neither clip turns backwards, "
+    "prefer the one that leans further back or jumps higher; press ↓ (can't tell) only when you cannot see."
+)
+CAMERA = {"trackbodyid": 1, "distance": 3.5, "elevation": -10.0, "azimuth": 90.0}
+"""MuJoCo tracking camera on the torso, seen from the side (``azimuth`` 90: the hopper faces right)."""
+
+
+class HopperBackflipEnv(HopperEnv):
+    """Hopper-v5 rewarded for backward rotation, never terminating (see the module docstring).
+
+    Args:
+        frame_skip: physics substeps per action.
+        reset_noise_scale: as Hopper-v5.
+        **kwargs: passed to Hopper-v5 (e.g. ``render_mode``, ``width``, ``height``).
+    """
+
+    instructions = INSTRUCTIONS
+
+    def __init__(self, *, frame_skip: int = FRAME_SKIP, reset_noise_scale: float = 5e-3, **kwargs: Any) -> None:
+        super().__init__(
+            frame_skip=frame_skip,
+            default_camera_config=dict(CAMERA),
+            forward_reward_weight=0.0,
+            ctrl_cost_weight=0.0,
+            healthy_reward=0.0,
+            terminate_when_unhealthy=False,
+            reset_noise_scale=reset_noise_scale,
+            **kwargs,
+        )
+        EzPickle.__init__(self, frame_skip=frame_skip, reset_noise_scale=reset_noise_scale, **kwargs)
+        # qpos without x, with the pitch as (cos, sin): 1 + 2 + 3; qvel: 6.
+        obs_size = self.data.qpos.size + self.data.qvel.size
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float64)
+
+    def _get_obs(self) -> np.ndarray:
+        qpos = self.data.qpos
+        pitch = qpos[PITCH_INDEX]
+        velocity = np.clip(self.data.qvel, -10, 10)
+        return np.concatenate([[qpos[1], np.cos(pitch), np.sin(pitch)], qpos[3:], velocity]).astype(np.float64)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        pitch_before = float(self.data.qpos[PITCH_INDEX])
+        self.do_simulation(action, self.frame_skip)
+        backward = pitch_before - float(self.data.qpos[PITCH_INDEX])
+        info = {
+            "backward_rotation": backward,
+            "rotations": (self.init_qpos[PITCH_INDEX] - self.data.qpos[PITCH_INDEX]) / (2 * np.pi),
+            "x_position": float(self.data.qpos[0]),
+        }
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), backward, False, False, info
+
+
+def make_backflip(**kwargs: Any) -> gym.Env[Any, Any]:
+    """The registered entry point: :class:`HopperBackflipEnv` reporting ``info["sim_state"]``."""
+    return SimStateInfo(HopperBackflipEnv(**kwargs))
+
+
+# --- measuring flips from the state ------------------------------------------------------------------------
+
+
+def backward_rotation(states: np.ndarray) -> float:
+    """Net backward rotation of the torso over a segment, in radians.
+
+    Args:
+        states: simulator states ``(length, nq + nv)`` (qpos then qvel), as saved in a :class:`Segment`.
+    """
+    pitch = np.asarray(states)[:, PITCH_INDEX]
+    return float(pitch[0] - pitch[-1])
+
+
+def count_backflips(states: np.ndarray) -> int:
+    """Full backward turns completed in an episode: ``floor(max_t (θ₀ - θₜ) / 2π)``.
+
+    Args:
+        states: the episode's simulator states ``(steps, nq + nv)``, the first being the reset state.
+    """
+    pitch = np.asarray(states)[:, PITCH_INDEX]
+    return int(np.floor(max(0.0, float(np.max(pitch[0] - pitch))) / (2 * np.pi)))
+
+
+class BackflipTeacher:
+    """A scripted stand-in for a person teaching the backflip (Christiano et al. 2017, §3.2).
+
+    Prefers the segment whose torso turned further backwards (from the saved states, not the reward); answers
+    "equal" when the two differ by less than ``tolerance`` radians. Implements the :class:`Teacher` protocol,
+    and :meth:`prefer` serves a scripted labeler that answers through the labeling GUI's HTTP API.
+
+    Args:
+        tolerance: rotation difference (radians) below which the two segments count as equally good.
+    """
+
+    def __init__(self, *, tolerance: float = 0.02) -> None:
+        self.tolerance = tolerance
+        self._answers: list[Answer] = []
+
+    def prefer(self, left: Segment, right: Segment) -> Preference:
+        if left.states is None or right.states is None:
+            raise ValueError("the backflip teacher needs segments with simulator states (qpos, qvel)")
+        diff = backward_rotation(left.states) - backward_rotation(right.states)
+        if abs(diff) < self.tolerance:
+            return Preference.EQUAL
+        return Preference.LEFT if diff > 0 else Preference.RIGHT
+
+    def post(self, queries: Sequence[Query]) -> None:
+        for q in queries:
+            self._answers.append(Answer(q.query_id, self.prefer(q.left, q.right), labeler="backflip-script"))
+
+    def poll(self) -> list[Answer]:
+        answers, self._answers = self._answers, []
+        return answers
+
+    def pending(self) -> int:
+        return 0
+
+
+def register_backflip() -> None:
+    """Registers ``prefrl/HopperBackflip-v0``; calling it again does nothing."""
+    if BACKFLIP_ID not in gym.registry:
+        gym.register(id=BACKFLIP_ID, entry_point=f"{__name__}:make_backflip", max_episode_steps=HORIZON)
+
+
+register_backflip()
