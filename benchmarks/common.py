@@ -59,7 +59,7 @@ def launch(run_dir: Path, train_args: list[str], steps: int, log: Path) -> subpr
     """Start (or resume) one run in a subprocess; None if it is already complete."""
     if run_is_complete(run_dir, steps):
         return None
-    prefrl = [sys.executable, "-m", "prefrl.cli"]
+    prefrl = [sys.executable, "-m", "prefrl"]
     if (run_dir / "config.json").exists():
         cmd = [*prefrl, "resume", str(run_dir)]
     else:

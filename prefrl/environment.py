@@ -61,7 +61,7 @@ def _with_sim_state(env: gym.Env) -> gym.Env:
 
 def make_env_fn(env_id: str, seed: int, rank: int, *, render_mode: str | None = None) -> Callable[[], gym.Env]:
     def _make() -> gym.Env:
-        env = gym.make(env_id, render_mode=render_mode)
+        env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
         env = _with_sim_state(env)
         env = Monitor(env)  # its info["episode"] carries the env's own (true) return
         env.reset(seed=seed + rank)

@@ -39,11 +39,17 @@ from prefrl.schedule import LabelSchedule
 from prefrl.segments import SegmentPool, default_segment_length
 from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
 from prefrl.wrappers import LearnedRewardVecEnv
+from prefrl.atari import FrameSharingRewardVecEnv
+from prefrl.cnn_reward import cnn_ensemble, is_frame_stack_space
+from prefrl.frame_storage import FramePreferenceDataset, FrameSegmentPool
 
 # Per-family defaults (Christiano et al. 2017, App. A.1 / A.2).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "mujoco": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
-    "atari": {"initial_fraction": None, "initial_labels": 500, "rate_constant": 5e6, "output_std": 0.05},
+    "atari": {
+        "initial_fraction": None, "initial_labels": 500, "rate_constant": 5e6, "output_std": 0.05,
+        "segment_length": 25, "pretrain_epochs": 200, "max_labels_kept": 3000,
+    },
     "other": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
 }
 
@@ -74,6 +80,7 @@ class PreferenceTrainer:
         probe = gym.make(config.env)
         self.family = env_family(probe)
         dt, action_space = env_dt(probe), probe.action_space
+        self.stores_frames = is_frame_stack_space(probe.observation_space)  # each frame once (App. A.2)
         probe.close()
         algos.check_action_space(config.algo, action_space)
 
@@ -100,6 +107,10 @@ class PreferenceTrainer:
         self.wait_for_labels = min(config.wait_for_labels or initial, initial)
         self.output_std = config.output_std or defaults["output_std"]
         self.n_envs = config.n_envs or algos.default_n_envs(config.algo, self.family)
+        # Settings left at their defaults take the family's where it has its own (Atari: App. A.2).
+        self.segment_length = config.segment_length or defaults.get("segment_length", self.segment_length)
+        self.pretrain_epochs = _family_default(config, "pretrain_epochs", defaults)
+        self.max_labels_kept = _family_default(config, "max_labels_kept", defaults)
         self._check_run_dir()
 
     # ------------------------------------------------------------------------------------ the loop
@@ -137,7 +148,7 @@ class PreferenceTrainer:
             time.sleep(0.5)  # people are labeling in the GUI
         if len(self.dataset) == 0:
             raise RuntimeError("no usable initial labels (every answer was 'can't tell'); cannot fit a reward")
-        self._fit(self.config.pretrain_epochs)
+        self._fit(self.pretrain_epochs)
 
     def _after_rollout(self, step: int, final: bool = False) -> None:
         """Runs after each rollout of the agent: log, update the reward model when due, checkpoint."""
@@ -161,6 +172,8 @@ class PreferenceTrainer:
     def _ask(self, pairs: list[tuple[Any, Any]]) -> None:
         if not pairs:
             return
+        if self.config.teacher == "human" and isinstance(self.reward_env, FrameSharingRewardVecEnv):
+            pairs = self.reward_env.with_clips(pairs)  # colour clips only for pairs shown to people
         queries = self.store.add_queries(pairs)
         self._outstanding.update({q.query_id: q for q in queries})
         self.labels_requested += len(queries)
@@ -232,17 +245,17 @@ class PreferenceTrainer:
         self._wall_start, self._wall_before = time.time(), state.get("wall_s", 0.0)
 
         self.pool_capacity = 2_000
-        self.pool = SegmentPool(self.pool_capacity)
+        self.pool = (FrameSegmentPool if self.stores_frames else SegmentPool)(self.pool_capacity)
         base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes)
         self.ensemble = self._make_ensemble(base)
-        self.reward_env = LearnedRewardVecEnv(
+        self.reward_env = (FrameSharingRewardVecEnv if self.stores_frames else LearnedRewardVecEnv)(
             base,
             self.ensemble if cfg.learns_reward else None,
             segment_length=self.segment_length if cfg.learns_reward else None,
             pool=self.pool,
         )
         venv: VecEnv = self.reward_env
-        if algos.normalizes_observations(cfg.algo):
+        if algos.normalizes_observations(cfg.algo, self.family):
             if checkpoint:
                 venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
             else:
@@ -262,7 +275,11 @@ class PreferenceTrainer:
         if cfg.instructions:
             self.store.set_meta("instructions", cfg.instructions)
         self.store.set_meta("env_id", cfg.env)  # the labeling server renders the queries' clips in this env
-        self.dataset = PreferenceDataset(cfg.max_labels_kept)
+        if isinstance(self.reward_env, FrameSharingRewardVecEnv):
+            store = self.reward_env.frame_store  # shared with the pool's segments
+            self.dataset: Any = FramePreferenceDataset(self.max_labels_kept, store=store)
+        else:
+            self.dataset = PreferenceDataset(self.max_labels_kept)
         for query, preference in self.store.answered_pairs():
             if preference != Preference.SKIP:
                 self.dataset.add(query.left, query.right, preference_to_mu(preference))
@@ -282,7 +299,17 @@ class PreferenceTrainer:
         self._next_checkpoint = state.get("next_checkpoint", cfg.checkpoint_interval)
 
     def _make_ensemble(self, venv: VecEnv) -> RewardEnsemble:
-        """The reward model for this env family (MLP for vector observations, App. A.1)."""
+        """The reward model for this env family (MLP for vector observations, App. A.1; CNN for stacked
+        frames, App. A.2)."""
+        if is_frame_stack_space(venv.observation_space):
+            return cnn_ensemble(
+                venv.observation_space,
+                venv.action_space,
+                ensemble_size=self.config.ensemble_size,
+                dropout=self.config.dropout or 0.5,
+                output_std=self.output_std,
+                device=self.config.device,
+            )
         return RewardEnsemble.for_spaces(
             venv.observation_space,
             venv.action_space,
@@ -352,6 +379,14 @@ class PreferenceTrainer:
             "labels": len(self.dataset),
         }
         write_checkpoint(self.run_dir, int(self.agent.num_timesteps), state, write)
+
+
+def _family_default(config: TrainConfig, name: str, defaults: dict[str, Any]) -> Any:
+    """``config.<name>``, or the family's default when the user left the setting at TrainConfig's default."""
+    value = getattr(config, name)
+    if name in defaults and value == TrainConfig.__dataclass_fields__[name].default:
+        return defaults[name]
+    return value
 
 
 class _LoopCallback(BaseCallback):

@@ -130,14 +130,15 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         return self._true_rewards.copy()
 
 
-class LearnedRewardWrapper(gym.Wrapper):
+class LearnedRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Gymnasium version for non-SB3 code: ``reward = reward_fn(obs, action)`` of the step taken.
 
     The env's own reward stays in ``info["true_reward"]``.
     """
 
     def __init__(self, env: gym.Env, reward_fn: RewardFn) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, reward_fn=reward_fn)
+        gym.Wrapper.__init__(self, env)
         self.reward_fn = reward_fn
         self._last_obs: Any = None
 

@@ -1,0 +1,7 @@
+"""``python -m prefrl ...`` is the ``prefrl`` command."""
+
+import sys
+
+from prefrl.cli import main
+
+sys.exit(main())
