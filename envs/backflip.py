@@ -57,7 +57,9 @@ class HopperBackflipEnv(HopperEnv):
 
     instructions = INSTRUCTIONS
 
-    def __init__(self, *, frame_skip: int = FRAME_SKIP, reset_noise_scale: float = 5e-3, **kwargs: Any) -> None:
+    def __init__(
+        self, *, frame_skip: int = FRAME_SKIP, reset_noise_scale: float = 5e-3, **kwargs: Any
+    ) -> None:
         super().__init__(
             frame_skip=frame_skip,
             default_camera_config=dict(CAMERA),
@@ -77,7 +79,9 @@ class HopperBackflipEnv(HopperEnv):
         qpos = self.data.qpos
         pitch = qpos[PITCH_INDEX]
         velocity = np.clip(self.data.qvel, -10, 10)
-        return np.concatenate([[qpos[1], np.cos(pitch), np.sin(pitch)], qpos[3:], velocity]).astype(np.float64)
+        return np.concatenate([[qpos[1], np.cos(pitch), np.sin(pitch)], qpos[3:], velocity]).astype(
+            np.float64
+        )
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         pitch_before = float(self.data.qpos[PITCH_INDEX])

@@ -98,7 +98,9 @@ class SegmentRenderer:
         max_fps: render every k-th step where the env runs faster than this (clips stay real-time).
     """
 
-    def __init__(self, env_id: str, *, size: tuple[int, int] = DEFAULT_SIZE, max_fps: float = MAX_FPS) -> None:
+    def __init__(
+        self, env_id: str, *, size: tuple[int, int] = DEFAULT_SIZE, max_fps: float = MAX_FPS
+    ) -> None:
         import prefrl.envs  # noqa: F401  (registers the prefrl/... ids)
 
         self.env = gym.make(env_id)
@@ -172,7 +174,9 @@ class ClipWorker(threading.Thread):
         poll_s: seconds between looks at an idle queue.
     """
 
-    def __init__(self, store_path: Path, *, size: tuple[int, int] = DEFAULT_SIZE, poll_s: float = 0.25) -> None:
+    def __init__(
+        self, store_path: Path, *, size: tuple[int, int] = DEFAULT_SIZE, poll_s: float = 0.25
+    ) -> None:
         super().__init__(name="prefrl-clips", daemon=True)
         self.store_path = Path(store_path)
         self.size = size
@@ -211,7 +215,9 @@ class ClipWorker(threading.Thread):
             if segment.states is not None and env_id:
                 self._renderer_for(env_id).render(segment, self.store_path.parent / name)
             else:
-                render_frames_only(segment, self.store_path.parent / name, float(store.get_meta("fps") or FRAMES_FPS))
+                render_frames_only(
+                    segment, self.store_path.parent / name, float(store.get_meta("fps") or FRAMES_FPS)
+                )
             store.set_clip(segment_id, name)
             self.rendered += 1
         except Exception as err:  # noqa: BLE001  (one bad segment must not stop the worker)

@@ -1,0 +1,192 @@
+"""``prefrl label`` (serve the labeling page) and ``prefrl labels export|import`` (answers as JSONL).
+
+    prefrl label --run-dir DIR [--host 127.0.0.1] [--port 8000] [--token T] [--repeat-share 0.1]
+    prefrl label --pairs FILE [--run-dir DIR]        # a saved set of pairs, no training attached
+    prefrl labels export SOURCE [--out answers.jsonl]
+    prefrl labels import answers.jsonl --into TARGET
+
+Importing this module registers both subcommands with :func:`prefrl.cli.register`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from prefrl.cli import register
+from prefrl.config import ConfigError
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+@dataclass
+class LabelArgs:
+    """Serve the labeling page: people compare clip pairs of a run (or of a saved set of pairs)."""
+
+    run_dir: Path | None = None
+    """The run being trained (prefrl train ... --teacher human --run-dir DIR); with --pairs, where the
+    answers go (default: next to the pairs file)."""
+    pairs: Path | None = None
+    """A saved set of pairs to label with no training attached: a run's labels.sqlite (or its directory)."""
+    host: str = "127.0.0.1"
+    """Address to bind; anything but loopback requires a token (one is generated if not given)."""
+    port: int = 8000
+    token: str | None = None
+    """Required on every request when set (the page URL carries it as ?token=...)."""
+    repeat_share: float = 0.0
+    """Share of answered pairs shown again to a different labeler, to measure agreement (e.g. 0.1)."""
+    clips: bool = True
+    """Render clips (off: pairs are served without video, for scripted labelers)."""
+    clip_width: int = 320
+    clip_height: int = 240
+    lease_s: float = 600.0
+    """Seconds after which a pair handed to a labeler but not answered goes back to the queue."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_label_args(args: LabelArgs) -> tuple[Path, str | None]:
+    """Check the arguments; returns ``(run dir, token)``. Copies the pairs of ``--pairs`` into the run dir."""
+    if args.run_dir is None and args.pairs is None:
+        raise ConfigError("give --run-dir DIR (a run being trained) or --pairs FILE (a saved set of pairs)")
+    if not 0.0 <= args.repeat_share <= 1.0:
+        raise ConfigError(f"--repeat-share must be in [0, 1]; got {args.repeat_share}")
+    if args.clip_width % 2 or args.clip_height % 2 or min(args.clip_width, args.clip_height) < 16:
+        raise ConfigError(
+            "--clip-width and --clip-height must be even numbers >= 16 (H.264 needs even sizes)"
+        )
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be in 1..65535; got {args.port}")
+    token = args.token
+    if token is not None and len(token) < 8:
+        raise ConfigError("--token must be at least 8 characters")
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(18)
+    run_dir = args.run_dir
+    if args.pairs is not None:
+        from prefrl.label_store import LabelStore
+
+        from .transfer import copy_pairs, store_path
+
+        try:
+            source = store_path(args.pairs)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+        run_dir = run_dir or source.parent / f"{source.stem}-offline"
+        if (run_dir / "labels.sqlite").resolve() == source.resolve():
+            raise ConfigError("--run-dir must differ from the directory of --pairs (answers go to a copy)")
+        with LabelStore(run_dir / "labels.sqlite") as store:
+            added = copy_pairs(source, store)
+        print(f"offline labeling: {added} new pairs from {source} in {run_dir}")
+    elif not run_dir.exists():  # type: ignore[union-attr]
+        print(f"{run_dir} does not exist yet: waiting for `prefrl train --teacher human --run-dir {run_dir}`")
+    assert run_dir is not None
+    return run_dir, token
+
+
+def cmd_label(argv: list[str]) -> None:
+    import uvicorn
+
+    from .server import ServerSettings, create_app
+
+    args = tyro.cli(LabelArgs, args=argv, prog="prefrl label")
+    run_dir, token = resolve_label_args(args)
+    settings = ServerSettings(
+        run_dir=run_dir,
+        token=token,
+        repeat_share=args.repeat_share,
+        render_clips=args.clips,
+        clip_size=(args.clip_width, args.clip_height),
+        lease_s=args.lease_s,
+    )
+    app = create_app(settings)
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown_host}:{args.port}/" + (f"?token={token}" if token else "")
+    if token and args.token is None:
+        print(f"binding {args.host} (not loopback) needs a token; generated one: {token}")
+    print(f"labeling {run_dir}: open {url}  (stats: {url.split('?')[0]}stats)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+@dataclass
+class ExportArgs:
+    """Write every answer of a run (or label database) as JSON lines."""
+
+    source: Annotated[Path, tyro.conf.Positional]
+    """A run directory or a labels.sqlite file."""
+    out: Path | None = None
+    """Output file (default: standard output)."""
+
+
+@dataclass
+class ImportArgs:
+    """Add exported answers to the same pairs in another run (or label database)."""
+
+    file: Annotated[Path, tyro.conf.Positional]
+    """A JSONL file written by `prefrl labels export`."""
+    into: Path
+    """A run directory or labels.sqlite holding the pairs."""
+
+
+LABELS_USAGE = "usage: prefrl labels {export,import} ...  (prefrl labels export --help)"
+
+
+def cmd_labels(argv: list[str]) -> None:
+    from prefrl.label_store import LabelStore
+
+    from .transfer import export_answers, import_answers, store_path
+
+    if not argv or argv[0] not in ("export", "import"):
+        if argv and argv[0] in ("-h", "--help"):
+            print(LABELS_USAGE)
+            return
+        raise ConfigError(f"{LABELS_USAGE}; got {' '.join(argv) or 'nothing'}")
+    try:
+        if argv[0] == "export":
+            ex = tyro.cli(ExportArgs, args=argv[1:], prog="prefrl labels export")
+            with LabelStore(store_path(ex.source)) as store:
+                if ex.out is None:
+                    count = export_answers(store, sys.stdout)
+                else:
+                    with ex.out.open("w") as f:
+                        count = export_answers(store, f)
+            print(f"exported {count} answers" + (f" to {ex.out}" if ex.out else ""), file=sys.stderr)
+        else:
+            im = tyro.cli(ImportArgs, args=argv[1:], prog="prefrl labels import")
+            if not im.file.is_file():
+                raise ConfigError(f"{im.file} does not exist")
+            with LabelStore(store_path(im.into)) as store, im.file.open() as f:
+                stats = import_answers(store, f)
+            print(
+                f"imported {stats.imported} answers; {stats.already_answered} pairs were already answered, "
+                f"{stats.unknown_pairs} answers are for pairs not in {im.into}"
+            )
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def _register() -> None:
+    register("label", cmd_label)
+    register("labels", cmd_labels)
+    # Under `python -m prefrl.cli` the running CLI is the module __main__, a second copy of prefrl.cli.
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if main is not None and spec is not None and spec.name == "prefrl.cli":
+        main.register("label", cmd_label)
+        main.register("labels", cmd_labels)
+
+
+_register()
