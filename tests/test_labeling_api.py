@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 with warnings.catch_warnings():  # starlette's TestClient asks for "httpx2"; httpx works the same here
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
 from prefrl.labeling_gui.cli import LabelArgs, resolve_label_args
