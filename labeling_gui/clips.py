@@ -212,8 +212,9 @@ class ClipWorker(threading.Thread):
         try:
             segment = store.segment(segment_id)
             env_id = store.get_meta("env_id")
-            if segment.states is not None and env_id:
-                self._renderer_for(env_id).render(segment, self.store_path.parent / name)
+            renderer = self._renderer_for(env_id) if segment.states is not None and env_id else None
+            if renderer is not None:
+                renderer.render(segment, self.store_path.parent / name)
             else:
                 render_frames_only(
                     segment, self.store_path.parent / name, float(store.get_meta("fps") or FRAMES_FPS)
@@ -225,10 +226,14 @@ class ClipWorker(threading.Thread):
             log.warning("cannot render the clip of %s", self.error)
             store.set_clip(segment_id, None, error=self.error)
 
-    def _renderer_for(self, env_id: str) -> SegmentRenderer:
-        if self._renderer is None or self._renderer_env != env_id:
+    def _renderer_for(self, env_id: str) -> SegmentRenderer | None:
+        """The renderer for ``env_id``, or None when it is not a MuJoCo env (its segments carry frames)."""
+        if self._renderer_env != env_id:
             if self._renderer is not None:
                 self._renderer.close()
-            self._renderer = SegmentRenderer(env_id, size=self.size)
-            self._renderer_env = env_id
+            self._renderer, self._renderer_env = None, env_id
+            try:
+                self._renderer = SegmentRenderer(env_id, size=self.size)
+            except TypeError:
+                pass
         return self._renderer
