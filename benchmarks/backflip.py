@@ -1,0 +1,210 @@
+"""The Hopper backflip taught through the labeling GUI (Christiano et al. 2017, §3.2: 900 queries).
+
+The whole human path runs, with the scripted :class:`~prefrl.envs.backflip.BackflipTeacher` standing in for a
+person: ``prefrl train --teacher human`` posts queries to the run's database, ``prefrl label`` (a separate
+process) renders their clips and serves them, and a scripted labeler claims pairs and answers over HTTP,
+preferring the segment whose torso turned further backwards. The final policy is then run for a few
+episodes and its full backward turns are counted from the simulator state.
+
+Writes ``benchmarks/results/backflip.json`` (``labels``, ``steps``, ``backflips_per_episode``, the machine
+and versions), ``backflip.mp4`` (an episode of the final policy) and ``backflip.png`` (learning curve: the
+true return is the net backward rotation in radians). Target: ≥ 1 backflip per episode with ≤ 900 labels.
+
+    python -m benchmarks.backflip [--labels 900] [--steps 2000000] [--algo ppo] [--n-envs 8]
+    python -m benchmarks.backflip --labels 20 --steps 4096 --out /tmp/backflip.json   # a smoke test
+
+A run directory that already holds this run is resumed (``prefrl resume``); a finished one is only evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+from prefrl.envs.backflip import BACKFLIP_ID, HORIZON, BackflipTeacher, count_backflips
+from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
+from prefrl.labeling_gui.scripted import ScriptedLabeler, wait_for_server
+
+from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl import algos
+from prefrl.checkpoint import latest_checkpoint, read_state
+from prefrl.label_store import LabelStore
+
+TARGET_BACKFLIPS, TARGET_LABELS = 1.0, 900
+
+
+@dataclass
+class Args:
+    labels: int = 900
+    """Label budget (the paper's human count for the backflip)."""
+    steps: int = 2_000_000
+    algo: str = "ppo"
+    seed: int = 0
+    n_envs: int | None = None
+    wait_for_labels: int | None = None
+    """Answers needed before RL starts (default: all initial labels)."""
+    reward_update_interval: int = 10_000
+    eval_episodes: int = 5
+    port: int = 8765
+    clips: bool = True
+    """Render the clips of every query, as for a person (off: the labeler needs no video)."""
+    run_dir: Path = Path("benchmarks/runs/backflip")
+    out: Path = RESULTS / "backflip.json"
+
+
+def _python() -> list[str]:
+    return [sys.executable, "-m", "prefrl"]
+
+
+def train_command(args: Args) -> list[str] | None:
+    """``prefrl train`` (or ``resume``) for this run; None when it is already complete."""
+    checkpoint = latest_checkpoint(args.run_dir)
+    if checkpoint is not None and read_state(checkpoint)["step"] >= args.steps:
+        return None
+    if (args.run_dir / "config.json").exists():
+        return [*_python(), "resume", str(args.run_dir)]
+    cmd = [*_python(), "train", "--env", BACKFLIP_ID, "--algo", args.algo, "--teacher", "human",
+           "--labels", str(args.labels), "--steps", str(args.steps), "--seed", str(args.seed),
+           "--reward-update-interval", str(args.reward_update_interval), "--run-dir", str(args.run_dir),
+           "--no-progress-bar"]  # fmt: skip
+    if args.n_envs:
+        cmd += ["--n-envs", str(args.n_envs)]
+    if args.wait_for_labels:
+        cmd += ["--wait-for-labels", str(args.wait_for_labels)]
+    return cmd
+
+
+def train_with_scripted_labeler(args: Args) -> float:
+    """Run trainer, labeling server and scripted labeler together until the trainer ends; returns wall s."""
+    cmd = train_command(args)
+    if cmd is None:
+        return 0.0
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    log = (args.run_dir / "benchmark.log").open("a")
+    server_cmd = [*_python(), "label", "--run-dir", str(args.run_dir), "--port", str(args.port)]
+    server = subprocess.Popen(
+        server_cmd + ([] if args.clips else ["--no-clips"]), stdout=log, stderr=log, env=env
+    )
+    start = time.time()
+    stop = threading.Event()
+    try:
+        url = f"http://127.0.0.1:{args.port}"
+        wait_for_server(url, timeout_s=120)
+        trainer = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        labeler = ScriptedLabeler(
+            url, args.run_dir / "labels.sqlite", BackflipTeacher().prefer, name="backflip-script"
+        )
+        thread = threading.Thread(target=labeler.run, args=(stop,), daemon=True)
+        thread.start()
+        print(" ".join(cmd[2:]), flush=True)
+        while trainer.poll() is None:
+            time.sleep(5)
+            if not thread.is_alive():
+                trainer.terminate()
+                raise RuntimeError(f"the scripted labeler stopped; see {args.run_dir / 'benchmark.log'}")
+        if trainer.returncode != 0:
+            raise RuntimeError(
+                f"training failed (exit {trainer.returncode}); see {args.run_dir / 'benchmark.log'}"
+            )
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+        log.close()
+    return time.time() - start
+
+
+def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
+    """Run the final policy for ``eval_episodes`` episodes (deterministic actions).
+
+    Returns:
+        Backflips per episode, net backward turns per episode, and the states of the episode with most flips.
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from prefrl.environment import make_vec_env
+
+    checkpoint = latest_checkpoint(args.run_dir)
+    if checkpoint is None:
+        raise RuntimeError(f"{args.run_dir} has no checkpoint to evaluate")
+    config = json.loads((args.run_dir / "config.json").read_text())
+    base = make_vec_env(BACKFLIP_ID, 1, args.seed + 10_000)
+    venv = base
+    if (checkpoint / "vecnormalize.pkl").exists():
+        venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base)
+        venv.training, venv.norm_reward = False, False
+    agent = algos.ALGO_CLASSES[config["algo"]].load(checkpoint / "agent.zip", device="cpu")
+    flips, turns, best = [], [], np.zeros((0, 12))
+    for _ in range(args.eval_episodes):
+        obs = venv.reset()
+        states = [base.reset_infos[0]["sim_state"]]
+        for _ in range(HORIZON):
+            action, _ = agent.predict(obs, deterministic=True)
+            obs, _, dones, infos = venv.step(action)
+            states.append(infos[0]["sim_state"])
+            if dones[0]:
+                break
+        episode = np.array(states)
+        flips.append(count_backflips(episode))
+        turns.append(float((episode[0, 2] - episode[-1, 2]) / (2 * np.pi)))
+        if flips[-1] >= max(flips) or not len(best):
+            best = episode
+    venv.close()
+    return flips, turns, best
+
+
+def main(args: Args) -> None:
+    wall_s = train_with_scripted_labeler(args)
+    flips, turns, best = evaluate(args)
+    clip = args.out.with_suffix(".mp4")
+    renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
+    try:
+        encode_mp4(renderer.frames(best), clip, renderer.fps)
+    finally:
+        renderer.close()
+    plot = args.out.with_suffix(".png")
+    from prefrl.plotting import plot_runs
+
+    plot_runs([args.run_dir], plot, title="Hopper backflip, scripted teacher through the labeling GUI")
+    with LabelStore(args.run_dir / "labels.sqlite") as store:
+        records = store.answer_records()
+    state = read_state(latest_checkpoint(args.run_dir))  # type: ignore[arg-type]
+    per_episode = float(np.mean(flips))
+    write_json(
+        args.out,
+        {
+            "task": BACKFLIP_ID,
+            "labels": sum(r["choice"] != "skip" for r in records),
+            "answers": len(records),
+            "steps": int(state["step"]),
+            "backflips_per_episode": per_episode,
+            "backflips_each_episode": flips,
+            "backward_turns_each_episode": [round(t, 3) for t in turns],
+            "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
+            "target_met": per_episode >= TARGET_BACKFLIPS and len(records) <= TARGET_LABELS,
+            "teacher": "scripted BackflipTeacher, answering through the labeling GUI's HTTP API",
+            "algo": args.algo,
+            "seed": args.seed,
+            "clips_rendered": args.clips,
+            "wall_s_this_session": round(wall_s, 1),
+            "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
+            "clip": clip.name,
+            "plot": plot.name,
+            "run_dir": str(args.run_dir),
+            "machine": machine_info(),
+        },
+    )
+    print(f"{per_episode:.2f} backflips per episode with {len(records)} labels; clip {clip}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
