@@ -14,6 +14,7 @@ true return is the net backward rotation in radians). Target: ≥ 1 backflip per
     python -m benchmarks.backflip --labels 20 --steps 4096 --out /tmp/backflip.json   # a smoke test
 
 A run directory that already holds this run is resumed (``prefrl resume``); a finished one is only evaluated.
+``--evaluate-only`` evaluates any backflip run (e.g. one a person taught) without training it further.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Args:
     """Render the clips of every query, as for a person (off: the labeler needs no video)."""
     run_dir: Path = Path("benchmarks/runs/backflip")
     out: Path = RESULTS / "backflip.json"
+    evaluate_only: bool = False
+    """Only evaluate the run's latest checkpoint (e.g. a run taught by a person); train nothing."""
 
 
 def _python() -> list[str]:
@@ -163,7 +166,7 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
 
 
 def main(args: Args) -> None:
-    wall_s = train_with_scripted_labeler(args)
+    wall_s = 0.0 if args.evaluate_only else train_with_scripted_labeler(args)
     flips, turns, best = evaluate(args)
     clip = args.out.with_suffix(".mp4")
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
@@ -177,6 +180,7 @@ def main(args: Args) -> None:
     plot_runs([args.run_dir], plot, title="Hopper backflip, scripted teacher through the labeling GUI")
     with LabelStore(args.run_dir / "labels.sqlite") as store:
         records = store.answer_records()
+    config = json.loads((args.run_dir / "config.json").read_text())
     state = read_state(latest_checkpoint(args.run_dir))  # type: ignore[arg-type]
     per_episode = float(np.mean(flips))
     write_json(
@@ -191,9 +195,12 @@ def main(args: Args) -> None:
             "backward_turns_each_episode": [round(t, 3) for t in turns],
             "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
             "target_met": per_episode >= TARGET_BACKFLIPS and len(records) <= TARGET_LABELS,
-            "teacher": "scripted BackflipTeacher, answering through the labeling GUI's HTTP API",
-            "algo": args.algo,
-            "seed": args.seed,
+            "teacher": "scripted BackflipTeacher, answering through the labeling GUI's HTTP API"
+            if not args.evaluate_only
+            else "as recorded in the run's labels.sqlite",
+            "labelers": sorted({r["labeler"] for r in records}),
+            "algo": config["algo"],
+            "seed": config["seed"],
             "clips_rendered": args.clips,
             "wall_s_this_session": round(wall_s, 1),
             "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
