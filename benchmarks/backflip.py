@@ -151,7 +151,7 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
         obs = venv.reset()
         states = [base.reset_infos[0]["sim_state"]]
         for _ in range(HORIZON):
-            action, _ = agent.predict(obs, deterministic=True)
+            action, _ = agent.predict(np.asarray(obs), deterministic=True)
             obs, _, dones, infos = venv.step(action)
             states.append(infos[0]["sim_state"])
             if dones[0]:

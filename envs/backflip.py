@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.utils import EzPickle
+from numpy.typing import NDArray
 
 from prefrl.segments import Segment
 from prefrl.teachers import Answer, Preference, Query
@@ -75,7 +76,7 @@ class HopperBackflipEnv(HopperEnv):
         obs_size = self.data.qpos.size + self.data.qvel.size
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float64)
 
-    def _get_obs(self) -> np.ndarray:
+    def _get_obs(self) -> NDArray[np.float64]:
         qpos = self.data.qpos
         pitch = qpos[PITCH_INDEX]
         velocity = np.clip(self.data.qvel, -10, 10)
@@ -83,14 +84,19 @@ class HopperBackflipEnv(HopperEnv):
             np.float64
         )
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        pitch_before = float(self.data.qpos[PITCH_INDEX])
+    def step(
+        self, action: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float64], np.float64, bool, bool, dict[str, np.float64]]:
+        """One action; the reward is the torso's backward rotation in this step (radians)."""
+        pitch_before = self.data.qpos[PITCH_INDEX]
         self.do_simulation(action, self.frame_skip)
-        backward = pitch_before - float(self.data.qpos[PITCH_INDEX])
+        backward = np.float64(pitch_before - self.data.qpos[PITCH_INDEX])
         info = {
             "backward_rotation": backward,
-            "rotations": (self.init_qpos[PITCH_INDEX] - self.data.qpos[PITCH_INDEX]) / (2 * np.pi),
-            "x_position": float(self.data.qpos[0]),
+            "rotations": np.float64(
+                (self.init_qpos[PITCH_INDEX] - self.data.qpos[PITCH_INDEX]) / (2 * np.pi)
+            ),
+            "x_position": np.float64(self.data.qpos[0]),
         }
         if self.render_mode == "human":
             self.render()
