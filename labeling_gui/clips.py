@@ -186,6 +186,7 @@ class ClipWorker(threading.Thread):
         self.error: str | None = None  # the last failure, shown on the page
         self._renderer: SegmentRenderer | None = None
         self._renderer_env: str | None = None
+        self._renderer_error: Exception | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -231,9 +232,16 @@ class ClipWorker(threading.Thread):
         if self._renderer_env != env_id:
             if self._renderer is not None:
                 self._renderer.close()
-            self._renderer, self._renderer_env = None, env_id
+            self._renderer, self._renderer_env, self._renderer_error = None, env_id, None
             try:
                 self._renderer = SegmentRenderer(env_id, size=self.size)
             except TypeError:
-                pass
+                pass  # not a MuJoCo env: its segments carry frames
+            except Exception as err:  # noqa: BLE001  (kept, and reported for every clip it prevents)
+                self._renderer_error = RuntimeError(
+                    f"cannot render {env_id} ({type(err).__name__}: {err}); without a display start "
+                    "`prefrl label` with MUJOCO_GL=egl (or osmesa) set"
+                )
+        if self._renderer_error is not None:
+            raise self._renderer_error
         return self._renderer
