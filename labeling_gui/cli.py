@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,8 @@ def cmd_label(argv: list[str]) -> None:
         lease_s=args.lease_s,
     )
     app = create_app(settings)
-    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    shown_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host  # all interfaces
+    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
     url = f"http://{shown_host}:{args.port}/" + (f"?token={token}" if token else "")
     if token and args.token is None:
         print(f"binding {args.host} (not loopback) needs a token; generated one: {token}")
