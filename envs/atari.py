@@ -1,7 +1,7 @@
 """Atari task variants of Christiano et al. 2017, App. A.2, registered as ``prefrl/<Game>NoScore-v0``.
 
-The paper trains the agent on a reward learned from clips, so nothing on the screen or in the env's signals may
-give the true reward away:
+The paper trains the agent on a reward learned from clips, so nothing on the screen or in the env's signals
+may give the true reward away:
 
 * **Standard preprocessing.** 0-30 no-op starts, frame skip 4 with a max-pool of the last two frames, 84×84
   greyscale, a stack of the last 4 frames: observations are ``(4, 84, 84)`` uint8, channel first.
@@ -9,12 +9,12 @@ give the true reward away:
   its odometer/speed digits and cars-to-pass counter) is set to 0 in every observation and in the colour clips
   rendered for people. The regions were read off real frames: see :data:`GAMES`.
 * **No life-loss or episode-end signal.** Losing a life signals nothing; at game over the env reports
-  ``truncated=True`` and never ``terminated``, so an SB3 agent bootstraps through the reset instead of learning
-  that the episode ends (the env still resets). For the synthetic teacher an episode end is a penalty, added to
-  the true reward of the last step (``info["end_penalty"]``), in every game except Pong.
-* **Repeatable clips.** ``info["ale_state"]`` is the emulator state each step started from, so a segment can be
-  replayed in full colour with :meth:`AtariPreferenceEnv.replay_rgb` (sticky actions are off, as in the paper's
-  NoFrameskip-v4 setting, so a replay repeats the original exactly).
+  ``truncated=True`` and never ``terminated``, so an SB3 agent bootstraps through the reset instead of
+  learning that the episode ends (the env still resets). For the synthetic teacher an episode end is a
+  penalty, added to the true reward of the last step (``info["end_penalty"]``), in every game except Pong.
+* **Repeatable clips.** ``info["ale_state"]`` is the emulator state each step started from, so a segment can
+  be replayed in full colour with :meth:`AtariPreferenceEnv.replay_rgb` (sticky actions are off, as in the
+  paper's NoFrameskip-v4 setting, so a replay repeats the original exactly).
 
 Usage::
 
@@ -51,8 +51,8 @@ Region = tuple[int, int, int, int]
 class AtariGame:
     """One game of App. A.2: its ALE ROM name, the regions to black out and the episode-end penalty.
 
-    ``end_penalty`` is subtracted from the true reward when the game is over (the paper gives no value; each is
-    worth a few of the game's typical scoring events, so that a teacher prefers staying alive).
+    ``end_penalty`` is subtracted from the true reward when the game is over (the paper gives no value; each
+    is worth a few of the game's typical scoring events, so that a teacher prefers staying alive).
     """
 
     name: str
@@ -137,13 +137,13 @@ class AtariPreferenceEnv(gym.Wrapper[np.ndarray, int, np.ndarray, int], RecordCo
             frame_stack=frame_stack,
         )
         gym.Wrapper.__init__(self, env)
-        if not isinstance(env.unwrapped, AtariEnv):
+        if not isinstance(env.unwrapped, AtariEnv):  # type: ignore[misc]
             raise TypeError(f"expected an ale_py AtariEnv; got {type(env.unwrapped).__name__}")
         if frame_skip < 2:
-            raise ValueError(f"frame_skip must be >= 2 (the last two frames are max-pooled); got {frame_skip}")
+            raise ValueError(f"frame_skip must be >= 2 (the last two are max-pooled); got {frame_skip}")
         self.ale = env.unwrapped.ale
         self.action_set = env.unwrapped._action_set
-        self.blackout = tuple(tuple(int(v) for v in r) for r in blackout)
+        self.blackout: tuple[Region, ...] = tuple((int(a), int(b), int(c), int(d)) for a, b, c, d in blackout)
         self.end_penalty = float(end_penalty)
         self.noop_max, self.frame_skip, self.frame_stack = noop_max, frame_skip, frame_stack
         self._obs_mask = observation_mask(self.blackout)
@@ -174,7 +174,8 @@ class AtariPreferenceEnv(gym.Wrapper[np.ndarray, int, np.ndarray, int], RecordCo
         self._stack[:-1] = self._stack[1:]
         self._stack[-1] = self._preprocess(pooled)
         penalty = -self.end_penalty if game_over else 0.0
-        info = {"lives": self.ale.lives(), "ale_state": start_state, "game_over": game_over, "end_penalty": penalty}
+        info = {"lives": self.ale.lives(), "ale_state": start_state}
+        info.update(game_over=game_over, end_penalty=penalty)
         # Never `terminated`: the agent gets no episode-end signal (App. A.2); the env resets all the same.
         return self._stack.copy(), reward + penalty, False, truncated, info
 
@@ -185,7 +186,7 @@ class AtariPreferenceEnv(gym.Wrapper[np.ndarray, int, np.ndarray, int], RecordCo
 
     # -------------------------------------------------------------------------------------- clips
     def replay_rgb(self, ale_state: Any, actions: np.ndarray) -> np.ndarray:
-        """Full-colour frames ``(len(actions), 210, 160, 3)`` uint8 of a segment, replayed from its start state.
+        """Full-colour frames ``(len(actions), 210, 160, 3)`` uint8 of a segment, replayed from its start.
 
         Frame t is what action t led to (the max-pool of the last two emulator frames, score blacked out), as
         people see it in a clip (App. B). Restoring the state changes this env's emulator: use a separate env.
@@ -197,6 +198,16 @@ class AtariPreferenceEnv(gym.Wrapper[np.ndarray, int, np.ndarray, int], RecordCo
             _, _, pooled = self._act(int(action), self.ale.getScreenRGB, rgb)
             frames[t] = blackout_frame(pooled, self.blackout)
         return frames
+
+    def replay_observed(self, ale_state: Any, actions: np.ndarray) -> np.ndarray:
+        """The preprocessed frames ``(len(actions), 84, 84)`` the agent observed after each action of a replay
+        (for checking that a replay repeats the original)."""
+        self.ale.restoreState(ale_state)
+        out = np.zeros((len(actions), SCREEN_SIZE, SCREEN_SIZE), dtype=np.uint8)
+        grey = np.zeros((2, *RAW_SHAPE), dtype=np.uint8)
+        for t, action in enumerate(np.asarray(actions).reshape(-1)):
+            out[t] = self._preprocess(self._act(int(action), self.ale.getScreenGrayscale, grey)[2])
+        return out
 
     # ------------------------------------------------------------------------------------- helpers
     def _act(self, action: int, screen: Any, buffers: np.ndarray) -> tuple[float, bool, np.ndarray]:

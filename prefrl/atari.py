@@ -73,15 +73,22 @@ class FrameSharingRewardVecEnv(LearnedRewardVecEnv):
         self._clip_env: gym.Env | None = None
 
     def _collect(
-        self, obs: np.ndarray, actions: np.ndarray, true_rewards: np.ndarray, dones: np.ndarray, infos: list[dict]
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        true_rewards: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict],
     ) -> None:
-        if self._collector is None:
+        collector: Any = self._collector
+        if collector is None:
             assert self.segment_length is not None
-            self._collector = FrameStackCollector(  # type: ignore[assignment]
+            collector = FrameStackCollector(
                 num_envs=self.num_envs, segment_length=self.segment_length, store=self.frame_store
             )
+            self._collector = collector  # the base class needs only its reset()
         states = [info.get("ale_state") for info in infos]
-        finished = self._collector.add(obs, actions, true_rewards, dones, states)  # type: ignore[arg-type]
+        finished = collector.add(obs, actions, true_rewards, dones, states)
         if finished:
             self.pool.extend(finished)
 

@@ -24,7 +24,7 @@ ATARI_BATCH_PAIRS = 16
 
 
 def is_frame_stack_space(space: gym.Space) -> bool:
-    """Whether observations are channel-first stacks of uint8 frames ``(k, H, W)``, as the Atari tasks give."""
+    """Whether observations are channel-first stacks of uint8 frames ``(k, H, W)`` (the Atari tasks')."""
     return (
         isinstance(space, gym.spaces.Box)
         and space.dtype == np.uint8
@@ -60,7 +60,8 @@ class CNNReward(nn.Module):
         layers: list[nn.Module] = []
         channels = obs_shape[0]
         for kernel, stride in CONV_LAYERS:
-            layers += [nn.Conv2d(channels, filters, kernel, stride), nn.BatchNorm2d(filters), nn.LeakyReLU(leak)]
+            layers += [nn.Conv2d(channels, filters, kernel, stride), nn.BatchNorm2d(filters)]
+            layers.append(nn.LeakyReLU(leak))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             channels = filters
@@ -69,9 +70,11 @@ class CNNReward(nn.Module):
         for kernel, stride in CONV_LAYERS:
             height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
         if min(height, width) < 1:
-            raise ValueError(f"frames of {obs_shape[1:]} are too small for the conv stack; use at least 50×50")
+            raise ValueError(f"frames of {obs_shape[1:]} are too small for the conv stack; use >= 43×43")
         flat = filters * height * width
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.LeakyReLU(leak), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, hidden), nn.LeakyReLU(leak), nn.Linear(hidden, 1)
+        )
         self.chunk = chunk
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor | None = None) -> torch.Tensor:

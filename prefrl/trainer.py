@@ -27,9 +27,12 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from prefrl import algos
+from prefrl.atari import FrameSharingRewardVecEnv
 from prefrl.checkpoint import latest_checkpoint, read_state, write_checkpoint
+from prefrl.cnn_reward import cnn_ensemble, is_frame_stack_space
 from prefrl.config import ConfigError, TrainConfig
 from prefrl.environment import check_env_id, env_dt, env_family, make_vec_env, random_actions
+from prefrl.frame_storage import FramePreferenceDataset, FrameSegmentPool
 from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.metrics import MetricsLog, final_true_return
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
@@ -39,9 +42,6 @@ from prefrl.schedule import LabelSchedule
 from prefrl.segments import SegmentPool, default_segment_length
 from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
 from prefrl.wrappers import LearnedRewardVecEnv
-from prefrl.atari import FrameSharingRewardVecEnv
-from prefrl.cnn_reward import cnn_ensemble, is_frame_stack_space
-from prefrl.frame_storage import FramePreferenceDataset, FrameSegmentPool
 
 # Per-family defaults (Christiano et al. 2017, App. A.1 / A.2).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
