@@ -17,11 +17,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# A short real run: Hopper (fixed-horizon variant) from 300 oracle labels, beside the same PPO on the
+# true reward; both run at once (one per core), then a plot. About 5 minutes on 2 cores.
+DEMO_STEPS ?= 200000
 demo: install
-	$(VENV)/bin/prefrl train --env prefrl/InvertedPendulum-v0 --algo ppo --teacher oracle \
-		--labels 200 --steps 60000 --seed 0 --run-dir runs/demo-oracle --reward-update-interval 4000
-	$(VENV)/bin/prefrl train --env prefrl/InvertedPendulum-v0 --algo ppo --teacher true-reward \
-		--steps 60000 --seed 0 --run-dir runs/demo-true-reward
+	rm -rf runs/demo-oracle runs/demo-true-reward
+	$(VENV)/bin/prefrl train --env prefrl/Hopper-v0 --algo ppo --teacher true-reward --steps $(DEMO_STEPS) \
+		--seed 0 --run-dir runs/demo-true-reward --no-progress-bar > runs-demo-true-reward.log 2>&1 & \
+	$(VENV)/bin/prefrl train --env prefrl/Hopper-v0 --algo ppo --teacher oracle --labels 300 --steps $(DEMO_STEPS) \
+		--seed 0 --run-dir runs/demo-oracle --reward-update-interval 5000; \
+	status=$$?; wait $$!; status2=$$?; cat runs-demo-true-reward.log; rm -f runs-demo-true-reward.log; \
+	test $$status -eq 0 -a $$status2 -eq 0
 	$(VENV)/bin/prefrl plot runs/demo-oracle runs/demo-true-reward --out runs/demo.png
 	@echo "learning curves: runs/demo.png"
 
@@ -35,10 +41,10 @@ type: install
 	$(VENV)/bin/mypy prefrl
 
 bench-overhead: install
-	$(PY) benchmarks/overhead.py
+	$(PY) -m benchmarks.overhead
 
 bench-mujoco: install
-	$(PY) benchmarks/mujoco_feedback.py
+	$(PY) -m benchmarks.mujoco_feedback
 
 clean:
 	rm -rf $(VENV) runs

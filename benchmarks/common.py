@@ -10,6 +10,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("prefrl", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "ale-py", "numpy")
@@ -69,9 +70,15 @@ def launch(run_dir: Path, train_args: list[str], steps: int, log: Path) -> subpr
     return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def run_all(jobs: list[tuple[Path, list[str], int]], parallel: int) -> None:
-    """Run jobs ``(run_dir, train_args, steps)``, ``parallel`` at a time; raise if one fails."""
+def run_all(
+    jobs: list[tuple[Path, list[str], int]], parallel: int, on_progress: Callable[[], None] | None = None
+) -> None:
+    """Run jobs ``(run_dir, train_args, steps)``, ``parallel`` at a time; raise if one fails.
+
+    ``on_progress`` is called every few minutes and whenever a run ends (e.g. to rewrite a report).
+    """
     queue, running = list(jobs), []
+    last_report = time.time()
     while queue or running:
         while queue and len(running) < parallel:
             run_dir, args, steps = queue.pop(0)
@@ -83,4 +90,10 @@ def run_all(jobs: list[tuple[Path, list[str], int]], parallel: int) -> None:
                 running.remove((run_dir, proc))
                 if proc.returncode != 0:
                     raise RuntimeError(f"run {run_dir} failed (exit {proc.returncode}); see {run_dir}.log")
+                last_report = 0.0
+        if on_progress is not None and time.time() - last_report > 300:
+            on_progress()
+            last_report = time.time()
         time.sleep(2)
+    if on_progress is not None:
+        on_progress()

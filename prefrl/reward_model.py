@@ -126,7 +126,9 @@ class RewardEnsemble(nn.Module):
         self.register_buffer("out_scale", torch.ones(k))
         self.l2_coefs = [l2_coef] * k
         self.optimizers = [torch.optim.Adam(m.parameters(), lr=lr) for m in self.members]
+        # numpy copy of the weights for per-step inference; rebuilt lazily after every change.
         self._fast: _NumpyMLPEnsemble | None = None
+        self._fast_possible = all(isinstance(m, MLPReward) for m in self.members)
         self.num_fits = 0
 
     @classmethod
@@ -168,6 +170,8 @@ class RewardEnsemble(nn.Module):
 
     def reward(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         """The learned reward ``(N,)``: the mean of the normalised members. This is a :data:`RewardFn`."""
+        if self._fast is None and self._fast_possible:
+            self._fast = _NumpyMLPEnsemble.build(self)
         if self._fast is not None:
             return self._fast(obs, acts)
         return self.member_rewards(obs, acts).mean(0)
@@ -282,7 +286,7 @@ class RewardEnsemble(nn.Module):
         out = self.member_rewards(obs, acts, normalized=False)
         self.out_mean.copy_(torch.as_tensor(out.mean(1)))
         self.out_scale.copy_(torch.as_tensor(self.output_std / np.maximum(out.std(1), 1e-8)))
-        self._fast = _NumpyMLPEnsemble.build(self)
+        self._fast = None
 
     # --------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
@@ -305,7 +309,7 @@ class RewardEnsemble(nn.Module):
         self.l2_coefs = list(state["l2_coefs"])
         self.num_fits = int(state["num_fits"])
         self.eval()
-        self._fast = _NumpyMLPEnsemble.build(self)
+        self._fast = None
 
 
 class _NumpyMLPEnsemble:

@@ -1,0 +1,113 @@
+"""Cost of the learned reward: PPO steps/s on Hopper, bare vs wrapped (ensemble of 3 + segment cutting).
+
+Both agents live in one process and train in alternating blocks, so load on the machine hits both
+alike. The wrapped env scores every step with a fitted 3-member ensemble (the per-step path the
+trainer uses) and cuts segments for queries; the bare env trains on the env's reward.
+
+    python benchmarks/overhead.py [--env prefrl/Hopper-v0] [--block-steps 20480] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import tyro  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize  # noqa: E402
+
+from benchmarks.common import RESULTS, machine_info, write_json  # noqa: E402
+from prefrl.algos import HYPERPARAMS  # noqa: E402
+from prefrl.environment import make_vec_env, random_actions  # noqa: E402
+from prefrl.preference_dataset import PreferenceDataset  # noqa: E402
+from prefrl.reward_model import RewardEnsemble  # noqa: E402
+from prefrl.teachers import SyntheticTeacher  # noqa: E402
+from prefrl.wrappers import LearnedRewardVecEnv  # noqa: E402
+
+
+@dataclass
+class Args:
+    env: str = "prefrl/Hopper-v0"
+    n_envs: int = 2
+    block_steps: int = 20_480
+    rounds: int = 5
+    out: Path = RESULTS / "overhead.json"
+
+
+def fitted_ensemble(env: LearnedRewardVecEnv, rng: np.random.Generator) -> RewardEnsemble:
+    """A 3-member ensemble fitted to oracle labels on random-policy segments, as after pre-training."""
+    env.reset()
+    while len(env.pool) < 400:
+        env.step(random_actions(env, rng))
+    data, teacher = PreferenceDataset(), SyntheticTeacher(rng=rng)
+    pairs = env.pool.sample_pairs(200, rng)
+    answers = teacher.answer(np.stack([a.true_rewards for a, _ in pairs]), np.stack([b.true_rewards for _, b in pairs]))
+    for (a, b), answer in zip(pairs, answers):
+        data.add(a, b, {0: 1.0, 1: 0.0, 2: 0.5}[int(answer)])
+    ensemble = RewardEnsemble.for_spaces(env.observation_space, env.action_space, ensemble_size=3)
+    ensemble.fit(data, epochs=5, rng=rng)
+    ensemble.normalize(*env.pool.observations(10_000, rng))
+    return ensemble
+
+
+def make_agent(venv: VecEnv, seed: int) -> PPO:
+    return PPO("MlpPolicy", VecNormalize(venv), seed=seed, verbose=0, **HYPERPARAMS[("mujoco", "ppo")])
+
+
+def main(args: Args) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    wrapped_env = LearnedRewardVecEnv(make_vec_env(args.env, args.n_envs, 0), None, segment_length=60)
+    wrapped_env.reward_fn = fitted_ensemble(wrapped_env, rng)
+    agents = {"bare": make_agent(make_vec_env(args.env, args.n_envs, 1), 1), "wrapped": make_agent(wrapped_env, 0)}
+    for agent in agents.values():  # warm-up: first rollout, allocations
+        agent.learn(agent.n_steps * args.n_envs, reset_num_timesteps=False)
+    rates: dict[str, list[float]] = {name: [] for name in agents}
+    for _ in range(args.rounds):
+        for name, agent in agents.items():
+            start = time.perf_counter()
+            agent.learn(args.block_steps, reset_num_timesteps=False)
+            rates[name].append(args.block_steps / (time.perf_counter() - start))
+            print(f"{name}: {rates[name][-1]:.0f} steps/s", flush=True)
+    bare, wrapped = float(np.median(rates["bare"])), float(np.median(rates["wrapped"]))
+    ratio = [w / b for w, b in zip(rates["wrapped"], rates["bare"])]
+    result = {
+        "benchmark": "overhead",
+        "env": args.env,
+        "algo": "ppo",
+        "n_envs": args.n_envs,
+        "ensemble_size": 3,
+        "segment_length": 60,
+        "block_steps": args.block_steps,
+        "rounds": args.rounds,
+        "bare_steps_per_s": round(bare, 1),
+        "wrapped_steps_per_s": round(wrapped, 1),
+        "ratio": round(wrapped / bare, 3),
+        "ratio_per_round": [round(r, 3) for r in ratio],
+        "target_ratio": 0.95,
+        "rates": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
+        "note": "median steps/s over alternating blocks of PPO learning, one process, torch threads = 1",
+        "machine": machine_info(),
+    }
+    write_json(args.out, result)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in rates.items():
+        ax.plot(range(1, len(values) + 1), values, "o-", label=name)
+    ax.set_xlabel("round")
+    ax.set_ylabel("env steps / s (PPO learning)")
+    ax.set_title(f"{args.env}: learned-reward wrapper overhead, ratio {wrapped / bare:.3f}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
