@@ -46,5 +46,8 @@ bench-overhead: install
 bench-mujoco: install
 	$(PY) -m benchmarks.mujoco_feedback
 
+bench-backflip: install
+	$(PY) -m benchmarks.backflip
+
 clean:
 	rm -rf $(VENV) runs
