@@ -237,17 +237,19 @@ class RewardEnsemble(nn.Module):
         n = len(data)
         if n == 0:
             raise ValueError("cannot fit the reward model on an empty preference dataset")
-        obs_sample, act_sample = data.all_steps(20_000, rng)
-        features = torch.cat(
-            [
-                torch.as_tensor(obs_sample, dtype=torch.float32).reshape(len(obs_sample), -1),
-                action_features(self.action_space, act_sample),
-            ],
-            dim=1,
-        ).to(self.device)
+        features: torch.Tensor | None = None
+        if any(hasattr(m, "set_input_stats") for m in self.members):  # pixel members (CNNs) need none
+            obs_sample, act_sample = data.all_steps(20_000, rng)
+            features = torch.cat(
+                [
+                    torch.as_tensor(obs_sample, dtype=torch.float32).reshape(len(obs_sample), -1),
+                    action_features(self.action_space, act_sample),
+                ],
+                dim=1,
+            ).to(self.device)
         stats = []
         for k, member in enumerate(self.members):
-            if hasattr(member, "set_input_stats"):
+            if features is not None and hasattr(member, "set_input_stats"):
                 member.set_input_stats(features)
             perm = rng.permutation(n)
             n_val = int(n / math.e) if n >= 8 else 0

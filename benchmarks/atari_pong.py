@@ -1,0 +1,163 @@
+"""Preferences vs the true reward on Pong (Christiano et al. 2017, §3.1.2 and App. A.2).
+
+Pong with its score blacked out (``prefrl/PongNoScore-v0``), A2C with the paper's settings, the synthetic
+oracle with 3,300 labels (the paper: Pong matches RL on the true reward with 3.3k synthetic labels) vs the
+``true-reward`` baseline, the same env steps each. Writes benchmarks/results/atari_pong.json
+(``{runs: [...], summary: {ratio, ...}}``, the machine and versions) and .png.
+
+A full run is long: 10M steps of A2C with a CNN reward model take days on 2 CPU cores (the reward model's 200
+pre-training epochs on 500 labels alone take about an hour or two). The script is resumable: ``--max-minutes``
+stops the runs (they keep their labels and last checkpoint) and the same command continues them.
+
+    python -m benchmarks.atari_pong                      # everything, resumable (days on a CPU)
+    python -m benchmarks.atari_pong --max-minutes 2      # as far as 2 minutes go, then report
+    python -m benchmarks.atari_pong --report-only        # rewrite the JSON/PNG from the runs as they are
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from benchmarks.common import RESULTS, launch, machine_info, run_is_complete, write_json
+from prefrl.checkpoint import latest_checkpoint, read_state
+from prefrl.metrics import final_true_return, read_metrics
+from prefrl.plotting import plot_runs
+
+
+@dataclass
+class Args:
+    env: str = "prefrl/PongNoScore-v0"
+    algo: str = "a2c"
+    teacher: str = "oracle"
+    labels: int = 3_300
+    steps: int = 10_000_000
+    """Env steps of each run (the paper trains 50M; A2C learns Pong in about 10M)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    parallel: int = 2
+    """Runs at a time."""
+    max_minutes: float | None = None
+    """Stop the runs after this long (resume later with the same command)."""
+    checkpoint_interval: int = 20_000
+    device: str = "cpu"
+    runs_dir: Path = Path("benchmarks/runs")
+    out: Path = RESULTS / "atari_pong.json"
+    report_only: bool = False
+
+
+def jobs_for(args: Args) -> list[tuple[Path, list[str], str, int, int]]:
+    """``(run_dir, train_args, teacher, label budget, seed)`` for each run."""
+    slug = args.env.replace("/", "_")
+    jobs = []
+    for seed in args.seeds:
+        for teacher in (args.teacher, "true-reward"):
+            labels = args.labels if teacher != "true-reward" else 0
+            run_dir = args.runs_dir / f"{slug}-{args.algo}-{teacher}-{labels}-s{seed}"
+            train_args = ["--env", args.env, "--algo", args.algo, "--teacher", teacher, "--seed", str(seed),
+                          "--checkpoint-interval", str(args.checkpoint_interval), "--device", args.device]
+            if labels:
+                train_args += ["--labels", str(labels)]
+            jobs.append((run_dir, train_args, teacher, labels, seed))
+    return jobs
+
+
+def run(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
+    """Run (or resume) the jobs, ``parallel`` at a time, until done or ``max_minutes`` have passed."""
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
+    queue = [(run_dir, train_args) for run_dir, train_args, *_ in jobs]
+    running: list[tuple[Path, subprocess.Popen[bytes]]] = []
+    while (queue or running) and time.time() < deadline:
+        while queue and len(running) < args.parallel:
+            run_dir, train_args = queue.pop(0)
+            proc = launch(run_dir, train_args, args.steps, run_dir.parent / f"{run_dir.name}.log")
+            if proc is not None:
+                running.append((run_dir, proc))
+        for run_dir, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((run_dir, proc))
+                if proc.returncode != 0:
+                    raise RuntimeError(f"run {run_dir} failed (exit {proc.returncode}); see {run_dir}.log")
+        time.sleep(2)
+    for run_dir, proc in running:  # out of time: stop cleanly, the next call resumes
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print(f"stopped {run_dir} (resume with the same command)", flush=True)
+
+
+def answered_labels(run_dir: Path) -> int:
+    db = run_dir / "labels.sqlite"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return int(con.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+
+def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
+    runs = []
+    for run_dir, _, teacher, labels, seed in jobs:
+        checkpoint = latest_checkpoint(run_dir) if run_dir.exists() else None
+        metrics_path = run_dir / "metrics.csv"
+        metrics = read_metrics(metrics_path) if metrics_path.exists() else None
+        reached = int(read_state(checkpoint)["step"]) if checkpoint else 0
+        record: dict[str, object] = {
+            "env": args.env, "algo": args.algo, "teacher": teacher, "label_budget": labels, "seed": seed,
+            "steps": args.steps, "steps_reached": reached, "complete": run_is_complete(run_dir, args.steps),
+            "labels_answered": answered_labels(run_dir) if teacher != "true-reward" else 0,
+            "episodes": int(np.nansum(metrics["episodes"])) if metrics is not None else 0,
+            "final_true_return": None, "wall_s": None, "run_dir": str(run_dir),
+        }
+        if teacher != "true-reward" and not reached:
+            record["phase"] = "initial labels and reward-model pre-training (200 epochs), before RL"
+        if metrics is not None and len(metrics["step"]):
+            last = int(metrics["step"][-1])
+            # Over the last 10 % of the steps reached so far (of all steps once complete).
+            record["final_true_return"] = round(final_true_return(metrics_path, max(last, 1)), 2)
+            record["wall_s"] = round(float(metrics["wall_s"][-1]), 1)
+        runs.append(record)
+    done = [r for r in runs if r["complete"]]
+    pref = [float(r["final_true_return"]) for r in done if r["teacher"] != "true-reward"]  # type: ignore[arg-type]
+    true = [float(r["final_true_return"]) for r in done if r["teacher"] == "true-reward"]  # type: ignore[arg-type]
+    summary: dict[str, object] = {
+        "complete_runs": {"preferences": len(pref), "true_reward": len(true)},
+        "steps_reached": {str(r["teacher"]): r["steps_reached"] for r in runs},
+        "ratio": None,
+        "final": "mean true episode return over the last 10 % of env steps",
+        "ratio_definition": "(preferences + 21) / (true reward + 21): Pong returns lie in [-21, 21]",
+    }
+    if pref and true:
+        # Shifted by 21 so that the ratio compares scores on [0, 42] (a random policy scores about -20.5).
+        summary.update(
+            preferences_mean_final_true_return=round(float(np.mean(pref)), 2),
+            true_reward_mean_final_true_return=round(float(np.mean(true)), 2),
+            ratio=round(float((np.mean(pref) + 21) / (np.mean(true) + 21)), 3),
+        )
+    command = "python -m benchmarks.atari_pong  (resumable: rerun to continue)"
+    record = {"benchmark": "atari_pong", "runs": runs, "summary": summary, "machine": machine_info()}
+    write_json(args.out, {**record, "command": command})
+    curves = [Path(str(r["run_dir"])) for r in runs if r["final_true_return"] is not None]
+    if curves:
+        title = f"{args.env}, {args.algo}: {args.teacher} ({args.labels} labels) vs true reward"
+        plot_runs(curves, args.out.with_suffix(".png"), title=title)
+    print(json.dumps(summary, indent=2), flush=True)
+
+
+def main(args: Args) -> None:
+    jobs = jobs_for(args)
+    if not args.report_only:
+        run(args, jobs)
+    report(args, jobs)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
