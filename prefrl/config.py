@@ -36,11 +36,12 @@ class TrainConfig:
     run_dir: Path = Path("runs/latest")
     """Directory for labels, checkpoints, logs and metrics."""
     initial_labels: int | None = None
-    """Labels from a random policy before RL (default: 25 % of --labels for MuJoCo, App. A.1)."""
+    """Labels from a random policy before RL (default: 25 % of --labels for MuJoCo, App. A.1; 500 for
+    Atari, App. A.2)."""
     wait_for_labels: int | None = None
     """Answers needed before RL starts (default: all initial labels; e.g. 50 with people labeling)."""
     segment_length: int | None = None
-    """Steps per segment (default: 1.5 s of env time, clamped to 15-60 steps, App. A.1)."""
+    """Steps per segment (default: 1.5 s of env time, clamped to 15-60 steps, App. A.1; Atari: 25)."""
     query_selection: str = "disagreement"
     """random, disagreement (ensemble variance, the paper's) or entropy."""
     oversample: int = 10
@@ -49,17 +50,17 @@ class TrainConfig:
     reward_epochs: int = 10
     """Epochs over the preference set at each reward-model update."""
     pretrain_epochs: int = 50
-    """Epochs on the initial labels before RL."""
+    """Epochs on the initial labels before RL (left at 50, Atari runs take the paper's 200, App. A.2)."""
     reward_update_interval: int = 10_000
     """Env steps between label requests and reward-model updates."""
     rate_constant: float | None = None
-    """c in the label rate c/(T+c) (default 2e6 for MuJoCo, App. A.1)."""
+    """c in the label rate c/(T+c) (default 2e6 for MuJoCo, App. A.1; 5e6 for Atari, App. A.2)."""
     max_labels_kept: int | None = None
-    """Keep only the newest N labels (default: all)."""
+    """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float = 0.0
     """Dropout in the reward predictors."""
     output_std: float | None = None
-    """Std of each normalised ensemble member (default 1 for MuJoCo, App. A)."""
+    """Std of each normalised ensemble member (default 1 for MuJoCo, 0.05 for Atari, App. A)."""
     n_envs: int | None = None
     """Parallel envs (default by algo and env family)."""
     checkpoint_interval: int = 50_000
