@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test test-fast lint type bench-overhead bench-mujoco bench-backflip bench-atari clean
+.PHONY: install demo test test-fast lint type bench-overhead bench-mujoco bench-backflip bench-atari bench-atari-memory clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ bench-mujoco: install
 
 bench-backflip: install
 	$(PY) -m benchmarks.backflip
+
+# Atari (App. A.2): Pong from 3.3k oracle labels vs the true reward (days on a CPU; resumable: rerun to
+# continue, or add --max-minutes N), and the memory of a 3,000-pair preference set.
+bench-atari: install
+	$(PY) -m benchmarks.atari_pong
+
+bench-atari-memory: install
+	$(PY) -m benchmarks.atari_memory
 
 clean:
 	rm -rf $(VENV) runs
