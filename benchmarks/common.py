@@ -8,9 +8,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("prefrl", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "ale-py", "numpy")
@@ -64,7 +64,16 @@ def launch(run_dir: Path, train_args: list[str], steps: int, log: Path) -> subpr
     if (run_dir / "config.json").exists():
         cmd = [*prefrl, "resume", str(run_dir)]
     else:
-        cmd = [*prefrl, "train", *train_args, "--steps", str(steps), "--run-dir", str(run_dir), "--no-progress-bar"]
+        cmd = [
+            *prefrl,
+            "train",
+            *train_args,
+            "--steps",
+            str(steps),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress-bar",
+        ]
     log.parent.mkdir(parents=True, exist_ok=True)
     print(" ".join(cmd[2:]), flush=True)
     return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)

@@ -98,7 +98,10 @@ def report(args: Args, records: list[tuple[Path, str, int, int]]) -> None:
             true_reward_std=round(float(np.std(true)), 1),
             ratio=round(float(np.mean(pref) / np.mean(true)), 3),
         )
-    write_json(args.out, {"benchmark": "mujoco_feedback", "runs": runs, "summary": summary, "machine": machine_info()})
+    write_json(
+        args.out,
+        {"benchmark": "mujoco_feedback", "runs": runs, "summary": summary, "machine": machine_info()},
+    )
     if runs:
         title = f"{args.env}, {args.algo}: {args.teacher} ({args.labels} labels) vs true reward"
         plot_runs([Path(r["run_dir"]) for r in runs], args.out.with_suffix(".png"), title=title)

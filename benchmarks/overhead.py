@@ -48,7 +48,9 @@ def fitted_ensemble(env: LearnedRewardVecEnv, rng: np.random.Generator) -> Rewar
         env.step(random_actions(env, rng))
     data, teacher = PreferenceDataset(), SyntheticTeacher(rng=rng)
     pairs = env.pool.sample_pairs(200, rng)
-    answers = teacher.answer(np.stack([a.true_rewards for a, _ in pairs]), np.stack([b.true_rewards for _, b in pairs]))
+    answers = teacher.answer(
+        np.stack([a.true_rewards for a, _ in pairs]), np.stack([b.true_rewards for _, b in pairs])
+    )
     for (a, b), answer in zip(pairs, answers):
         data.add(a, b, {0: 1.0, 1: 0.0, 2: 0.5}[int(answer)])
     ensemble = RewardEnsemble.for_spaces(env.observation_space, env.action_space, ensemble_size=3)
@@ -66,7 +68,10 @@ def main(args: Args) -> None:
     rng = np.random.default_rng(0)
     wrapped_env = LearnedRewardVecEnv(make_vec_env(args.env, args.n_envs, 0), None, segment_length=60)
     wrapped_env.reward_fn = fitted_ensemble(wrapped_env, rng)
-    agents = {"bare": make_agent(make_vec_env(args.env, args.n_envs, 1), 1), "wrapped": make_agent(wrapped_env, 0)}
+    agents = {
+        "bare": make_agent(make_vec_env(args.env, args.n_envs, 1), 1),
+        "wrapped": make_agent(wrapped_env, 0),
+    }
     for agent in agents.values():  # warm-up: first rollout, allocations
         agent.learn(agent.n_steps * args.n_envs, reset_num_timesteps=False)
     rates: dict[str, list[float]] = {name: [] for name in agents}

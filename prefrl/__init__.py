@@ -3,6 +3,6 @@
 Importing prefrl registers its task variants (``prefrl/Hopper-v0``, ...) with gymnasium.
 """
 
-from prefrl import envs as _envs  # noqa: F401  (registers the prefrl/... gymnasium ids)
+from prefrl import envs as _envs  # type: ignore[attr-defined]  # noqa: F401  (registers the task ids)
 
 __version__ = "0.1.0"

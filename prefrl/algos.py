@@ -19,18 +19,36 @@ ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "trpo": 
 # App. A.1); PPO uses the PPO paper's MuJoCo settings (SB3's defaults); the rest keep SB3's defaults.
 HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("mujoco", "ppo"): {"n_steps": 1024, "batch_size": 64, "n_epochs": 10, "gae_lambda": 0.95, "gamma": 0.99},
-    ("mujoco", "a2c"): {"n_steps": 8, "gae_lambda": 0.9, "vf_coef": 0.4, "ent_coef": 0.0, "use_rms_prop": True},
+    ("mujoco", "a2c"): {
+        "n_steps": 8,
+        "gae_lambda": 0.9,
+        "vf_coef": 0.4,
+        "ent_coef": 0.0,
+        "use_rms_prop": True,
+    },
     ("mujoco", "trpo"): {"n_steps": 1024, "batch_size": 128, "gamma": 0.995, "gae_lambda": 0.97},
     ("mujoco", "sac"): {"learning_starts": 1_000},
     # Atari (App. A.2): A2C as in the paper (16 envs, n = 5, lr 7e-4 decaying linearly, entropy 0.01,
     # RMSProp alpha = 0.99, eps = 1e-5: SB3's A2C optimiser); PPO with RL Zoo's Atari settings; TRPO untuned.
     ("atari", "a2c"): {
-        "n_steps": 5, "learning_rate": LinearSchedule(7e-4, 0.0, 1.0), "ent_coef": 0.01, "vf_coef": 0.5,
-        "gamma": 0.99, "gae_lambda": 1.0, "max_grad_norm": 0.5, "use_rms_prop": True, "rms_prop_eps": 1e-5,
+        "n_steps": 5,
+        "learning_rate": LinearSchedule(7e-4, 0.0, 1.0),
+        "ent_coef": 0.01,
+        "vf_coef": 0.5,
+        "gamma": 0.99,
+        "gae_lambda": 1.0,
+        "max_grad_norm": 0.5,
+        "use_rms_prop": True,
+        "rms_prop_eps": 1e-5,
     },
     ("atari", "ppo"): {
-        "n_steps": 128, "n_epochs": 4, "batch_size": 256, "learning_rate": LinearSchedule(2.5e-4, 0.0, 1.0),
-        "clip_range": LinearSchedule(0.1, 0.0, 1.0), "ent_coef": 0.01, "vf_coef": 0.5,
+        "n_steps": 128,
+        "n_epochs": 4,
+        "batch_size": 256,
+        "learning_rate": LinearSchedule(2.5e-4, 0.0, 1.0),
+        "clip_range": LinearSchedule(0.1, 0.0, 1.0),
+        "ent_coef": 0.01,
+        "vf_coef": 0.5,
     },
     ("atari", "trpo"): {"n_steps": 128, "batch_size": 256},
     # Small tasks (classic control, test envs): short rollouts so that a few thousand steps make progress.

@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 KEEP = 2  # checkpoints kept on disk
 
@@ -25,7 +26,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.json").exists() else None
 
 
-def write_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write_files: Callable[[Path], None]) -> Path:
+def write_checkpoint(
+    run_dir: Path, step: int, state: dict[str, Any], write_files: Callable[[Path], None]
+) -> Path:
     """Write ``state.json`` and whatever ``write_files(dir)`` saves, as ``checkpoints/step-<step>``."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,10 @@ Bad input ends with a one-line ``prefrl: error: ...`` and exit status 2, never a
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated
 
 import tyro
 

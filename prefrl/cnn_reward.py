@@ -119,5 +119,10 @@ def cnn_ensemble(
     shape = tuple(int(d) for d in observation_space.shape)  # type: ignore[union-attr]
     members: list[nn.Module] = [CNNReward(shape, dropout=dropout) for _ in range(ensemble_size)]  # type: ignore[arg-type]
     return RewardEnsemble(
-        members, action_space, output_std=output_std, batch_size=batch_size, device=device, **kwargs  # type: ignore[arg-type]
+        members,
+        action_space,
+        output_std=output_std,
+        batch_size=batch_size,
+        device=device,
+        **kwargs,  # type: ignore[arg-type]
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -59,7 +60,9 @@ def _with_sim_state(env: gym.Env) -> gym.Env:
     return SimStateInfo(env)
 
 
-def make_env_fn(env_id: str, seed: int, rank: int, *, render_mode: str | None = None) -> Callable[[], gym.Env]:
+def make_env_fn(
+    env_id: str, seed: int, rank: int, *, render_mode: str | None = None
+) -> Callable[[], gym.Env]:
     def _make() -> gym.Env:
         env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
         env = _with_sim_state(env)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import io
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,12 @@ class LabelStore:
         queries = []
         with self._transaction():
             for left, right in pairs:
-                ids = [self._db.execute("INSERT INTO segments (data) VALUES (?)", (segment_to_bytes(s),)).lastrowid for s in (left, right)]
+                ids = [
+                    self._db.execute(
+                        "INSERT INTO segments (data) VALUES (?)", (segment_to_bytes(s),)
+                    ).lastrowid
+                    for s in (left, right)
+                ]
                 cur = self._db.execute(
                     "INSERT INTO queries (left_id, right_id, created) VALUES (?, ?, ?)", (ids[0], ids[1], now)
                 )
@@ -121,7 +127,9 @@ class LabelStore:
     def add_repeat(self, query_id: int) -> int:
         """A second copy of a query (same segments), to measure agreement between labelers."""
         with self._transaction():
-            row = self._db.execute("SELECT left_id, right_id FROM queries WHERE id = ?", (query_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT left_id, right_id FROM queries WHERE id = ?", (query_id,)
+            ).fetchone()
             if row is None:
                 raise KeyError(f"no query {query_id}")
             cur = self._db.execute(
@@ -146,7 +154,8 @@ class LabelStore:
     def pending_query_ids(self) -> list[int]:
         """Queries with no answer yet, oldest first (repeats included)."""
         rows = self._db.execute(
-            "SELECT q.id FROM queries q LEFT JOIN answers a ON a.query_id = q.id WHERE a.id IS NULL ORDER BY q.id"
+            "SELECT q.id FROM queries q LEFT JOIN answers a ON a.query_id = q.id "
+            "WHERE a.id IS NULL ORDER BY q.id"
         )
         return [r[0] for r in rows]
 
@@ -163,7 +172,8 @@ class LabelStore:
                     raise KeyError(f"no query {a.query_id}")
                 try:
                     self._db.execute(
-                        "INSERT INTO answers (query_id, choice, labeler, created, seconds) VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO answers (query_id, choice, labeler, created, seconds) "
+                        "VALUES (?, ?, ?, ?, ?)",
                         (a.query_id, a.preference.name.lower(), a.labeler, now, float(a.seconds)),
                     )
                 except sqlite3.IntegrityError as err:
@@ -172,7 +182,8 @@ class LabelStore:
     def answers_after(self, answer_row: int) -> list[tuple[int, Answer]]:
         """Answers with a row id above ``answer_row``, as ``(row id, answer)``, oldest first."""
         rows = self._db.execute(
-            "SELECT id, query_id, choice, labeler, seconds FROM answers WHERE id > ? ORDER BY id", (answer_row,)
+            "SELECT id, query_id, choice, labeler, seconds FROM answers WHERE id > ? ORDER BY id",
+            (answer_row,),
         )
         return [(r[0], Answer(r[1], Preference.parse(r[2]), r[3], r[4])) for r in rows]
 
@@ -286,8 +297,13 @@ class LabelStore:
                 self._db.execute(
                     "INSERT INTO answers (query_id, choice, labeler, created, seconds) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (answer.query_id, answer.preference.name.lower(), answer.labeler, created,
-                     float(answer.seconds)),
+                    (
+                        answer.query_id,
+                        answer.preference.name.lower(),
+                        answer.labeler,
+                        created,
+                        float(answer.seconds),
+                    ),
                 )
             except sqlite3.IntegrityError as err:
                 raise ValueError(f"query {answer.query_id} is already answered") from err

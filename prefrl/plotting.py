@@ -43,7 +43,9 @@ def plot_runs(run_dirs: list[Path], out: Path, *, title: str | None = None) -> N
         color = f"C{i % 10}"
         if len(m["step"]):
             window = max(1, len(m["step"]) // 20)
-            ax_ret.plot(m["step"], smooth(m["true_return"], m["episodes"], window), color=color, label=run_label(d))
+            ax_ret.plot(
+                m["step"], smooth(m["true_return"], m["episodes"], window), color=color, label=run_label(d)
+            )
             ax_ret.plot(m["step"], m["true_return"], color=color, alpha=0.15, lw=0.8)
             if np.nanmax(m["labels"]) > 0:
                 ax_lab.plot(m["step"], m["labels"], color=color, ls="-")

@@ -69,7 +69,9 @@ class PreferenceDataset:
         if len(left) != len(right):
             raise ValueError(f"segments of one pair must have equal length; got {len(left)} and {len(right)}")
         if self._obs is not None and left.obs.shape != self._obs.shape[2:]:
-            raise ValueError(f"segment shape {left.obs.shape} differs from the dataset's {self._obs.shape[2:]}")
+            raise ValueError(
+                f"segment shape {left.obs.shape} differs from the dataset's {self._obs.shape[2:]}"
+            )
         capacity = len(self._mu)
         if self._size == capacity and (self.max_size is None or capacity < self.max_size):
             new_capacity = max(64, 2 * capacity)
@@ -88,7 +90,11 @@ class PreferenceDataset:
             self._next = (self._next + 1) % len(self._mu)
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Gather pairs: obs ``(B, 2, length, *obs_shape)``, acts ``(B, 2, length, *act_shape)``, mu ``(B,)``."""
+        """Gather pairs.
+
+        Returns:
+            obs ``(B, 2, length, *obs_shape)``, acts ``(B, 2, length, *act_shape)``, mu ``(B,)``.
+        """
         if self._obs is None or self._acts is None:
             raise ValueError("the preference dataset is empty")
         return self._obs[indices], self._acts[indices], self._mu[indices]

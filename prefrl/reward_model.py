@@ -15,9 +15,10 @@ output is normalised independently (zero mean, std ``output_std``) and the membe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -51,6 +52,9 @@ class MLPReward(nn.Module):
 
     Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit.
     """
+
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
 
     def __init__(
         self, obs_dim: int, act_dim: int, *, hidden: tuple[int, ...] = (64, 64), dropout: float = 0.0
@@ -101,6 +105,9 @@ class RewardEnsemble(nn.Module):
         device: torch device for fitting; inference on the MLP fast path always runs in numpy.
     """
 
+    out_mean: torch.Tensor
+    out_scale: torch.Tensor
+
     def __init__(
         self,
         members: list[nn.Module],
@@ -143,7 +150,7 @@ class RewardEnsemble(nn.Module):
         **kwargs: float | int | str,
     ) -> RewardEnsemble:
         """An ensemble of MLPs sized for vector observations (App. A.1)."""
-        obs_dim = int(np.prod(observation_space.shape))
+        obs_dim = int(np.prod(observation_space.shape or ()))
         act_dim = action_features(action_space, action_space.sample()[None]).shape[1]
         members = [MLPReward(obs_dim, act_dim, hidden=hidden, dropout=dropout) for _ in range(ensemble_size)]
         return cls(members, action_space, **kwargs)  # type: ignore[arg-type]
@@ -180,7 +187,7 @@ class RewardEnsemble(nn.Module):
 
     @torch.no_grad()
     def segment_returns(self, obs: np.ndarray, acts: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Raw predicted returns ``(K, B)`` of segments ``obs (B, length, ...)``, ``acts (B, length, ...)``."""
+        """Raw predicted returns ``(K, B)`` of segments: obs ``(B, length, ...)``, acts likewise."""
         self.eval()
         batch, length = obs.shape[:2]
         out = []
@@ -193,18 +200,24 @@ class RewardEnsemble(nn.Module):
     def preference_probs(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         """P̂[left ≻ right] per member ``(K, B)`` for pairs ``obs (B, 2, length, ...)`` (no noise model)."""
         batch = obs.shape[0]
-        returns = self.segment_returns(obs.reshape(2 * batch, *obs.shape[2:]), acts.reshape(2 * batch, *acts.shape[2:]))
+        returns = self.segment_returns(
+            obs.reshape(2 * batch, *obs.shape[2:]), acts.reshape(2 * batch, *acts.shape[2:])
+        )
         returns = returns.reshape(self.ensemble_size, batch, 2)
         return 1.0 / (1.0 + np.exp(np.clip(returns[..., 1] - returns[..., 0], -50, 50)))
 
     # ------------------------------------------------------------------------------------- fitting
-    def _pair_loss(self, member: nn.Module, obs: np.ndarray, acts: np.ndarray, mu: np.ndarray) -> torch.Tensor:
+    def _pair_loss(
+        self, member: nn.Module, obs: np.ndarray, acts: np.ndarray, mu: np.ndarray
+    ) -> torch.Tensor:
         """Per-pair cross-entropy ``(B,)`` of the noisy Bradley-Terry model, batched over pairs and steps."""
         batch, _, length = obs.shape[:3]
         o = torch.as_tensor(obs.reshape(-1, *obs.shape[3:]), device=self.device)
         a = action_features(self.action_space, acts.reshape(-1, *acts.shape[3:])).to(self.device)
         returns = member(o, a).reshape(batch, 2, length).sum(-1)
-        p_left = (1 - RANDOM_ANSWER_PROB) * torch.sigmoid(returns[:, 0] - returns[:, 1]) + RANDOM_ANSWER_PROB / 2
+        p_left = (1 - RANDOM_ANSWER_PROB) * torch.sigmoid(
+            returns[:, 0] - returns[:, 1]
+        ) + RANDOM_ANSWER_PROB / 2
         target = torch.as_tensor(mu, device=self.device)
         return -(target * torch.log(p_left) + (1 - target) * torch.log1p(-p_left))
 
@@ -250,7 +263,7 @@ class RewardEnsemble(nn.Module):
         stats = []
         for k, member in enumerate(self.members):
             if features is not None and hasattr(member, "set_input_stats"):
-                member.set_input_stats(features)
+                member.set_input_stats(features)  # type: ignore[operator]
             perm = rng.permutation(n)
             n_val = int(n / math.e) if n >= 8 else 0
             val_idx, train_pool = perm[:n_val], perm[n_val:]
@@ -279,8 +292,11 @@ class RewardEnsemble(nn.Module):
         self.eval()
         self.num_fits += 1
         self._fast = None
-        mean = np.nanmean(np.array(stats, dtype=np.float64), axis=0) if n_val else np.array(stats[0])
-        return FitStats(*(float(x) for x in mean), num_pairs=n, epochs=epochs)  # type: ignore[call-arg]
+        columns = np.array(stats, dtype=np.float64).T
+        train_loss, val_loss, val_acc, l2 = (
+            float(np.nanmean(c)) if np.isfinite(c).any() else math.nan for c in columns
+        )
+        return FitStats(train_loss, val_loss, val_acc, l2, num_pairs=n, epochs=epochs)
 
     @torch.no_grad()
     def normalize(self, obs: np.ndarray, acts: np.ndarray) -> None:
@@ -327,9 +343,10 @@ class _NumpyMLPEnsemble:
 
     @classmethod
     def build(cls, ensemble: RewardEnsemble) -> _NumpyMLPEnsemble | None:
-        if not all(isinstance(m, MLPReward) for m in ensemble.members):
+        members = [m for m in ensemble.members if isinstance(m, MLPReward)]
+        if len(members) != len(ensemble.members):
             return None
-        linears = [[layer for layer in m.net if isinstance(layer, nn.Linear)] for m in ensemble.members]
+        linears = [[layer for layer in m.net if isinstance(layer, nn.Linear)] for m in members]
         weights, biases = [], []
         for depth in range(len(linears[0])):
             w = np.stack([ls[depth].weight.detach().cpu().numpy().T for ls in linears]).astype(np.float64)
@@ -337,8 +354,8 @@ class _NumpyMLPEnsemble:
             weights.append(w)  # (K, in, out)
             biases.append(b[:, None, :])  # (K, 1, out)
         # Fold (x - mean) / std into the first layer.
-        mean = np.stack([m.in_mean.cpu().numpy() for m in ensemble.members]).astype(np.float64)  # (K, in)
-        std = np.stack([m.in_std.cpu().numpy() for m in ensemble.members]).astype(np.float64)
+        mean = np.stack([m.in_mean.cpu().numpy() for m in members]).astype(np.float64)  # (K, in)
+        std = np.stack([m.in_std.cpu().numpy() for m in members]).astype(np.float64)
         biases[0] = biases[0] - np.einsum("ki,kio->ko", mean / std, weights[0])[:, None, :]
         weights[0] = weights[0] / std[:, :, None]
         # Fold (r - out_mean) * out_scale / K into the last layer.

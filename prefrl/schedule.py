@@ -42,7 +42,12 @@ class LabelSchedule:
 
     @classmethod
     def from_fraction(
-        cls, total_labels: int, total_steps: int, *, initial_fraction: float = 0.25, rate_constant: float = 2e6
+        cls,
+        total_labels: int,
+        total_steps: int,
+        *,
+        initial_fraction: float = 0.25,
+        rate_constant: float = 2e6,
     ) -> LabelSchedule:
         return cls(total_labels, round(initial_fraction * total_labels), total_steps, rate_constant)
 

@@ -12,8 +12,9 @@ presets (oracle, stochastic, myopic, mistake, skip, equal).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -175,4 +176,3 @@ def make_synthetic_teacher(name: str, rng: np.random.Generator, **overrides: flo
     if name not in TEACHER_PRESETS:
         raise ValueError(f"unknown synthetic teacher {name!r}; choose from {', '.join(TEACHER_PRESETS)}")
     return SyntheticTeacher(rng=rng, **{**TEACHER_PRESETS[name], **overrides})
-

@@ -47,8 +47,13 @@ from prefrl.wrappers import LearnedRewardVecEnv
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "mujoco": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
     "atari": {
-        "initial_fraction": None, "initial_labels": 500, "rate_constant": 5e6, "output_std": 0.05,
-        "segment_length": 25, "pretrain_epochs": 200, "max_labels_kept": 3000,
+        "initial_fraction": None,
+        "initial_labels": 500,
+        "rate_constant": 5e6,
+        "output_std": 0.05,
+        "segment_length": 25,
+        "pretrain_epochs": 200,
+        "max_labels_kept": 3000,
     },
     "other": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
 }
@@ -71,6 +76,10 @@ class PreferenceTrainer:
         teacher: overrides the teacher named in the config (e.g. a scripted teacher in tests).
         resume: continue the run in ``config.run_dir`` from its latest checkpoint.
     """
+
+    _last_fit: FitStats | None
+    _next_update: int
+    _next_checkpoint: int
 
     def __init__(self, config: TrainConfig, *, teacher: Teacher | None = None, resume: bool = False) -> None:
         config.validate()
@@ -147,7 +156,9 @@ class PreferenceTrainer:
                 break  # every initial query is answered; some were "can't tell"
             time.sleep(0.5)  # people are labeling in the GUI
         if len(self.dataset) == 0:
-            raise RuntimeError("no usable initial labels (every answer was 'can't tell'); cannot fit a reward")
+            raise RuntimeError(
+                "no usable initial labels (every answer was 'can't tell'); cannot fit a reward"
+            )
         self._fit(self.pretrain_epochs)
 
     def _after_rollout(self, step: int, final: bool = False) -> None:
@@ -259,7 +270,9 @@ class PreferenceTrainer:
             if checkpoint:
                 venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
             else:
-                venv = VecNormalize(venv, gamma=algos.HYPERPARAMS.get((self.family, cfg.algo), {}).get("gamma", 0.99))
+                venv = VecNormalize(
+                    venv, gamma=algos.HYPERPARAMS.get((self.family, cfg.algo), {}).get("gamma", 0.99)
+                )
         self.venv = venv
         if checkpoint:
             self.agent: BaseAlgorithm = algos.ALGO_CLASSES[cfg.algo].load(
@@ -269,7 +282,9 @@ class PreferenceTrainer:
                 self.ensemble.load(checkpoint / "reward_model.pt")
         else:
             self.agent = algos.make_agent(cfg.algo, self.family, venv, seed=cfg.seed, device=cfg.device)
-        self.agent.set_logger(configure(str(self.run_dir / "logs" / f"session-{self.resumes}"), ["csv", "tensorboard"]))
+        self.agent.set_logger(
+            configure(str(self.run_dir / "logs" / f"session-{self.resumes}"), ["csv", "tensorboard"])
+        )
 
         self.store = LabelStore(self.run_dir / "labels.sqlite")
         if cfg.instructions:
@@ -291,7 +306,7 @@ class PreferenceTrainer:
             self.teacher.post(pending)  # asked before a kill, never answered
         self.labels_requested = self.store.num_queries()
         self.selector = make_selector(cfg.query_selection, self.ensemble, oversample=cfg.oversample)
-        self._last_fit: FitStats | None = None
+        self._last_fit = None
         self.metrics = MetricsLog(self.run_dir / "metrics.csv")
         step = state.get("step", 0)
         self.metrics.truncate_after(step)

@@ -77,7 +77,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         if self._last_obs is None or self._actions is None:
             raise RuntimeError("step_wait() called before reset() and step_async()")
         prev_obs, actions = self._last_obs, self._actions
-        rewards = true_rewards if self.reward_fn is None else self.reward_fn(prev_obs, actions).astype(np.float32)
+        rewards = (
+            true_rewards if self.reward_fn is None else self.reward_fn(prev_obs, actions).astype(np.float32)
+        )
         self._true_rewards = true_rewards
         self._true_return += true_rewards
         self._learned_return += rewards
@@ -86,8 +88,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         for i, info in enumerate(infos):
             info["true_reward"] = float(true_rewards[i])
         if dones.any():
-            for i in np.flatnonzero(dones):
-                episode = {
+            for i in np.flatnonzero(dones).tolist():
+                episode: dict[str, float] = {
                     "r": float(self._true_return[i]),
                     "learned_r": float(self._learned_return[i]),
                     "l": int(self._length[i]),
@@ -101,7 +103,12 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         return obs, rewards, dones, infos
 
     def _collect(
-        self, obs: np.ndarray, actions: np.ndarray, true_rewards: np.ndarray, dones: np.ndarray, infos: list[dict]
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        true_rewards: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict],
     ) -> None:
         has_state = "sim_state" in infos[0]
         if self._collector is None:
@@ -121,7 +128,11 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             self.pool.extend(finished)
 
     def drain_episodes(self) -> list[dict[str, float]]:
-        """Episodes finished since the last call: true return ``r``, learned return ``learned_r``, length ``l``."""
+        """Episodes finished since the last call.
+
+        Returns:
+            dicts with the true return ``r``, learned return ``learned_r`` and length ``l``.
+        """
         episodes, self.finished_episodes = self.finished_episodes, []
         return episodes
 

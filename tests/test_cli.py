@@ -35,8 +35,20 @@ def test_train_errors_are_one_line(capsys, tmp_path, args, message):
 
 def test_run_dir_holding_a_different_run_is_refused(capsys, tmp_path):
     run_dir = tmp_path / "run"
-    base = ["train", "--env", TOY, "--teacher", "true-reward", "--steps", "256", "--run-dir", str(run_dir),
-            "--no-progress-bar", "--n-envs", "1"]
+    base = [
+        "train",
+        "--env",
+        TOY,
+        "--teacher",
+        "true-reward",
+        "--steps",
+        "256",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress-bar",
+        "--n-envs",
+        "1",
+    ]
     assert main(base) == 0
     capsys.readouterr()
     code, err = run_cli(capsys, *base[:-2], "--seed", "1", "--n-envs", "1")
@@ -54,16 +66,39 @@ def test_resume_and_plot_need_a_run(capsys, tmp_path):
 
 def test_plot_writes_a_png(capsys, tmp_path):
     run_dir = tmp_path / "run"
-    assert main(["train", "--env", TOY, "--labels", "20", "--steps", "1024", "--segment-length", "10",
-                 "--reward-update-interval", "256", "--run-dir", str(run_dir), "--no-progress-bar"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                TOY,
+                "--labels",
+                "20",
+                "--steps",
+                "1024",
+                "--segment-length",
+                "10",
+                "--reward-update-interval",
+                "256",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress-bar",
+            ]
+        )
+        == 0
+    )
     assert "done: 1024 steps" in capsys.readouterr().out
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "curve.png")]) == 0
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unknown_command_and_real_entry_point_exit_2_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "prefrl", "train", "--env", "Nope-v0"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefrl", "train", "--env", "Nope-v0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("prefrl: error: unknown env id")
     proc = subprocess.run([sys.executable, "-m", "prefrl", "fly"], capture_output=True, text=True, timeout=60)

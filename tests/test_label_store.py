@@ -9,8 +9,12 @@ from prefrl.teachers import Answer, Preference
 
 
 def seg(value, with_state=True):
-    return Segment(np.full((4, 3), value, np.float32), np.zeros((4, 1), np.float32), np.full(4, value, np.float32),
-                   states=np.full((4, 5), value, np.float64) if with_state else None)
+    return Segment(
+        np.full((4, 3), value, np.float32),
+        np.zeros((4, 1), np.float32),
+        np.full(4, value, np.float32),
+        states=np.full((4, 5), value, np.float64) if with_state else None,
+    )
 
 
 def test_round_trip_queries_segments_and_answers(tmp_path):

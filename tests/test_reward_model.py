@@ -1,6 +1,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from prefrl.preference_dataset import PreferenceDataset
 from prefrl.reward_model import MLPReward, RewardEnsemble
 from prefrl.segments import Segment
@@ -59,8 +60,11 @@ def test_adaptive_l2_rises_when_validation_loss_runs_away(rng):
     noisy = PreferenceDataset()
     obs, acts, _ = train.batch(np.arange(len(train)))
     for i in range(len(train)):
-        noisy.add(Segment(obs[i, 0], acts[i, 0], np.zeros(20)), Segment(obs[i, 1], acts[i, 1], np.zeros(20)),
-                  float(rng.integers(0, 2)))
+        noisy.add(
+            Segment(obs[i, 0], acts[i, 0], np.zeros(20)),
+            Segment(obs[i, 1], acts[i, 1], np.zeros(20)),
+            float(rng.integers(0, 2)),
+        )
     ens = RewardEnsemble.for_spaces(OBS, ACT, lr=3e-3)
     start = ens.l2_coefs[0]
     ens.fit(noisy, epochs=30, rng=rng)
@@ -72,7 +76,9 @@ def test_equal_labels_train_toward_one_half(rng):
     obs, acts, mu = train.batch(np.arange(len(train)))
     equal = PreferenceDataset()
     for i in range(len(train)):
-        equal.add(Segment(obs[i, 0], acts[i, 0], np.zeros(20)), Segment(obs[i, 1], acts[i, 1], np.zeros(20)), 0.5)
+        equal.add(
+            Segment(obs[i, 0], acts[i, 0], np.zeros(20)), Segment(obs[i, 1], acts[i, 1], np.zeros(20)), 0.5
+        )
     confident = RewardEnsemble.for_spaces(OBS, ACT)
     confident.fit(train, epochs=15, rng=rng)
     indifferent = RewardEnsemble.for_spaces(OBS, ACT)

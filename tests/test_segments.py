@@ -6,15 +6,26 @@ from prefrl.segments import SegmentCollector, SegmentPool, default_segment_lengt
 
 def make_collector(num_envs=2, length=3, stride=None):
     return SegmentCollector(
-        num_envs=num_envs, segment_length=length, obs_shape=(2,), obs_dtype=np.float32,
-        act_shape=(1,), act_dtype=np.float32, state_dim=4, stride=stride,
+        num_envs=num_envs,
+        segment_length=length,
+        obs_shape=(2,),
+        obs_dtype=np.float32,
+        act_shape=(1,),
+        act_dtype=np.float32,
+        state_dim=4,
+        stride=stride,
     )
 
 
 def step(c, t, dones=(False, False)):
     obs = np.array([[t, 0], [t, 1]], np.float32)
-    return c.add(obs, np.full((2, 1), t, np.float32), np.array([t, -t], np.float32), np.array(dones),
-                 np.full((2, 4), t, np.float64))
+    return c.add(
+        obs,
+        np.full((2, 1), t, np.float32),
+        np.array([t, -t], np.float32),
+        np.array(dones),
+        np.full((2, 4), t, np.float64),
+    )
 
 
 def test_segments_are_consecutive_steps_of_one_env():

@@ -18,9 +18,19 @@ TOY = "prefrl-test/LinearReward-v0"
 
 def toy_config(tmp_path, **overrides):
     settings = dict(
-        env=TOY, algo="ppo", teacher="oracle", labels=120, steps=12_288, seed=0, run_dir=tmp_path / "run",
-        segment_length=10, reward_update_interval=2_048, checkpoint_interval=4_096, pretrain_epochs=30,
-        progress_bar=False, n_envs=2,
+        env=TOY,
+        algo="ppo",
+        teacher="oracle",
+        labels=120,
+        steps=12_288,
+        seed=0,
+        run_dir=tmp_path / "run",
+        segment_length=10,
+        reward_update_interval=2_048,
+        checkpoint_interval=4_096,
+        pretrain_epochs=30,
+        progress_bar=False,
+        n_envs=2,
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -59,9 +69,24 @@ def count_answers(db):
 
 def test_resume_after_sigkill_loses_no_labels(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train", "--env", TOY, "--labels", "200", "--steps", "16000",
-           "--segment-length", "10", "--reward-update-interval", "1024", "--checkpoint-interval", "2048",
-           "--run-dir", str(run_dir), "--no-progress-bar"]
+    args = [
+        "train",
+        "--env",
+        TOY,
+        "--labels",
+        "200",
+        "--steps",
+        "16000",
+        "--segment-length",
+        "10",
+        "--reward-update-interval",
+        "1024",
+        "--checkpoint-interval",
+        "2048",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress-bar",
+    ]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     boot = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", boot, *args], env=env)
@@ -77,8 +102,13 @@ def test_resume_after_sigkill_loses_no_labels(tmp_path):
     rows_before = len(read_metrics(run_dir / "metrics.csv")["step"])
     assert answers_before > 50 and rows_before > 0
 
-    resume = subprocess.run([sys.executable, "-c", boot, "resume", str(run_dir)], env=env, capture_output=True,
-                            text=True, timeout=300)
+    resume = subprocess.run(
+        [sys.executable, "-c", boot, "resume", str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resume.returncode == 0, resume.stderr[-2000:]
     assert "done: 16" in resume.stdout
     assert count_answers(run_dir / "labels.sqlite") >= answers_before

@@ -86,7 +86,9 @@ def test_vec_wrapper_without_reward_fn_passes_true_reward_through():
 
 
 def test_vec_wrapper_trains_an_sb3_agent():
-    venv = LearnedRewardVecEnv(DummyVecEnv([lambda: gym.make("Pendulum-v1")] * 2), lambda o, a: -np.abs(o[:, 2]))
+    venv = LearnedRewardVecEnv(
+        DummyVecEnv([lambda: gym.make("Pendulum-v1")] * 2), lambda o, a: -np.abs(o[:, 2])
+    )
     PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1).learn(256)
 
 

@@ -21,7 +21,9 @@ class LinearRewardEnv(gym.Env):
         self._pos = np.zeros(obs_dim, np.float32)
         self._t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._pos = self.np_random.normal(size=self._pos.shape).astype(np.float32)
         self._t = 0

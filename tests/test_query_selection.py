@@ -1,0 +1,66 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from prefrl.query_selection import DisagreementSelector, EntropySelector, RandomSelector, make_selector
+from prefrl.reward_model import RewardEnsemble
+from prefrl.segments import Segment, SegmentPool
+
+
+def pool_of(n, rng):
+    pool = SegmentPool()
+    pool.extend(
+        Segment(np.full((3, 2), i, np.float32), np.zeros((3, 1), np.float32), np.zeros(3)) for i in range(n)
+    )
+    return pool
+
+
+def ensemble():
+    return RewardEnsemble.for_spaces(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)))
+
+
+def test_disagreement_keeps_the_pairs_members_disagree_on_most(rng, monkeypatch):
+    ens = ensemble()
+    selector = DisagreementSelector(ens, oversample=10)
+    candidates = pool_of(50, rng).sample_pairs(100, rng)
+
+    # Member k's P(left) = 0.5 ± spread, spread = (id of the left segment) / 100:
+    # the higher the id, the more the members disagree.
+    def fake_probs(obs, acts):
+        spread = obs[:, 0, 0, 0] / 100
+        return np.stack([0.5 + spread, 0.5 - spread, 0.5 + spread])
+
+    monkeypatch.setattr(ens, "preference_probs", fake_probs)
+    monkeypatch.setattr(SegmentPool, "sample_pairs", lambda self, n, rng: candidates[:n])
+    chosen = selector.select(pool_of(50, rng), 10, rng)
+    chosen_left = sorted(int(a.obs[0, 0]) for a, _ in chosen)
+    best_left = sorted(int(a.obs[0, 0]) for a, _ in candidates)[-10:]
+    assert chosen_left == best_left
+
+
+def test_entropy_prefers_uncertain_mean_prediction(rng, monkeypatch):
+    ens = ensemble()
+    candidates = pool_of(20, rng).sample_pairs(30, rng)
+
+    def fake_probs(obs, acts):
+        p = np.where(obs[:, 0, 0, 0] < 5, 0.5, 0.99)  # left id < 5: maximally uncertain
+        return np.stack([p, p, p])
+
+    monkeypatch.setattr(ens, "preference_probs", fake_probs)
+    monkeypatch.setattr(SegmentPool, "sample_pairs", lambda self, n, rng: candidates[:n])
+    chosen = EntropySelector(ens, oversample=10).select(pool_of(20, rng), 3, rng)
+    uncertain = sum(a.obs[0, 0] < 5 for a, _ in candidates)
+    assert uncertain >= 3 and all(a.obs[0, 0] < 5 for a, _ in chosen)
+
+
+def test_selectors_on_a_real_ensemble_return_distinct_pairs(rng):
+    pool = pool_of(40, rng)
+    for name in ("random", "disagreement", "entropy"):
+        pairs = make_selector(name, ensemble()).select(pool, 7, rng)
+        assert len(pairs) == 7 and all(a is not b for a, b in pairs)
+    assert RandomSelector().select(pool_of(1, rng), 5, rng) == []
+
+
+def test_unknown_selector():
+    with pytest.raises(ValueError, match="unknown query selection"):
+        make_selector("clever", ensemble())
