@@ -59,6 +59,21 @@ def fitted_ensemble(env: LearnedRewardVecEnv, rng: np.random.Generator) -> Rewar
     return ensemble
 
 
+def env_only_rates(bare: VecEnv, wrapped: VecEnv, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Vectorised steps/s with random actions and no learning, alternating: the wrapper's own cost."""
+    rng = np.random.default_rng(1)
+    actions = [random_actions(bare, rng) for _ in range(steps)]
+    rates: dict[str, list[float]] = {"bare": [], "wrapped": []}
+    for _ in range(rounds):
+        for name, venv in (("bare", bare), ("wrapped", wrapped)):
+            venv.reset()
+            start = time.perf_counter()
+            for action in actions:
+                venv.step(action)
+            rates[name].append(steps * venv.num_envs / (time.perf_counter() - start))
+    return rates
+
+
 def make_agent(venv: VecEnv, seed: int) -> PPO:
     return PPO("MlpPolicy", VecNormalize(venv), seed=seed, verbose=0, **HYPERPARAMS[("mujoco", "ppo")])
 
@@ -81,6 +96,13 @@ def main(args: Args) -> None:
             agent.learn(args.block_steps, reset_num_timesteps=False)
             rates[name].append(args.block_steps / (time.perf_counter() - start))
             print(f"{name}: {rates[name][-1]:.0f} steps/s", flush=True)
+    env_rates = env_only_rates(
+        make_vec_env(args.env, args.n_envs, 2),
+        LearnedRewardVecEnv(make_vec_env(args.env, args.n_envs, 3), wrapped_env.reward_fn, segment_length=60),
+        steps=2_000,
+        rounds=args.rounds,
+    )
+    env_bare, env_wrapped = float(np.median(env_rates["bare"])), float(np.median(env_rates["wrapped"]))
     bare, wrapped = float(np.median(rates["bare"])), float(np.median(rates["wrapped"]))
     ratio = [w / b for w, b in zip(rates["wrapped"], rates["bare"])]
     result = {
@@ -99,6 +121,12 @@ def main(args: Args) -> None:
         "target_ratio": 0.95,
         "rates": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
         "note": "median steps/s over alternating blocks of PPO learning, one process, torch threads = 1",
+        "env_only": {
+            "bare_steps_per_s": round(env_bare, 1),
+            "wrapped_steps_per_s": round(env_wrapped, 1),
+            "ratio": round(env_wrapped / env_bare, 3),
+            "note": "random actions, no learning: the wrapper's per-step cost against the simulator alone",
+        },
         "machine": machine_info(),
     }
     write_json(args.out, result)
