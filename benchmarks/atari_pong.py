@@ -132,6 +132,7 @@ def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> Non
         "complete_runs": {"preferences": len(pref), "true_reward": len(true)},
         "steps_reached": {str(r["teacher"]): r["steps_reached"] for r in runs},
         "ratio": None,
+        "status": "complete" if len(done) == len(runs) else "partial: rerun the command to continue",
         "final": "mean true episode return over the last 10 % of env steps",
         "ratio_definition": "(preferences + 21) / (true reward + 21): Pong returns lie in [-21, 21]",
     }
