@@ -6,12 +6,12 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
-import prefrl.envs  # noqa: F401  (registers the ids)
 import pytest
 from gymnasium.utils.env_checker import check_env
-from prefrl.envs.atari import ATARI_TASKS, GAMES, RAW_SHAPE, observation_mask
 
+import prefrl.envs  # noqa: F401  (registers the ids)
 from prefrl.environment import env_family
+from prefrl.envs.atari import ATARI_TASKS, GAMES, RAW_SHAPE, observation_mask
 
 
 def test_every_game_of_the_paper_is_registered():
