@@ -159,8 +159,10 @@ class LabelStore:
         )
         return [r[0] for r in rows]
 
-    def num_queries(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM queries").fetchone()[0])
+    def num_queries(self, *, repeats: bool = True) -> int:
+        """Queries asked; ``repeats=False`` leaves out copies shown again to measure agreement."""
+        where = "" if repeats else " WHERE repeat_of IS NULL"
+        return int(self._db.execute(f"SELECT COUNT(*) FROM queries{where}").fetchone()[0])
 
     # ---------------------------------------------------------------------------------- answers
     def add_answers(self, answers: Sequence[Answer]) -> None:

@@ -95,7 +95,11 @@ class PreferenceTrainer:
 
         defaults = FAMILY_DEFAULTS[self.family]
         horizon = self.spec.max_episode_steps
-        self.segment_length = config.segment_length or min(default_segment_length(dt), horizon or 10**9)
+        self.segment_length = (
+            config.segment_length
+            or defaults.get("segment_length")  # Atari: 25 steps (App. A.2)
+            or min(default_segment_length(dt), horizon or 10**9)
+        )
         if horizon is not None and self.segment_length > horizon:
             raise ConfigError(
                 f"--segment-length {self.segment_length} is longer than the env horizon ({horizon}); "
@@ -117,7 +121,6 @@ class PreferenceTrainer:
         self.output_std = config.output_std or defaults["output_std"]
         self.n_envs = config.n_envs or algos.default_n_envs(config.algo, self.family)
         # Settings left at their defaults take the family's where it has its own (Atari: App. A.2).
-        self.segment_length = config.segment_length or defaults.get("segment_length", self.segment_length)
         self.pretrain_epochs = _family_default(config, "pretrain_epochs", defaults)
         self.max_labels_kept = _family_default(config, "max_labels_kept", defaults)
         self._check_run_dir()
@@ -151,10 +154,12 @@ class PreferenceTrainer:
         if missing > 0:
             self._collect_random_segments(min(self.pool_capacity, 4 * missing))
             self._ask(RandomSelector().select(self.pool, missing, self.rng))
-        while self._collect_answers() >= 0 and len(self.dataset) < self.wait_for_labels:
-            if self.teacher.pending() == 0:
-                break  # every initial query is answered; some were "can't tell"
+        self._collect_answers()
+        # Only these first answers block; "pending() == 0" ends the wait when "can't tell" answers
+        # leave the dataset short of the target.
+        while len(self.dataset) < self.wait_for_labels and self.teacher.pending() > 0:
             time.sleep(0.5)  # people are labeling in the GUI
+            self._collect_answers()
         if len(self.dataset) == 0:
             raise RuntimeError(
                 "no usable initial labels (every answer was 'can't tell'); cannot fit a reward"
@@ -254,7 +259,18 @@ class PreferenceTrainer:
             self.rng.bit_generator.state = state["rng"]
         self.resumes = state.get("resumes", -1) + 1
         self._wall_start, self._wall_before = time.time(), state.get("wall_s", 0.0)
+        self._build_env_and_agent(checkpoint)
+        self._build_labels()
+        self.selector = make_selector(cfg.query_selection, self.ensemble, oversample=cfg.oversample)
+        self._last_fit = None
+        self.metrics = MetricsLog(self.run_dir / "metrics.csv")
+        self.metrics.truncate_after(state.get("step", 0))
+        self._next_update = state.get("next_update", cfg.reward_update_interval)
+        self._next_checkpoint = state.get("next_checkpoint", cfg.checkpoint_interval)
 
+    def _build_env_and_agent(self, checkpoint: Path | None) -> None:
+        """env → learned-reward wrapper (sees raw observations) → VecNormalize → agent."""
+        cfg = self.config
         self.pool_capacity = 2_000
         self.pool = (FrameSegmentPool if self.stores_frames else SegmentPool)(self.pool_capacity)
         base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes)
@@ -286,6 +302,9 @@ class PreferenceTrainer:
             configure(str(self.run_dir / "logs" / f"session-{self.resumes}"), ["csv", "tensorboard"])
         )
 
+    def _build_labels(self) -> None:
+        """The label store, the dataset rebuilt from its answers, the teacher, and unanswered queries."""
+        cfg = self.config
         self.store = LabelStore(self.run_dir / "labels.sqlite")
         if cfg.instructions:
             self.store.set_meta("instructions", cfg.instructions)
@@ -304,14 +323,7 @@ class PreferenceTrainer:
         self._outstanding.update({q.query_id: q for q in pending})
         if pending and not getattr(self.teacher, "answers_persisted", False):
             self.teacher.post(pending)  # asked before a kill, never answered
-        self.labels_requested = self.store.num_queries()
-        self.selector = make_selector(cfg.query_selection, self.ensemble, oversample=cfg.oversample)
-        self._last_fit = None
-        self.metrics = MetricsLog(self.run_dir / "metrics.csv")
-        step = state.get("step", 0)
-        self.metrics.truncate_after(step)
-        self._next_update = state.get("next_update", cfg.reward_update_interval)
-        self._next_checkpoint = state.get("next_checkpoint", cfg.checkpoint_interval)
+        self.labels_requested = self.store.num_queries(repeats=False)
 
     def _make_ensemble(self, venv: VecEnv) -> RewardEnsemble:
         """The reward model for this env family (MLP for vector observations, App. A.1; CNN for stacked
