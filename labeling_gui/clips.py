@@ -26,6 +26,8 @@ import numpy as np
 from prefrl.label_store import LabelStore
 from prefrl.segments import Segment
 
+from .tasks import env_id_of
+
 log = logging.getLogger(__name__)
 
 CLIP_DIR = "clips"
@@ -212,7 +214,7 @@ class ClipWorker(threading.Thread):
         name = clip_name(segment_id)
         try:
             segment = store.segment(segment_id)
-            env_id = store.get_meta("env_id")
+            env_id = env_id_of(store, self.store_path.parent)
             renderer = self._renderer_for(env_id) if segment.states is not None and env_id else None
             if renderer is not None:
                 renderer.render(segment, self.store_path.parent / name)

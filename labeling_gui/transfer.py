@@ -25,6 +25,8 @@ from prefrl.label_store import LabelStore
 from prefrl.segments import Segment
 from prefrl.teachers import Preference
 
+from .tasks import env_id_of
+
 META_COPIED = ("env_id", "instructions", "fps")
 
 
@@ -166,6 +168,8 @@ def copy_pairs(source: Path, store: LabelStore) -> int:
         ).fetchall()
         src_digests = query_digests(src)
         meta = {key: src.get_meta(key) for key in META_COPIED}
+        # Runs whose database predates the env_id meta still name their env in config.json.
+        meta["env_id"] = env_id_of(src, store_path(source).parent)
     added = 0
     now = time.time()
     with store.transaction():
