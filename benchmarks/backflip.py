@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import tyro
-from prefrl.envs.backflip import BACKFLIP_ID, HORIZON, BackflipTeacher, count_backflips
-from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
-from prefrl.labeling_gui.scripted import ScriptedLabeler, wait_for_server
 
 from benchmarks.common import RESULTS, machine_info, write_json
 from prefrl import algos
 from prefrl.checkpoint import latest_checkpoint, read_state
+from prefrl.envs.backflip import BACKFLIP_ID, HORIZON, BackflipTeacher, count_backflips
 from prefrl.label_store import LabelStore
+from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
+from prefrl.labeling_gui.scripted import ScriptedLabeler, wait_for_server
 
 TARGET_BACKFLIPS, TARGET_LABELS = 1.0, 900
 

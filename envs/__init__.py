@@ -8,8 +8,8 @@ Importing this package registers them (idempotently):
   episode-end signal; ids in :data:`ATARI_TASKS`.
 """
 
-from .mujoco import MUJOCO_TASKS, SimStateInfo, get_sim_state, register_mujoco_tasks, set_sim_state
 from .atari import ATARI_TASKS, register_atari_tasks
+from .mujoco import MUJOCO_TASKS, SimStateInfo, get_sim_state, register_mujoco_tasks, set_sim_state
 
 register_mujoco_tasks()
 register_atari_tasks()

@@ -48,6 +48,7 @@ def instructions_for(store: LabelStore, run_dir: Path | None = None) -> str:
         return GENERIC
     try:
         import gymnasium as gym
+
         import prefrl.envs  # noqa: F401  (registers the prefrl/... ids)
 
         env = gym.make(env_id)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import prefrl.envs  # noqa: F401
 import uvicorn
 from fastapi import FastAPI
 
+import prefrl.envs  # noqa: F401
 from prefrl.label_store import LabelStore
 from prefrl.segments import Segment
 

@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
 from prefrl.envs.backflip import (
     BACKFLIP_ID,
     INSTRUCTIONS,
@@ -14,7 +15,6 @@ from prefrl.envs.backflip import (
     count_backflips,
 )
 from prefrl.labeling_gui.clips import SegmentRenderer
-
 from prefrl.segments import Segment
 from prefrl.teachers import Preference, Query
 

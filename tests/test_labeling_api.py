@@ -17,11 +17,10 @@ with warnings.catch_warnings():  # starlette's TestClient asks for "httpx2"; htt
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.cli import LabelArgs, resolve_label_args
 from prefrl.labeling_gui.server import ServerSettings, create_app
 from prefrl.labeling_gui.transfer import copy_pairs, export_answers, import_answers
-
-from prefrl.label_store import LabelStore
 from prefrl.teachers import Answer, Preference
 from tests.labeling_helpers import fake_segment, fill_fake, serve
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from prefrl.labeling_gui.clips import ClipWorker, SegmentRenderer, clip_name, encode_mp4, render_frames_only
 
 from prefrl.label_store import LabelStore
+from prefrl.labeling_gui.clips import ClipWorker, SegmentRenderer, clip_name, encode_mp4, render_frames_only
 from prefrl.segments import Segment
 from tests.labeling_helpers import env_segments, fill_env, wait_for
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from prefrl.labeling_gui.scripted import ScriptedLabeler, oracle_choice
-from prefrl.labeling_gui.server import ServerSettings, create_app
 
 from prefrl.checkpoint import latest_checkpoint
 from prefrl.label_store import LabelStore
+from prefrl.labeling_gui.scripted import ScriptedLabeler, oracle_choice
+from prefrl.labeling_gui.server import ServerSettings, create_app
 from prefrl.metrics import read_metrics
 from prefrl.reward_model import RewardEnsemble
 from tests.labeling_helpers import env_segments, serve
