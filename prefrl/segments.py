@@ -112,27 +112,26 @@ class SegmentCollector:
         states: np.ndarray | None = None,
     ) -> list[Segment]:
         """Record one vectorised step (``obs`` is what the agent acted on) and return finished segments."""
+        writing = np.flatnonzero(self._pos >= 0)  # envs inside a segment (not in a stride gap)
+        at = self._pos[writing]
+        self._obs[writing, at] = obs[writing]
+        self._acts[writing, at] = acts[writing]
+        self._rews[writing, at] = true_rewards[writing]
+        if self._states is not None and states is not None:
+            self._states[writing, at] = states[writing]
+        self._pos += 1
         finished: list[Segment] = []
-        for i in range(len(self._pos)):
-            p = self._pos[i]
-            if p >= 0:
-                self._obs[i, p] = obs[i]
-                self._acts[i, p] = acts[i]
-                self._rews[i, p] = true_rewards[i]
-                if self._states is not None and states is not None:
-                    self._states[i, p] = states[i]
-            p += 1
-            if p == self.segment_length:
-                finished.append(
-                    Segment(
-                        obs=self._obs[i].copy(),
-                        acts=self._acts[i].copy(),
-                        true_rewards=self._rews[i].copy(),
-                        states=None if self._states is None else self._states[i].copy(),
-                    )
+        for i in np.flatnonzero(self._pos == self.segment_length):
+            finished.append(
+                Segment(
+                    obs=self._obs[i].copy(),
+                    acts=self._acts[i].copy(),
+                    true_rewards=self._rews[i].copy(),
+                    states=None if self._states is None else self._states[i].copy(),
                 )
-                p = self.segment_length - self.stride
-            self._pos[i] = 0 if dones[i] else p
+            )
+            self._pos[i] = self.segment_length - self.stride
+        self._pos[np.asarray(dones, dtype=bool)] = 0
         return finished
 
     def reset(self) -> None:

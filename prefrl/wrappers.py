@@ -56,7 +56,6 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self._learned_return = np.zeros(self.num_envs, dtype=np.float64)
         self._length = np.zeros(self.num_envs, dtype=np.int64)
         self.finished_episodes: list[dict[str, float]] = []  # drained by the trainer
-        self.steps_seen = 0
 
     def reset(self) -> np.ndarray:
         obs = self.venv.reset()
@@ -84,7 +83,6 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self._true_return += true_rewards
         self._learned_return += rewards
         self._length += 1
-        self.steps_seen += self.num_envs
         for i, info in enumerate(infos):
             info["true_reward"] = float(true_rewards[i])
         if dones.any():
