@@ -17,17 +17,14 @@ stops the runs (they keep their labels and last checkpoint) and the same command
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS, launch, machine_info, run_is_complete, write_json
+from benchmarks.common import RESULTS, machine_info, run_all, run_is_complete, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.metrics import final_true_return, read_metrics
 from prefrl.plotting import plot_runs
@@ -61,8 +58,20 @@ def jobs_for(args: Args) -> list[tuple[Path, list[str], str, int, int]]:
         for teacher in (args.teacher, "true-reward"):
             labels = args.labels if teacher != "true-reward" else 0
             run_dir = args.runs_dir / f"{slug}-{args.algo}-{teacher}-{labels}-s{seed}"
-            train_args = ["--env", args.env, "--algo", args.algo, "--teacher", teacher, "--seed", str(seed),
-                          "--checkpoint-interval", str(args.checkpoint_interval), "--device", args.device]
+            train_args = [
+                "--env",
+                args.env,
+                "--algo",
+                args.algo,
+                "--teacher",
+                teacher,
+                "--seed",
+                str(seed),
+                "--checkpoint-interval",
+                str(args.checkpoint_interval),
+                "--device",
+                args.device,
+            ]
             if labels:
                 train_args += ["--labels", str(labels)]
             jobs.append((run_dir, train_args, teacher, labels, seed))
@@ -71,28 +80,7 @@ def jobs_for(args: Args) -> list[tuple[Path, list[str], str, int, int]]:
 
 def run(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
     """Run (or resume) the jobs, ``parallel`` at a time, until done or ``max_minutes`` have passed."""
-    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
-    queue = [(run_dir, train_args) for run_dir, train_args, *_ in jobs]
-    running: list[tuple[Path, subprocess.Popen[bytes]]] = []
-    while (queue or running) and time.time() < deadline:
-        while queue and len(running) < args.parallel:
-            run_dir, train_args = queue.pop(0)
-            proc = launch(run_dir, train_args, args.steps, run_dir.parent / f"{run_dir.name}.log")
-            if proc is not None:
-                running.append((run_dir, proc))
-        for run_dir, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((run_dir, proc))
-                if proc.returncode != 0:
-                    raise RuntimeError(f"run {run_dir} failed (exit {proc.returncode}); see {run_dir}.log")
-        time.sleep(2)
-    for run_dir, proc in running:  # out of time: stop cleanly, the next call resumes
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(f"stopped {run_dir} (resume with the same command)", flush=True)
+    run_all([(d, a, args.steps) for d, a, *_ in jobs], args.parallel, max_minutes=args.max_minutes)
 
 
 def answered_labels(run_dir: Path) -> int:
@@ -111,11 +99,19 @@ def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> Non
         metrics = read_metrics(metrics_path) if metrics_path.exists() else None
         reached = int(read_state(checkpoint)["step"]) if checkpoint else 0
         record: dict[str, object] = {
-            "env": args.env, "algo": args.algo, "teacher": teacher, "label_budget": labels, "seed": seed,
-            "steps": args.steps, "steps_reached": reached, "complete": run_is_complete(run_dir, args.steps),
+            "env": args.env,
+            "algo": args.algo,
+            "teacher": teacher,
+            "label_budget": labels,
+            "seed": seed,
+            "steps": args.steps,
+            "steps_reached": reached,
+            "complete": run_is_complete(run_dir, args.steps),
             "labels_answered": answered_labels(run_dir) if teacher != "true-reward" else 0,
             "episodes": int(np.nansum(metrics["episodes"])) if metrics is not None else 0,
-            "final_true_return": None, "wall_s": None, "run_dir": str(run_dir),
+            "final_true_return": None,
+            "wall_s": None,
+            "run_dir": str(run_dir),
         }
         if teacher != "true-reward" and not reached:
             record["phase"] = "initial labels and reward-model pre-training (200 epochs), before RL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -80,15 +81,21 @@ def launch(run_dir: Path, train_args: list[str], steps: int, log: Path) -> subpr
 
 
 def run_all(
-    jobs: list[tuple[Path, list[str], int]], parallel: int, on_progress: Callable[[], None] | None = None
+    jobs: list[tuple[Path, list[str], int]],
+    parallel: int,
+    on_progress: Callable[[], None] | None = None,
+    max_minutes: float | None = None,
 ) -> None:
     """Run jobs ``(run_dir, train_args, steps)``, ``parallel`` at a time; raise if one fails.
 
     ``on_progress`` is called every few minutes and whenever a run ends (e.g. to rewrite a report).
+    After ``max_minutes`` the runs still going are interrupted cleanly (SIGINT: they checkpoint), and
+    the same call later resumes them.
     """
+    deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
     queue, running = list(jobs), []
     last_report = time.time()
-    while queue or running:
+    while (queue or running) and time.time() < deadline:
         while queue and len(running) < parallel:
             run_dir, args, steps = queue.pop(0)
             proc = launch(run_dir, args, steps, run_dir.parent / f"{run_dir.name}.log")
@@ -104,5 +111,12 @@ def run_all(
             on_progress()
             last_report = time.time()
         time.sleep(2)
+    for run_dir, proc in running:  # out of time: stop cleanly, the next call resumes
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print(f"stopped {run_dir} (resume with the same command)", flush=True)
     if on_progress is not None:
         on_progress()

@@ -133,12 +133,17 @@ class PreferenceTrainer:
             self._pretrain_reward_model()
         remaining = self.config.steps - self.agent.num_timesteps
         if remaining > 0:
-            self.agent.learn(
-                remaining,
-                callback=_LoopCallback(self),
-                reset_num_timesteps=checkpoint is None,
-                progress_bar=self.config.progress_bar,
-            )
+            try:
+                self.agent.learn(
+                    remaining,
+                    callback=_LoopCallback(self),
+                    reset_num_timesteps=checkpoint is None,
+                    progress_bar=self.config.progress_bar,
+                )
+            except KeyboardInterrupt:  # Ctrl-C / SIGINT: keep the progress, `prefrl resume` continues
+                self._checkpoint()
+                self.store.close()
+                raise
         self._after_rollout(self.agent.num_timesteps, final=True)
         self._checkpoint()
         self.store.close()

@@ -115,3 +115,33 @@ def test_resume_after_sigkill_loses_no_labels(tmp_path):
     m = read_metrics(run_dir / "metrics.csv")
     assert np.all(np.diff(m["step"]) > 0)  # the curve continues from the checkpoint, no duplicates
     assert m["step"][-1] >= 16_000 and m["labels"][-1] >= answers_before - 5
+
+
+def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "train",
+        "--env",
+        TOY,
+        "--teacher",
+        "true-reward",
+        "--steps",
+        "1000000",
+        "--checkpoint-interval",
+        "10000000",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress-bar",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    boot = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", boot, *args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(3)  # some training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "prefrl resume" in err
+    step = int((run_dir / "checkpoints" / "LATEST").read_text().split("-")[1])
+    assert step > 0  # periodic checkpoints were out of reach: this one came from the interrupt
