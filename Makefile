@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test test-fast lint type bench-overhead bench-mujoco bench-backflip bench-atari bench-atari-memory clean
+.PHONY: install demo test test-fast lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-backflip bench-atari bench-atari-memory clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-overhead: install
 
 bench-mujoco: install
 	$(PY) -m benchmarks.mujoco_feedback
+
+bench-mujoco-ablations: install
+	$(PY) -m benchmarks.mujoco_ablations
 
 bench-backflip: install
 	$(PY) -m benchmarks.backflip
