@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test test-fast lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-backflip bench-atari bench-atari-memory clean
+.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-backflip bench-atari bench-atari-memory clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
