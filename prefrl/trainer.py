@@ -131,6 +131,7 @@ class PreferenceTrainer:
         self._build(checkpoint)
         if self.config.learns_reward and checkpoint is None:
             self._pretrain_reward_model()
+            self._checkpoint()  # hours of pre-training on Atari: never redo them after a kill
         remaining = self.config.steps - self.agent.num_timesteps
         if remaining > 0:
             try:

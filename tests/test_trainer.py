@@ -145,3 +145,14 @@ def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
     assert proc.returncode == 130 and "prefrl resume" in err
     step = int((run_dir / "checkpoints" / "LATEST").read_text().split("-")[1])
     assert step > 0  # periodic checkpoints were out of reach: this one came from the interrupt
+
+
+def test_a_checkpoint_follows_pretraining(tmp_path, monkeypatch):
+    trainer = PreferenceTrainer(toy_config(tmp_path, steps=512, checkpoint_interval=10**9))
+    steps_at_checkpoint = []
+    original = trainer._checkpoint
+    monkeypatch.setattr(
+        trainer, "_checkpoint", lambda: steps_at_checkpoint.append(trainer.agent.num_timesteps) or original()
+    )
+    trainer.train()
+    assert steps_at_checkpoint[0] == 0  # right after the reward model's pre-training, before any RL step
