@@ -18,6 +18,8 @@ def run_label(run_dir: Path) -> str:
     config = json.loads((run_dir / "config.json").read_text())
     teacher = config["teacher"]
     labels = "" if teacher == "true-reward" else f", {config['labels']} labels"
+    if teacher != "true-reward" and config.get("query_selection", "disagreement") != "disagreement":
+        labels += f", {config['query_selection']} queries"
     return f"{config['algo']} {teacher}{labels}, seed {config['seed']}"
 
 
