@@ -88,11 +88,12 @@ class ScriptedLabeler:
         self.seconds = seconds
         self.answered = 0
 
-    def step(self, store: LabelStore) -> int:
-        """Claim up to two pairs and answer them; returns how many were answered."""
-        claimed = request(self.base_url, "/api/claim", {"labeler": self.name, "n": 2}, token=self.token)
+    def step(self, store: LabelStore, limit: int = 2) -> int:
+        """Claim up to ``limit`` (at most two) pairs and answer them; returns how many were answered."""
+        n = max(1, min(2, limit))
+        claimed = request(self.base_url, "/api/claim", {"labeler": self.name, "n": n}, token=self.token)
         done = 0
-        for pair in claimed["pairs"]:
+        for pair in claimed["pairs"][:n]:
             query = store.query(pair["query_id"])
             choice = self.choose(query.left, query.right)
             body = {
@@ -115,7 +116,8 @@ class ScriptedLabeler:
         with LabelStore(self.store_path) as store:
             while not stop.is_set() and (max_answers is None or self.answered < max_answers):
                 try:
-                    if self.step(store) == 0:
+                    left = 2 if max_answers is None else max_answers - self.answered
+                    if self.step(store, limit=left) == 0:
                         stop.wait(poll_s)
                 except HTTPStatusError:
                     raise
