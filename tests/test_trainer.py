@@ -14,6 +14,13 @@ from prefrl.metrics import read_metrics
 from prefrl.trainer import PreferenceTrainer
 
 TOY = "prefrl-test/LinearReward-v0"
+BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def start_cli(args: list[str], **popen: object) -> subprocess.Popen:
+    """``prefrl ARGS`` in a subprocess that knows the toy env."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.Popen([sys.executable, "-c", BOOT, *args], env=env, **popen)  # type: ignore[call-overload]
 
 
 def toy_config(tmp_path, **overrides):
@@ -69,27 +76,9 @@ def count_answers(db):
 
 def test_resume_after_sigkill_loses_no_labels(tmp_path):
     run_dir = tmp_path / "run"
-    args = [
-        "train",
-        "--env",
-        TOY,
-        "--labels",
-        "200",
-        "--steps",
-        "16000",
-        "--segment-length",
-        "10",
-        "--reward-update-interval",
-        "1024",
-        "--checkpoint-interval",
-        "2048",
-        "--run-dir",
-        str(run_dir),
-        "--no-progress-bar",
-    ]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    boot = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", boot, *args], env=env)
+    args = f"train --env {TOY} --labels 200 --steps 16000 --segment-length 10 --reward-update-interval 1024 "
+    args += f"--checkpoint-interval 2048 --run-dir {run_dir} --no-progress-bar"
+    proc = start_cli(args.split())
     deadline = time.time() + 120
     while time.time() < deadline:
         latest = run_dir / "checkpoints" / "LATEST"
@@ -102,15 +91,10 @@ def test_resume_after_sigkill_loses_no_labels(tmp_path):
     rows_before = len(read_metrics(run_dir / "metrics.csv")["step"])
     assert answers_before > 50 and rows_before > 0
 
-    resume = subprocess.run(
-        [sys.executable, "-c", boot, "resume", str(run_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resume.returncode == 0, resume.stderr[-2000:]
-    assert "done: 16" in resume.stdout
+    resume = start_cli(["resume", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = resume.communicate(timeout=300)  # (wait() could block on a full pipe)
+    assert resume.returncode == 0, err[-2000:]
+    assert "done: 16" in out
     assert count_answers(run_dir / "labels.sqlite") >= answers_before
     m = read_metrics(run_dir / "metrics.csv")
     assert np.all(np.diff(m["step"]) > 0)  # the curve continues from the checkpoint, no duplicates
@@ -119,23 +103,9 @@ def test_resume_after_sigkill_loses_no_labels(tmp_path):
 
 def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
     run_dir = tmp_path / "run"
-    args = [
-        "train",
-        "--env",
-        TOY,
-        "--teacher",
-        "true-reward",
-        "--steps",
-        "1000000",
-        "--checkpoint-interval",
-        "10000000",
-        "--run-dir",
-        str(run_dir),
-        "--no-progress-bar",
-    ]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    boot = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", boot, *args], env=env, stderr=subprocess.PIPE, text=True)
+    args = f"train --env {TOY} --teacher true-reward --steps 1000000 --checkpoint-interval 10000000 "
+    args += f"--run-dir {run_dir} --no-progress-bar"
+    proc = start_cli(args.split(), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "metrics.csv").exists():
         time.sleep(0.2)
