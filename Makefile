@@ -36,6 +36,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check prefrl envs labeling_gui tests benchmarks
+	$(VENV)/bin/ruff format --check prefrl envs labeling_gui tests benchmarks
 
 type: install
 	$(VENV)/bin/mypy prefrl

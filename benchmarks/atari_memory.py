@@ -156,8 +156,19 @@ def scenario_trainer(args: Args) -> dict[str, float]:
 
 
 def run_scenario(name: str, args: Args) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "benchmarks.atari_memory", "--scenario", name, "--env", args.env,
-           "--pairs", str(args.pairs), "--pool", str(args.pool)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.atari_memory",
+        "--scenario",
+        name,
+        "--env",
+        args.env,
+        "--pairs",
+        str(args.pairs),
+        "--pool",
+        str(args.pool),
+    ]
     print(" ".join(cmd[2:]), flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -222,8 +233,10 @@ def main(args: Args) -> None:
         "measure": "VmRSS growth of a fresh process while the set is built from frames of random play; "
         "process_rss_gb includes the interpreter, torch and the env",
     }
-    write_json(args.out, {"benchmark": "atari_memory", "scenarios": results, "summary": summary,
-                          "machine": machine_info()})
+    write_json(
+        args.out,
+        {"benchmark": "atari_memory", "scenarios": results, "summary": summary, "machine": machine_info()},
+    )
     plot(results, naive, args.out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))
 

@@ -133,7 +133,11 @@ class AtariPreferenceEnv(gym.Wrapper[np.ndarray, int, np.ndarray, int], RecordCo
         frame_stack: int = FRAME_STACK,
     ) -> None:
         RecordConstructorArgs.__init__(
-            self, blackout=blackout, end_penalty=end_penalty, noop_max=noop_max, frame_skip=frame_skip,
+            self,
+            blackout=blackout,
+            end_penalty=end_penalty,
+            noop_max=noop_max,
+            frame_skip=frame_skip,
             frame_stack=frame_stack,
         )
         gym.Wrapper.__init__(self, env)

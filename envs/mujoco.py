@@ -5,8 +5,17 @@ to recover everything the agent is rewarded for:
 
 * **Fixed-length episodes.** An episode's length would leak the true reward (a falling Hopper ends early), so
   every episode lasts exactly the task's horizon (gymnasium ``TimeLimit`` truncation) and ``terminated`` is
-  always False. Where the gymnasium env would terminate (Hopper, Walker2d and Ant unhealthy, the pendulums
-  fallen), the simulation goes on and each such step costs ``fall_penalty``: a penalty the agent must learn.
+  always False. What termination stood for becomes a term of the reward that the agent must learn:
+  - **Hopper, Walker2d, Ant** (``upright="height"``, the default): the alive bonus and the unhealthy
+    condition give way to the torso's height above the height at which the v5 env would call it fallen,
+    ``z − z_fall`` per step: negative on the ground, positive standing. This is the term of rl-teacher
+    (the reference implementation of the paper), up to a constant that a fixed horizon makes irrelevant, and
+    it is what a person sees (App. B tells labelers to tiebreak on height). ``upright="penalty"`` keeps the
+    v5 alive bonus and subtracts ``fall_penalty`` per unhealthy step instead; that condition includes a
+    torso pitch beyond ±0.2 rad (Hopper), a step function of the pose that a reward model fitted to
+    preferences extrapolates poorly: in our Hopper benchmark the agent learned to slide forward lying down.
+  - **Pendulums:** each step on which the v5 env would terminate (the pole visibly fallen) costs
+    ``fall_penalty``.
 * **No torque costs.** People cannot see torques, so control costs (and Ant's contact cost) are left out of
   the true reward.
 
@@ -18,7 +27,8 @@ Usage::
     import gymnasium as gym
     import prefrl.envs  # registers the ids in MUJOCO_TASKS
 
-    env = gym.make("prefrl/Hopper-v0", fall_penalty=1.0, render_mode="rgb_array")
+    env = gym.make("prefrl/Hopper-v0", render_mode="rgb_array")
+    env = gym.make("prefrl/Hopper-v0", upright="penalty", fall_penalty=1.0)  # the step-function variant
 """
 
 from __future__ import annotations
@@ -179,6 +189,39 @@ class FallPenalty(gym.Wrapper[Any, Any, Any, Any], RecordConstructorArgs):
         return obs, float(reward) + reward_fall, False, truncated, info
 
 
+class HeightReward(gym.Wrapper[Any, Any, Any, Any], RecordConstructorArgs):
+    """Rewards the torso's height above the fall height, ``weight · (z − fall_height)`` per step.
+
+    Stands in for the alive bonus and for termination in walking tasks whose base env was built with
+    ``healthy_reward=0`` (see the module docstring). ``info["reward_height"]`` reports the term, and
+    ``info["fallen"]`` whether the v5 env would have terminated (a diagnostic: it costs nothing here).
+
+    Args:
+        env: A gymnasium v5 Hopper, Walker2d or Ant env.
+        qpos_index: Index of the torso height in ``data.qpos`` (Hopper, Walker2d: 1; Ant: 2).
+        fall_height: The lower bound of the v5 env's ``healthy_z_range``.
+        weight: Reward per unit of height per step.
+    """
+
+    def __init__(
+        self, env: gym.Env[Any, Any], qpos_index: int, fall_height: float, *, weight: float = 1.0
+    ) -> None:
+        RecordConstructorArgs.__init__(self, qpos_index=qpos_index, fall_height=fall_height, weight=weight)
+        gym.Wrapper.__init__(self, env)
+        _, self._data = _model_and_data(env)
+        self.qpos_index, self.fall_height, self.weight = qpos_index, float(fall_height), float(weight)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, _, truncated, info = self.env.step(action)
+        reward_height = self.weight * (float(self._data.qpos[self.qpos_index]) - self.fall_height)
+        info = {**info, "fallen": _unhealthy(self.env.unwrapped), "reward_height": reward_height}
+        return obs, float(reward) + reward_height, False, truncated, info
+
+
+UPRIGHT_TERMS = ("height", "penalty")
+"""What stands for termination in Hopper, Walker2d and Ant: torso height, or the v5 fall penalty."""
+
+
 # --- the variants ------------------------------------------------------------------------------------------
 
 
@@ -191,6 +234,7 @@ class MujocoTask:
     horizon: int
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     fallen: str | None = None  # a key of FALL_CONDITIONS
+    torso_height: tuple[int, float] | None = None  # (qpos index, fall height): the `upright="height"` term
 
     @property
     def id(self) -> str:
@@ -199,15 +243,22 @@ class MujocoTask:
 
 _NO_CTRL_COST = {"ctrl_cost_weight": 0.0}
 _NO_TERMINATION = {"terminate_when_unhealthy": False}
+_WALKER = {**_NO_CTRL_COST, **_NO_TERMINATION}
 TASKS: dict[str, MujocoTask] = {
     task.name: task
     for task in (
-        MujocoTask("Hopper", HopperEnv, 1000, {**_NO_CTRL_COST, **_NO_TERMINATION}, "unhealthy"),
-        MujocoTask("Walker2d", Walker2dEnv, 1000, {**_NO_CTRL_COST, **_NO_TERMINATION}, "unhealthy"),
+        # Fall heights: the lower bounds of the v5 envs' healthy_z_range.
+        MujocoTask("Hopper", HopperEnv, 1000, _WALKER, "unhealthy", (1, 0.7)),
+        MujocoTask("Walker2d", Walker2dEnv, 1000, _WALKER, "unhealthy", (1, 0.8)),
         MujocoTask("Swimmer", SwimmerEnv, 1000, _NO_CTRL_COST),
         MujocoTask("HalfCheetah", HalfCheetahEnv, 1000, _NO_CTRL_COST),
         MujocoTask(
-            "Ant", AntEnv, 1000, {**_NO_CTRL_COST, "contact_cost_weight": 0.0, **_NO_TERMINATION}, "unhealthy"
+            "Ant",
+            AntEnv,
+            1000,
+            {**_NO_CTRL_COST, "contact_cost_weight": 0.0, **_NO_TERMINATION},
+            "unhealthy",
+            (2, 0.2),
         ),
         MujocoTask("Reacher", ReacherEnv, 50, {"reward_control_weight": 0.0}),
         # The pendulums have no control cost and no kwarg to stop termination: FallPenalty drops it.
@@ -220,7 +271,14 @@ TASKS: dict[str, MujocoTask] = {
 MUJOCO_TASKS: tuple[str, ...] = tuple(task.id for task in TASKS.values())
 
 
-def make_task(task: str, *, fall_penalty: float = FALL_PENALTY, **kwargs: Any) -> gym.Env[Any, Any]:
+def make_task(
+    task: str,
+    *,
+    upright: str = "height",
+    fall_penalty: float = FALL_PENALTY,
+    height_weight: float = 1.0,
+    **kwargs: Any,
+) -> gym.Env[Any, Any]:
     """Builds one App. A.1 variant (Christiano et al. 2017); the registered ids' entry point.
 
     Use ``gym.make("prefrl/<task>-v0", ...)`` rather than calling this directly: ``gym.make`` adds the
@@ -228,13 +286,23 @@ def make_task(task: str, *, fall_penalty: float = FALL_PENALTY, **kwargs: Any) -
 
     Args:
         task: A key of :data:`TASKS`, e.g. ``"Hopper"``.
-        fall_penalty: Reward subtracted per step while fallen/unhealthy (ignored by tasks that cannot fall).
+        upright: For Hopper, Walker2d and Ant, what replaces termination: ``"height"`` (torso height above
+            the fall height, :class:`HeightReward`) or ``"penalty"`` (the v5 alive bonus, minus
+            ``fall_penalty`` per unhealthy step, :class:`FallPenalty`). Ignored by the other tasks.
+        fall_penalty: Reward subtracted per fallen step (pendulums; walkers with ``upright="penalty"``).
+        height_weight: Reward per unit of torso height per step (walkers with ``upright="height"``).
         **kwargs: Passed to the gymnasium v5 env (e.g. ``render_mode``, ``width``, ``height``); they override
             the variant's defaults.
     """
     if task not in TASKS:
         raise ValueError(f"unknown MuJoCo task {task!r}; choose one of {sorted(TASKS)}")
+    if upright not in UPRIGHT_TERMS:
+        raise ValueError(f"unknown upright term {upright!r}; choose one of {list(UPRIGHT_TERMS)}")
     spec = TASKS[task]
+    if spec.torso_height is not None and upright == "height":
+        base = spec.env_class(**{**spec.kwargs, "healthy_reward": 0.0, **kwargs})
+        qpos_index, fall_height = spec.torso_height
+        return SimStateInfo(HeightReward(base, qpos_index, fall_height, weight=height_weight))
     env: gym.Env[Any, Any] = spec.env_class(**{**spec.kwargs, **kwargs})
     if spec.fallen is not None:
         env = FallPenalty(env, spec.fallen, fall_penalty=fall_penalty)

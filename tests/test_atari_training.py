@@ -17,8 +17,17 @@ from prefrl.metrics import read_metrics
 from prefrl.trainer import PreferenceTrainer
 
 PONG = "prefrl/PongNoScore-v0"
-TINY = ["--labels", "12", "--initial-labels", "8", "--pretrain-epochs", "1", "--reward-epochs", "1",
-        "--no-progress-bar"]
+TINY = [
+    "--labels",
+    "12",
+    "--initial-labels",
+    "8",
+    "--pretrain-epochs",
+    "1",
+    "--reward-epochs",
+    "1",
+    "--no-progress-bar",
+]
 
 
 def count(db, table):
@@ -32,11 +41,20 @@ def test_atari_runs_take_the_papers_defaults(tmp_path):
     assert trainer.segment_length == 25 and trainer.n_envs == 16
     assert trainer.schedule.initial_labels == 500 and trainer.schedule.rate_constant == 5e6
     assert trainer.pretrain_epochs == 200 and trainer.max_labels_kept == 3000 and trainer.output_std == 0.05
-    custom = TrainConfig(env=PONG, algo="ppo", pretrain_epochs=7, max_labels_kept=100, segment_length=30,
-                         run_dir=tmp_path / "other")
+    custom = TrainConfig(
+        env=PONG,
+        algo="ppo",
+        pretrain_epochs=7,
+        max_labels_kept=100,
+        segment_length=30,
+        run_dir=tmp_path / "other",
+    )
     trainer = PreferenceTrainer(custom)
     assert (trainer.pretrain_epochs, trainer.max_labels_kept, trainer.segment_length, trainer.n_envs) == (
-        7, 100, 30, 8
+        7,
+        100,
+        30,
+        8,
     )
 
 
@@ -46,9 +64,26 @@ def test_atari_runs_take_the_papers_defaults(tmp_path):
 )
 def test_whole_path_on_pong(tmp_path, capsys, algo, n_envs, steps):
     run_dir = tmp_path / algo
-    code = main(["train", "--env", PONG, "--algo", algo, "--steps", str(steps), "--n-envs", str(n_envs),
-                 "--reward-update-interval", "256", "--checkpoint-interval", "512", "--run-dir", str(run_dir),
-                 *TINY])
+    code = main(
+        [
+            "train",
+            "--env",
+            PONG,
+            "--algo",
+            algo,
+            "--steps",
+            str(steps),
+            "--n-envs",
+            str(n_envs),
+            "--reward-update-interval",
+            "256",
+            "--checkpoint-interval",
+            "512",
+            "--run-dir",
+            str(run_dir),
+            *TINY,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert f"done: {steps} steps" in capsys.readouterr().out
     assert count(run_dir / "labels.sqlite", "answers") >= 10  # initial labels, then more during RL
@@ -56,8 +91,18 @@ def test_whole_path_on_pong(tmp_path, capsys, algo, n_envs, steps):
 
 
 def test_trainer_builds_the_frame_sharing_parts(tmp_path):
-    cfg = TrainConfig(env=PONG, algo="ppo", n_envs=2, steps=256, run_dir=tmp_path / "run", labels=6,
-                      initial_labels=4, pretrain_epochs=1, reward_update_interval=256, progress_bar=False)
+    cfg = TrainConfig(
+        env=PONG,
+        algo="ppo",
+        n_envs=2,
+        steps=256,
+        run_dir=tmp_path / "run",
+        labels=6,
+        initial_labels=4,
+        pretrain_epochs=1,
+        reward_update_interval=256,
+        progress_bar=False,
+    )
     trainer = PreferenceTrainer(cfg)
     trainer.train()
     assert isinstance(trainer.reward_env, FrameSharingRewardVecEnv)
@@ -72,9 +117,24 @@ def test_trainer_builds_the_frame_sharing_parts(tmp_path):
 def test_interrupted_run_resumes_and_plots(tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "run"
     # One env, so that episodes of random Pong (~900 steps) end within the budget and the curve has points.
-    args = ["train", "--env", PONG, "--algo", "ppo", "--steps", "2048", "--n-envs", "1",
-            "--reward-update-interval", "512", "--checkpoint-interval", "512", "--run-dir", str(run_dir),
-            *TINY]
+    args = [
+        "train",
+        "--env",
+        PONG,
+        "--algo",
+        "ppo",
+        "--steps",
+        "2048",
+        "--n-envs",
+        "1",
+        "--reward-update-interval",
+        "512",
+        "--checkpoint-interval",
+        "512",
+        "--run-dir",
+        str(run_dir),
+        *TINY,
+    ]
     after_rollout = PreferenceTrainer._after_rollout
 
     def killed_at_1024(self, step, final=False):

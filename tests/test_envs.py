@@ -104,7 +104,8 @@ def test_episode_lasts_exactly_the_horizon(env_id: str) -> None:
 def test_reward_is_base_reward_without_control_costs_plus_fall_penalty(env_id: str) -> None:
     """Same trajectory as the gymnasium v5 env; reward = v5 reward − its control/contact costs − penalty."""
     fall_penalty = 2.5
-    ours, base = gym.make(env_id, fall_penalty=fall_penalty), gym.make(f"{_name(env_id)}-v5")
+    ours = gym.make(env_id, upright="penalty", fall_penalty=fall_penalty)
+    base = gym.make(f"{_name(env_id)}-v5")
     obs, _ = ours.reset(seed=1)
     base_obs, _ = base.reset(seed=1)
     np.testing.assert_array_equal(obs, base_obs)
@@ -130,7 +131,7 @@ def test_reward_is_base_reward_without_control_costs_plus_fall_penalty(env_id: s
 
 @pytest.mark.parametrize("env_id", FALLEN_POSES)
 def test_fallen_pose_costs_fall_penalty(env_id: str) -> None:
-    envs = {penalty: gym.make(env_id, fall_penalty=penalty) for penalty in (0.0, 2.5)}
+    envs = {penalty: gym.make(env_id, upright="penalty", fall_penalty=penalty) for penalty in (0.0, 2.5)}
     rewards: dict[float, float] = {}
     for penalty, env in envs.items():
         _, info = env.reset(seed=0)
@@ -141,10 +142,62 @@ def test_fallen_pose_costs_fall_penalty(env_id: str) -> None:
         rewards[penalty] = float(reward)
         assert info["fallen"] is True and info["reward_fall"] == -penalty and not terminated
     assert rewards[0.0] - rewards[2.5] == pytest.approx(2.5)
-    default = gym.make(env_id)
+    default = gym.make(env_id, upright="penalty")
     default.reset(seed=0)
     set_sim_state(default, FALLEN_POSES[env_id](get_sim_state(default)))
     assert default.step(np.zeros(default.action_space.shape))[4]["reward_fall"] == -1.0
+
+
+# Torso height: (qpos index, fall height) of the walkers whose default upright term is the height.
+TORSO_HEIGHTS = {"prefrl/Hopper-v0": (1, 0.7), "prefrl/Walker2d-v0": (1, 0.8), "prefrl/Ant-v0": (2, 0.2)}
+
+
+@pytest.mark.parametrize("env_id", TORSO_HEIGHTS)
+def test_walker_reward_is_speed_plus_torso_height(env_id: str) -> None:
+    """Default walkers: v5 reward − control/contact costs − alive bonus + (torso height − fall height)."""
+    ours, base = gym.make(env_id), gym.make(f"{_name(env_id)}-v5")
+    ours.reset(seed=2)
+    base.reset(seed=2)
+    index, fall_height = TORSO_HEIGHTS[env_id]
+    rng, high = np.random.default_rng(1), ours.action_space.high  # type: ignore[attr-defined]
+    heights = []
+    for _ in range(300):
+        action = high * rng.uniform(-1.0, 1.0, size=high.shape)
+        _, reward, terminated, _, info = ours.step(action)
+        _, base_reward, base_terminated, _, base_info = base.step(action)
+        height = float(ours.unwrapped.data.qpos[index])  # type: ignore[attr-defined]
+        heights.append(height)
+        assert not terminated and "reward_fall" not in info
+        assert info["fallen"] == base_terminated  # reported, but no longer a cost of its own
+        assert info["reward_height"] == pytest.approx(height - fall_height)
+        costs = base_info.get("reward_ctrl", 0.0) + base_info.get("reward_contact", 0.0)
+        expected = float(base_reward) - costs - base_info["reward_survive"] + height - fall_height
+        assert float(reward) == pytest.approx(expected, abs=1e-9)
+        if base_terminated:
+            break
+    assert len(heights) > 1
+
+
+@pytest.mark.parametrize("env_id", ["prefrl/Hopper-v0", "prefrl/Walker2d-v0"])  # Ant's legs push it back up
+def test_lying_walker_earns_less_than_standing_one(env_id: str) -> None:
+    index, fall_height = TORSO_HEIGHTS[env_id]
+    env = gym.make(env_id, height_weight=2.0)
+    _, info = env.reset(seed=0)
+    standing = info["sim_state"]
+    rewards = {}
+    for pose, height in (("standing", standing[index]), ("lying", fall_height - 0.1)):
+        state = standing.copy()
+        state[index] = height
+        set_sim_state(env, state)
+        _, reward, _, _, info = env.step(np.zeros(env.action_space.shape))
+        rewards[pose] = (float(reward), info["reward_height"])
+    assert rewards["lying"][1] < 0.0 < rewards["standing"][1]
+    assert rewards["standing"][0] - rewards["lying"][0] > 2.0 * (standing[index] - fall_height)
+
+
+def test_unknown_upright_term_is_refused() -> None:
+    with pytest.raises(ValueError, match="upright"):
+        gym.make("prefrl/Hopper-v0", upright="alive")
 
 
 @pytest.mark.parametrize("env_id", MUJOCO_TASKS)
