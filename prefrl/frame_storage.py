@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from prefrl.preference_dataset import PreferenceDataset
 from prefrl.segments import Segment, SegmentPool
 
 BLOCK = 4096  # frames per storage block: the store grows without copying what it holds
@@ -324,7 +325,7 @@ def _step_bytes(segment: Segment) -> int:
     return int(segment.obs[0].nbytes)
 
 
-class FramePreferenceDataset:
+class FramePreferenceDataset(PreferenceDataset):
     r""":class:`~prefrl.preference_dataset.PreferenceDataset`'s ring buffer of labelled pairs, holding frame
     ids instead of observations (App. A.2: keep the newest 3,000 labels).
 
@@ -339,24 +340,22 @@ class FramePreferenceDataset:
     """
 
     def __init__(self, max_size: int | None = None, *, store: FrameStore | None = None) -> None:
-        if max_size is not None and max_size < 1:
-            raise ValueError(f"max_size must be >= 1 or None; got {max_size}")
-        self.max_size, self.store = max_size, store
-        self._slots = _Slots()
-        self._acts: np.ndarray | None = None  # (capacity, 2, L, *act_shape)
-        self._true_returns = np.zeros((0, 2), dtype=np.float64)
-        self._mu = np.zeros(0, dtype=np.float32)
-        self._next = 0
+        self._slots = _Slots()  # frame ids and size, shared with the finalizer
+        self.store = store
         self._finalizer: weakref.finalize | None = None
+        super().__init__(max_size)
 
-    def __len__(self) -> int:
-        return self._size
+    # The payload is the pair's frame ids (2, L, k); they live in _slots so the finalizer can release them.
+    @property  # type: ignore[override]
+    def _payload(self) -> np.ndarray | None:
+        return self._slots.ids if len(self._slots.ids) else None
 
-    @property
-    def _ids(self) -> np.ndarray:
-        return self._slots.ids
+    @_payload.setter
+    def _payload(self, value: np.ndarray | None) -> None:
+        if value is not None:
+            self._slots.ids = value
 
-    @property
+    @property  # type: ignore[override]
     def _size(self) -> int:
         return self._slots.size
 
@@ -364,68 +363,24 @@ class FramePreferenceDataset:
     def _size(self, value: int) -> None:
         self._slots.size = value
 
-    def add(self, left: Segment, right: Segment, mu: float) -> None:
-        """Add one labelled pair; ``mu`` is P(left is better). Overwrites the oldest pair when full."""
-        if len(left) != len(right):
-            raise ValueError(f"segments of one pair must have equal length; got {len(left)} and {len(right)}")
-        ids = np.stack([self._frame_ids(left), self._frame_ids(right)])
-        if self._size and ids.shape != self._ids.shape[1:]:
-            assert self.store is not None
-            self.store.release(ids)
-            raise ValueError(f"layout {ids.shape[1:]} differs from the dataset's {self._ids.shape[2:]}")
-        capacity = len(self._mu)
-        if self._size == capacity and (self.max_size is None or capacity < self.max_size):
-            new_capacity = max(64, 2 * capacity)
-            if self.max_size is not None:
-                new_capacity = min(new_capacity, self.max_size)
-            self._grow(new_capacity, ids, np.asarray(left.acts))
-        assert self._acts is not None and self.store is not None
-        i = self._size if self._size < len(self._mu) else self._next
-        if self._size == len(self._mu):
-            self.store.release(self._ids[i])  # the oldest pair leaves
-        self._ids[i] = ids
-        self._acts[i, 0], self._acts[i, 1] = left.acts, right.acts
-        self._true_returns[i] = (left.true_return, right.true_return)
-        self._mu[i] = mu
-        if self._size < len(self._mu):
-            self._size += 1
-        else:
-            self._next = (self._next + 1) % len(self._mu)
+    def _encode(self, left: Segment, right: Segment) -> np.ndarray:
+        return np.stack([self._frame_ids(left), self._frame_ids(right)])
 
-    def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Gather pairs: obs ``(B, 2, length, k, H, W)`` uint8, acts ``(B, 2, length, ...)``, mu ``(B,)``."""
-        if self.store is None or self._acts is None:
-            raise ValueError("the preference dataset is empty")
-        return self.store.gather(self._ids[indices]), self._acts[indices], self._mu[indices]
+    def _decode(self, payload: np.ndarray) -> np.ndarray:
+        assert self.store is not None
+        return self.store.gather(payload)
 
-    @property
-    def mu(self) -> np.ndarray:
-        return self._mu[: self._size]
-
-    @property
-    def true_returns(self) -> np.ndarray:
-        """True returns of (left, right), ``(size, 2)``: for diagnostics only, never for training."""
-        return self._true_returns[: self._size]
+    def _release(self, payload: np.ndarray) -> None:
+        if self.store is not None:
+            self.store.release(payload)
 
     def all_steps(self, max_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``max_steps`` (obs, act) rows from random pairs, within :data:`MAX_SAMPLE_BYTES` of obs."""
-        if self.store is None or self._acts is None or not self._size:
-            raise ValueError("the preference dataset is empty")
-        steps_per_pair = 2 * self._ids.shape[2]
-        step_bytes = self._ids.shape[3] * self.store.frame_bytes
-        max_steps = min(max_steps, max(1, MAX_SAMPLE_BYTES // step_bytes))
-        count = min(self._size, max(1, max_steps // steps_per_pair))
-        picks = rng.choice(self._size, size=count, replace=False)
-        obs = self.store.gather(self._ids[picks].reshape(-1, self._ids.shape[3]))
-        return obs, self._acts[picks].reshape(-1, *self._acts.shape[3:])
+        if self.store is not None and self._payload is not None:
+            step_bytes = self._payload.shape[3] * self.store.frame_bytes
+            max_steps = min(max_steps, max(1, MAX_SAMPLE_BYTES // step_bytes))
+        return super().all_steps(max_steps, rng)
 
-    def clear(self) -> None:
-        """Drop every pair and give their frames back to the store."""
-        if self.store is not None:
-            self._slots.release(self.store)
-        self._next = 0
-
-    # ------------------------------------------------------------------------------------ helpers
     def _frame_ids(self, segment: Segment) -> np.ndarray:
         """Ids ``(L, k)`` of a segment's frames in this dataset's store, with one reference per entry."""
         if self.store is None:
@@ -437,22 +392,8 @@ class FramePreferenceDataset:
             return segment.frame_ids.copy()
         return self.store.intern_stacks(np.asarray(segment.obs))
 
-    def _grow(self, capacity: int, ids: np.ndarray, acts: np.ndarray) -> None:
-        old = self._ids
-        new = np.zeros((capacity, *ids.shape), dtype=np.int32)
-        if len(old):
-            new[: len(old)] = old
-        self._slots.ids = new
-        new_acts = np.zeros((capacity, 2, *acts.shape), dtype=acts.dtype)
-        if self._acts is not None:
-            new_acts[: len(self._acts)] = self._acts
-        self._acts = new_acts
-        true_returns = np.zeros((capacity, 2), dtype=np.float64)
-        true_returns[: len(self._true_returns)] = self._true_returns
-        self._true_returns = true_returns
-        mu = np.zeros(capacity, dtype=np.float32)
-        mu[: len(self._mu)] = self._mu
-        self._mu = mu
+    def _grow(self, capacity: int, payload: np.ndarray, acts: np.ndarray) -> None:
+        super()._grow(capacity, payload, acts)
         if self._finalizer is None:
             assert self.store is not None
             # Pairs still held when the dataset is dropped give their frames back to a store that outlives it.

@@ -30,6 +30,11 @@ class PreferenceDataset:
     Arrays are allocated on the first ``add`` from the first segment's shapes and grow by doubling up
     to ``max_size``; once full, the oldest pair is overwritten.
 
+    The observations of a pair are held as a *payload* array, here the observations themselves
+    ``(2, length, *obs_shape)``. Subclasses that hold observations elsewhere (e.g. frame ids into a shared
+    store, :class:`~prefrl.frame_storage.FramePreferenceDataset`) override :meth:`_encode`, :meth:`_decode`
+    and :meth:`_release`; the ring-buffer bookkeeping stays here.
+
     Args:
         max_size: keep only the newest ``max_size`` pairs (None: keep all).
     """
@@ -38,7 +43,7 @@ class PreferenceDataset:
         if max_size is not None and max_size < 1:
             raise ValueError(f"max_size must be >= 1 or None; got {max_size}")
         self.max_size = max_size
-        self._obs: np.ndarray | None = None  # (capacity, 2, length, *obs_shape)
+        self._payload: np.ndarray | None = None  # (capacity, *payload_shape)
         self._acts: np.ndarray | None = None  # (capacity, 2, length, *act_shape)
         self._true_returns = np.zeros((0, 2), dtype=np.float64)
         self._mu = np.zeros(0, dtype=np.float32)
@@ -48,39 +53,45 @@ class PreferenceDataset:
     def __len__(self) -> int:
         return self._size
 
-    def _allocate(self, capacity: int, like: Segment) -> None:
-        def grow(old: np.ndarray | None, item: np.ndarray, fill: Any = 0) -> np.ndarray:
-            new = np.full((capacity, 2, *item.shape), fill, dtype=item.dtype)
-            if old is not None:
-                new[: len(old)] = old
-            return new
+    # ------------------------------------------------------------------- observation payload hooks
+    def _encode(self, left: Segment, right: Segment) -> np.ndarray:
+        """The payload that stands for the pair's observations."""
+        return np.stack([np.asarray(left.obs), np.asarray(right.obs)])
 
-        self._obs = grow(self._obs, like.obs)
-        self._acts = grow(self._acts, like.acts)
-        true_returns = np.zeros((capacity, 2), dtype=np.float64)
-        true_returns[: len(self._true_returns)] = self._true_returns
-        self._true_returns = true_returns
-        mu = np.zeros(capacity, dtype=np.float32)
-        mu[: len(self._mu)] = self._mu
-        self._mu = mu
+    def _decode(self, payload: np.ndarray) -> np.ndarray:
+        """Observations ``(..., *obs_shape)`` from payload rows ``(..., *payload_row_shape)``."""
+        return payload
 
+    def _release(self, payload: np.ndarray) -> None:
+        """Called for a payload that leaves the buffer (overwritten, refused or cleared)."""
+
+    def _row_shape(self) -> tuple[int, ...]:
+        """Shape of the payload of one step of one segment (what :meth:`all_steps` flattens to)."""
+        assert self._payload is not None
+        return self._payload.shape[3:]
+
+    # ---------------------------------------------------------------------------------------- API
     def add(self, left: Segment, right: Segment, mu: float) -> None:
-        """Add one labelled pair; ``mu`` is P(left is better)."""
+        """Add one labelled pair; ``mu`` is P(left is better). Overwrites the oldest pair when full."""
         if len(left) != len(right):
             raise ValueError(f"segments of one pair must have equal length; got {len(left)} and {len(right)}")
-        if self._obs is not None and left.obs.shape != self._obs.shape[2:]:
+        payload = self._encode(left, right)
+        if self._payload is not None and payload.shape != self._payload.shape[1:]:
+            self._release(payload)
             raise ValueError(
-                f"segment shape {left.obs.shape} differs from the dataset's {self._obs.shape[2:]}"
+                f"segment layout {payload.shape[1:]} differs from the dataset's {self._payload.shape[2:]}"
             )
         capacity = len(self._mu)
         if self._size == capacity and (self.max_size is None or capacity < self.max_size):
             new_capacity = max(64, 2 * capacity)
             if self.max_size is not None:
                 new_capacity = min(new_capacity, self.max_size)
-            self._allocate(new_capacity, left)
-        assert self._obs is not None and self._acts is not None
+            self._grow(new_capacity, payload, np.asarray(left.acts))
+        assert self._payload is not None and self._acts is not None
         i = self._size if self._size < len(self._mu) else self._next
-        self._obs[i, 0], self._obs[i, 1] = left.obs, right.obs
+        if self._size == len(self._mu):
+            self._release(self._payload[i])  # the oldest pair leaves
+        self._payload[i] = payload
         self._acts[i, 0], self._acts[i, 1] = left.acts, right.acts
         self._true_returns[i] = (left.true_return, right.true_return)
         self._mu[i] = mu
@@ -95,9 +106,9 @@ class PreferenceDataset:
         Returns:
             obs ``(B, 2, length, *obs_shape)``, acts ``(B, 2, length, *act_shape)``, mu ``(B,)``.
         """
-        if self._obs is None or self._acts is None:
+        if self._payload is None or self._acts is None:
             raise ValueError("the preference dataset is empty")
-        return self._obs[indices], self._acts[indices], self._mu[indices]
+        return self._decode(self._payload[indices]), self._acts[indices], self._mu[indices]
 
     @property
     def mu(self) -> np.ndarray:
@@ -110,11 +121,28 @@ class PreferenceDataset:
 
     def all_steps(self, max_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``max_steps`` (obs, act) rows from random pairs, e.g. for input statistics."""
-        if self._obs is None or self._acts is None:
+        if self._payload is None or self._acts is None or not self._size:
             raise ValueError("the preference dataset is empty")
-        steps_per_pair = 2 * self._obs.shape[2]
+        steps_per_pair = 2 * self._payload.shape[2]
         count = min(self._size, max(1, max_steps // steps_per_pair))
         picks = rng.choice(self._size, size=count, replace=False)
-        obs = self._obs[picks].reshape(-1, *self._obs.shape[3:])
-        acts = self._acts[picks].reshape(-1, *self._acts.shape[3:])
-        return obs, acts
+        obs = self._decode(self._payload[picks].reshape(-1, *self._row_shape()))
+        return obs, self._acts[picks].reshape(-1, *self._acts.shape[3:])
+
+    def clear(self) -> None:
+        """Drop every pair (their payloads are released)."""
+        if self._payload is not None:
+            self._release(self._payload[: self._size])
+        self._size, self._next = 0, 0
+
+    def _grow(self, capacity: int, payload: np.ndarray, acts: np.ndarray) -> None:
+        def grow(old: np.ndarray | None, item_shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            new = np.zeros((capacity, *item_shape), dtype=dtype)
+            if old is not None and len(old):
+                new[: len(old)] = old
+            return new
+
+        self._payload = grow(self._payload, payload.shape, payload.dtype)
+        self._acts = grow(self._acts, (2, *acts.shape), acts.dtype)
+        self._true_returns = grow(self._true_returns, (2,), np.float64)
+        self._mu = grow(self._mu, (), np.float32)

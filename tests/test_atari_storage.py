@@ -114,6 +114,26 @@ def test_frame_dataset_matches_the_core_dataset_and_shares_frames(rng):
     assert len(store) == 0
 
 
+def test_a_pair_of_another_layout_is_refused_and_leaves_no_frame_behind(rng):
+    obs, dones = stacked_stream(rng, 1, 40)
+    store = FrameStore(FRAME)
+    short = FrameStackCollector(num_envs=1, segment_length=10, store=store)
+    long = FrameStackCollector(num_envs=1, segment_length=20, store=store)
+    tens = [s for t in range(40) for s in short.add(obs[t], [t], [0.0], dones[t])]
+    twenties = [s for t in range(40) for s in long.add(obs[t], [t], [0.0], dones[t])]
+    data = FramePreferenceDataset(store=store)
+    data.add(tens[0], tens[1], 1.0)
+    references, frames = int(store._refs.sum()), len(store)
+    with pytest.raises(ValueError, match="differs"):
+        data.add(twenties[0], twenties[1], 0.0)
+    assert len(data) == 1 and len(store) == frames
+    assert int(store._refs.sum()) == references  # the refused pair's references were given back
+    core = PreferenceDataset()
+    core.add(*(Segment(s.obs, np.asarray(s.acts), s.true_rewards) for s in tens[:2]), 1.0)
+    with pytest.raises(ValueError, match="differs"):
+        core.add(*(Segment(s.obs, np.asarray(s.acts), s.true_rewards) for s in twenties[:2]), 0.0)
+
+
 def test_segments_loaded_back_from_the_label_store_share_frames(rng):
     obs, dones = stacked_stream(rng, 1, 60)
     collector = FrameStackCollector(num_envs=1, segment_length=10, store=FrameStore(FRAME))
