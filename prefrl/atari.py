@@ -72,25 +72,15 @@ class FrameSharingRewardVecEnv(LearnedRewardVecEnv):
         self._env_id = env_id
         self._clip_env: gym.Env | None = None
 
-    def _collect(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        true_rewards: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict],
-    ) -> None:
-        collector: Any = self._collector
-        if collector is None:
-            assert self.segment_length is not None
-            collector = FrameStackCollector(
-                num_envs=self.num_envs, segment_length=self.segment_length, store=self.frame_store
-            )
-            self._collector = collector  # the base class needs only its reset()
-        states = [info.get("ale_state") for info in infos]
-        finished = collector.add(obs, actions, true_rewards, dones, states)
-        if finished:
-            self.pool.extend(finished)
+    def _new_collector(self, obs: np.ndarray, actions: np.ndarray, infos: list[dict]) -> Any:
+        assert self.segment_length is not None
+        return FrameStackCollector(
+            num_envs=self.num_envs, segment_length=self.segment_length, store=self.frame_store
+        )
+
+    def _segment_states(self, infos: list[dict]) -> Any:
+        """The emulator states, from which the colour clip of a segment is replayed for people."""
+        return [info.get("ale_state") for info in infos]
 
     def with_clips(self, pairs: list[Pair]) -> list[Pair]:
         """The pairs with colour ``frames`` (replayed when read) on every segment that can be replayed.

@@ -48,7 +48,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.reward_fn = reward_fn
         self.segment_length = segment_length
         self.pool = pool if pool is not None else SegmentPool()
-        self._collector: SegmentCollector | None = None
+        self._collector: Any = None  # built on the first step (SegmentCollector or a subclass's)
         self._last_obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
         self._true_rewards = np.zeros(self.num_envs, dtype=np.float32)
@@ -108,22 +108,29 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         dones: np.ndarray,
         infos: list[dict],
     ) -> None:
-        has_state = "sim_state" in infos[0]
         if self._collector is None:
-            assert self.segment_length is not None
-            self._collector = SegmentCollector(
-                num_envs=self.num_envs,
-                segment_length=self.segment_length,
-                obs_shape=obs.shape[1:],
-                obs_dtype=obs.dtype,
-                act_shape=np.asarray(actions).shape[1:],
-                act_dtype=np.asarray(actions).dtype,
-                state_dim=len(infos[0]["sim_state"]) if has_state else None,
-            )
-        states = np.stack([info["sim_state"] for info in infos]) if has_state else None
-        finished = self._collector.add(obs, actions, true_rewards, dones, states)
+            self._collector = self._new_collector(obs, actions, infos)
+        finished = self._collector.add(obs, actions, true_rewards, dones, self._segment_states(infos))
         if finished:
             self.pool.extend(finished)
+
+    def _new_collector(self, obs: np.ndarray, actions: np.ndarray, infos: list[dict]) -> Any:
+        """The segment collector, built from the first step's shapes (subclasses cut other segments)."""
+        assert self.segment_length is not None
+        has_state = "sim_state" in infos[0]
+        return SegmentCollector(
+            num_envs=self.num_envs,
+            segment_length=self.segment_length,
+            obs_shape=obs.shape[1:],
+            obs_dtype=obs.dtype,
+            act_shape=np.asarray(actions).shape[1:],
+            act_dtype=np.asarray(actions).dtype,
+            state_dim=len(infos[0]["sim_state"]) if has_state else None,
+        )
+
+    def _segment_states(self, infos: list[dict]) -> Any:
+        """What each env's step keeps so its clip can be rendered later: MuJoCo's qpos/qvel."""
+        return np.stack([info["sim_state"] for info in infos]) if "sim_state" in infos[0] else None
 
     def drain_episodes(self) -> list[dict[str, float]]:
         """Episodes finished since the last call.
