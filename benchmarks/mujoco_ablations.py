@@ -20,6 +20,7 @@ from prefrl.metrics import final_true_return
 from prefrl.plotting import plot_runs
 
 VARIANTS: dict[str, list[str]] = {
+    "labels-350": ["--labels", "350"],  # the paper's smallest synthetic budget (Fig. 2)
     "labels-1400": ["--labels", "1400"],  # the paper's largest synthetic budget (Fig. 2)
     "random-queries": ["--labels", "700", "--query-selection", "random"],  # is disagreement worth it?
 }
