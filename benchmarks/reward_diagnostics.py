@@ -81,7 +81,8 @@ def diagnose(run_dir: Path, episodes: int, pairs: int, seed: int) -> dict[str, o
         steps, done = 0, False
         while not done:
             action, _ = agent.predict(obs, deterministic=False)
-            raw_obs.append(venv.get_original_obs()[0] if isinstance(venv, VecNormalize) else obs[0])
+            original: Any = venv.get_original_obs() if isinstance(venv, VecNormalize) else obs
+            raw_obs.append(original[0])
             acts.append(np.asarray(action)[0])
             obs, reward, dones, infos = venv.step(action)
             true_rewards.append(float(reward[0]))
