@@ -23,6 +23,9 @@ class TrainConfig:
 
     env: str
     """Gymnasium env id, e.g. prefrl/Hopper-v0 (fixed-horizon variant) or Hopper-v5."""
+    env_kwargs: list[str] = dataclasses.field(default_factory=list)
+    """KEY=VALUE settings passed to gym.make (values read as JSON, else as text), e.g. height_weight=3 or
+    upright=penalty for prefrl/Hopper-v0."""
     algo: str = "ppo"
     """RL algorithm: a2c, ppo, trpo or sac."""
     teacher: str = "oracle"
@@ -89,6 +92,20 @@ class TrainConfig:
             raise ConfigError("learning from preferences needs --labels >= 2 (or use --teacher true-reward)")
         if self.segment_length is not None and self.segment_length < 2:
             raise ConfigError(f"--segment-length must be >= 2; got {self.segment_length}")
+        self.make_kwargs()
+
+    def make_kwargs(self) -> dict[str, Any]:
+        """``--env-kwargs`` as a dict for ``gym.make``."""
+        kwargs: dict[str, Any] = {}
+        for item in self.env_kwargs:
+            key, sep, text = item.partition("=")
+            if not sep or not key.isidentifier():
+                raise ConfigError(f"--env-kwargs takes KEY=VALUE items, e.g. height_weight=3; got {item!r}")
+            try:
+                kwargs[key] = json.loads(text)
+            except json.JSONDecodeError:
+                kwargs[key] = text
+        return kwargs
 
     @property
     def learns_reward(self) -> bool:

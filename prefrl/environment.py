@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -61,10 +61,16 @@ def _with_sim_state(env: gym.Env) -> gym.Env:
 
 
 def make_env_fn(
-    env_id: str, seed: int, rank: int, *, render_mode: str | None = None
+    env_id: str,
+    seed: int,
+    rank: int,
+    *,
+    render_mode: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Callable[[], gym.Env]:
     def _make() -> gym.Env:
-        env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
+        kwargs = {**(env_kwargs or {}), **({"render_mode": render_mode} if render_mode else {})}
+        env = gym.make(env_id, **kwargs)
         env = _with_sim_state(env)
         env = Monitor(env)  # its info["episode"] carries the env's own (true) return
         env.reset(seed=seed + rank)
@@ -74,10 +80,22 @@ def make_env_fn(
     return _make
 
 
-def make_vec_env(env_id: str, n_envs: int, seed: int) -> VecEnv:
-    """``n_envs`` copies in one process (on 2 cores DummyVecEnv beats SubprocVecEnv for MuJoCo)."""
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:
+    """``gym.make(env_id, **env_kwargs, **extra)``, with a ConfigError for an unknown id or a bad setting."""
     check_env_id(env_id)
-    venv = DummyVecEnv([make_env_fn(env_id, seed, i) for i in range(n_envs)])
+    try:
+        return gym.make(env_id, **{**(env_kwargs or {}), **extra})
+    except (TypeError, ValueError) as err:
+        if not env_kwargs:
+            raise
+        settings = " ".join(f"{k}={v!r}" for k, v in env_kwargs.items())
+        raise ConfigError(f"{env_id} does not accept --env-kwargs {settings}: {err}") from None
+
+
+def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
+    """``n_envs`` copies in one process (on 2 cores DummyVecEnv beats SubprocVecEnv for MuJoCo)."""
+    make_env(env_id, env_kwargs).close()  # a clear error for a bad id or setting, before building them all
+    venv = DummyVecEnv([make_env_fn(env_id, seed, i, env_kwargs=env_kwargs) for i in range(n_envs)])
     venv.seed(seed)
     return venv
 

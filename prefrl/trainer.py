@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -31,7 +30,7 @@ from prefrl.atari import FrameSharingRewardVecEnv
 from prefrl.checkpoint import latest_checkpoint, read_state, write_checkpoint
 from prefrl.cnn_reward import cnn_ensemble, is_frame_stack_space
 from prefrl.config import ConfigError, TrainConfig
-from prefrl.environment import check_env_id, env_dt, env_family, make_vec_env, random_actions
+from prefrl.environment import check_env_id, env_dt, env_family, make_env, make_vec_env, random_actions
 from prefrl.frame_storage import FramePreferenceDataset, FrameSegmentPool
 from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.metrics import MetricsLog, final_true_return
@@ -86,7 +85,8 @@ class PreferenceTrainer:
         self.config, self.resume, self._custom_teacher = config, resume, teacher
         self.run_dir = Path(config.run_dir)
         self.spec = check_env_id(config.env)
-        probe = gym.make(config.env)
+        self.env_kwargs = config.make_kwargs()
+        probe = make_env(config.env, self.env_kwargs)
         self.family = env_family(probe)
         dt, action_space = env_dt(probe), probe.action_space
         self.stores_frames = is_frame_stack_space(probe.observation_space)  # each frame once (App. A.2)
@@ -279,7 +279,7 @@ class PreferenceTrainer:
         cfg = self.config
         self.pool_capacity = 2_000
         self.pool = (FrameSegmentPool if self.stores_frames else SegmentPool)(self.pool_capacity)
-        base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes)
+        base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes, self.env_kwargs)
         self.ensemble = self._make_ensemble(base)
         self.reward_env = (FrameSharingRewardVecEnv if self.stores_frames else LearnedRewardVecEnv)(
             base,

@@ -24,6 +24,9 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--segment-length", "60"], "is longer than the env horizon (50)"),
         (["--env", TOY, "--labels", "10", "--initial-labels", "20"], "smaller than the initial share"),
         (["--env", "CartPole-v1", "--algo", "sac"], "sac needs a continuous (Box) action space"),
+        (["--env", TOY, "--env-kwargs", "obs_dim"], "--env-kwargs takes KEY=VALUE items"),
+        (["--env", TOY, "--env-kwargs", "colour=red"], "does not accept --env-kwargs colour='red'"),
+        (["--env", "prefrl/Hopper-v0", "--env-kwargs", "upright=alive"], "unknown upright term 'alive'"),
     ],
 )
 def test_train_errors_are_one_line(capsys, tmp_path, args, message):

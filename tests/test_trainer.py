@@ -63,6 +63,18 @@ def test_other_algorithms_run(tmp_path, algo):
     assert stats.steps >= steps and stats.labels >= 5
 
 
+def test_env_kwargs_reach_every_env_and_survive_a_resume(tmp_path):
+    trainer = PreferenceTrainer(toy_config(tmp_path, env_kwargs=["obs_dim=6"]))
+    trainer._build(None)
+    assert trainer.venv.observation_space.shape == (6,)
+    assert [space.shape for space in trainer.venv.get_attr("observation_space")] == [(6,), (6,)]
+    trainer.store.close()
+    saved = TrainConfig.load(tmp_path / "run" / "config.json")
+    assert saved.make_kwargs() == {"obs_dim": 6}
+    resumed = PreferenceTrainer(saved, resume=True)
+    assert resumed.env_kwargs == {"obs_dim": 6}
+
+
 def test_true_reward_baseline_asks_no_labels(tmp_path):
     stats = PreferenceTrainer(toy_config(tmp_path, teacher="true-reward", steps=2_048)).train()
     assert stats.labels == 0
