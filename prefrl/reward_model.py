@@ -92,6 +92,37 @@ class FitStats:
     epochs: int
 
 
+@dataclass
+class FitProgress:
+    """Where a fit stands, so that a long one (hours for Atari's 200 pre-training epochs) can stop and go on.
+
+    Each member's validation split and bootstrap sample are drawn once, at the start of the fit, and the
+    epochs it has finished are counted; :meth:`RewardEnsemble.fit` given this object goes on from there.
+    Indices refer to the preference dataset's first ``num_pairs`` pairs.
+    """
+
+    epochs: int
+    num_pairs: int
+    val_idx: list[np.ndarray]
+    train_idx: list[np.ndarray]
+    epochs_done: list[int]
+    stats: list[tuple[float, float, float, float] | None]
+
+    @classmethod
+    def start(cls, num_members: int, num_pairs: int, epochs: int, rng: np.random.Generator) -> FitProgress:
+        val_idx, train_idx = [], []
+        for _ in range(num_members):
+            perm = rng.permutation(num_pairs)
+            n_val = int(num_pairs / math.e) if num_pairs >= 8 else 0
+            val_idx.append(perm[:n_val])
+            train_idx.append(rng.choice(perm[n_val:], size=num_pairs - n_val, replace=True))
+        return cls(epochs, num_pairs, val_idx, train_idx, [0] * num_members, [None] * num_members)
+
+    @property
+    def finished(self) -> bool:
+        return all(done >= self.epochs for done in self.epochs_done)
+
+
 class RewardEnsemble(nn.Module):
     """``ensemble_size`` reward predictors with independent normalisation (App. A: 3 members).
 
@@ -240,18 +271,38 @@ class RewardEnsemble(nn.Module):
             counted += int(decided.sum())
         return float(np.concatenate(losses).mean()), (correct / counted if counted else math.nan)
 
-    def fit(self, data: PreferenceDataset, *, epochs: int, rng: np.random.Generator) -> FitStats:
+    def fit(
+        self,
+        data: PreferenceDataset,
+        *,
+        epochs: int,
+        rng: np.random.Generator,
+        progress: FitProgress | None = None,
+        on_epoch: Callable[[FitProgress], None] | None = None,
+    ) -> FitStats:
         """Fit every member for ``epochs`` passes over its bootstrap resample of ``data``.
 
         Each member holds out a random 1/e of the pairs for validation (App. A), draws its training set
         from the rest with replacement, and after every epoch multiplies its L2 coefficient by 1.1 when
         validation loss exceeds 1.5× training loss and divides it by 1.1 when it falls below 1.1×.
+
+        Args:
+            progress: an interrupted fit's :class:`FitProgress` to go on with (its splits and epoch counts;
+                ``epochs`` is then taken from it), or None to start afresh.
+            on_epoch: called with the progress after every epoch of every member (e.g. to save it).
         """
         n = len(data)
         if n == 0:
             raise ValueError("cannot fit the reward model on an empty preference dataset")
-        features: torch.Tensor | None = None
-        if any(hasattr(m, "set_input_stats") for m in self.members):  # pixel members (CNNs) need none
+        if progress is None:
+            progress = FitProgress.start(len(self.members), n, epochs, rng)
+        elif progress.num_pairs > n or len(progress.epochs_done) != len(self.members):
+            raise ValueError(
+                f"the fit progress is for {progress.num_pairs} pairs and {len(progress.epochs_done)} "
+                f"members; this is {n} pairs and {len(self.members)} members"
+            )
+        fresh = not any(progress.epochs_done)  # input statistics are set once, when a fit starts
+        if fresh and any(hasattr(m, "set_input_stats") for m in self.members):  # CNN members need none
             obs_sample, act_sample = data.all_steps(20_000, rng)
             features = torch.cat(
                 [
@@ -260,16 +311,13 @@ class RewardEnsemble(nn.Module):
                 ],
                 dim=1,
             ).to(self.device)
-        stats = []
+            for member in self.members:
+                if hasattr(member, "set_input_stats"):
+                    member.set_input_stats(features)  # type: ignore[operator]
         for k, member in enumerate(self.members):
-            if features is not None and hasattr(member, "set_input_stats"):
-                member.set_input_stats(features)  # type: ignore[operator]
-            perm = rng.permutation(n)
-            n_val = int(n / math.e) if n >= 8 else 0
-            val_idx, train_pool = perm[:n_val], perm[n_val:]
-            train_idx = rng.choice(train_pool, size=len(train_pool), replace=True)
+            val_idx, train_idx = progress.val_idx[k], progress.train_idx[k]
             train_loss = val_loss = math.nan
-            for _ in range(epochs):
+            while progress.epochs_done[k] < progress.epochs:
                 member.train()
                 epoch_losses = []
                 for start in range(0, len(train_idx), self.batch_size):
@@ -281,22 +329,28 @@ class RewardEnsemble(nn.Module):
                     epoch_losses.append(loss.item())
                 rng.shuffle(train_idx)
                 train_loss = float(np.mean(epoch_losses))
-                if n_val:
+                if len(val_idx):
                     val_loss, _ = self._evaluate(member, data, val_idx)
                     if val_loss > 1.5 * train_loss:
                         self.l2_coefs[k] *= 1.1
                     elif val_loss < 1.1 * train_loss:
                         self.l2_coefs[k] /= 1.1
-            val_acc = self._evaluate(member, data, val_idx)[1] if n_val else math.nan
-            stats.append((train_loss, val_loss, val_acc, self.l2_coefs[k]))
+                progress.epochs_done[k] += 1
+                if progress.epochs_done[k] == progress.epochs:
+                    val_acc = self._evaluate(member, data, val_idx)[1] if len(val_idx) else math.nan
+                    progress.stats[k] = (train_loss, val_loss, val_acc, self.l2_coefs[k])
+                if on_epoch is not None:
+                    self.eval()
+                    on_epoch(progress)
         self.eval()
         self.num_fits += 1
         self._fast = None
+        stats = [s if s is not None else (math.nan,) * 4 for s in progress.stats]
         columns = np.array(stats, dtype=np.float64).T
         train_loss, val_loss, val_acc, l2 = (
             float(np.nanmean(c)) if np.isfinite(c).any() else math.nan for c in columns
         )
-        return FitStats(train_loss, val_loss, val_acc, l2, num_pairs=n, epochs=epochs)
+        return FitStats(train_loss, val_loss, val_acc, l2, num_pairs=n, epochs=progress.epochs)
 
     @torch.no_grad()
     def normalize(self, obs: np.ndarray, acts: np.ndarray) -> None:
@@ -307,27 +361,31 @@ class RewardEnsemble(nn.Module):
         self._fast = None
 
     # --------------------------------------------------------------------------------- persistence
+    def state(self) -> dict[str, object]:
+        """Weights, normalisation, optimiser state and L2 coefficients (what :meth:`save` writes)."""
+        return {
+            "model": self.state_dict(),
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "l2_coefs": list(self.l2_coefs),
+            "num_fits": self.num_fits,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Take back a :meth:`state`."""
+        self.load_state_dict(state["model"])  # type: ignore[arg-type]
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):  # type: ignore[call-overload]
+            opt.load_state_dict(opt_state)
+        self.l2_coefs = list(state["l2_coefs"])  # type: ignore[call-overload]
+        self.num_fits = int(state["num_fits"])  # type: ignore[call-overload]
+        self.eval()
+        self._fast = None
+
     def save(self, path: str | Path) -> None:
-        torch.save(
-            {
-                "model": self.state_dict(),
-                "optimizers": [opt.state_dict() for opt in self.optimizers],
-                "l2_coefs": self.l2_coefs,
-                "num_fits": self.num_fits,
-            },
-            path,
-        )
+        torch.save(self.state(), path)
 
     def load(self, path: str | Path) -> None:
         """Load weights, normalisation, optimiser state and L2 coefficients saved by :meth:`save`."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.load_state_dict(state["model"])
-        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
-            opt.load_state_dict(opt_state)
-        self.l2_coefs = list(state["l2_coefs"])
-        self.num_fits = int(state["num_fits"])
-        self.eval()
-        self._fast = None
+        self.restore(torch.load(path, map_location=self.device, weights_only=False))
 
 
 class _NumpyMLPEnsemble:

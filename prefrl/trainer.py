@@ -12,10 +12,12 @@ is checkpointed atomically, so ``prefrl resume`` continues a killed run with no 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,11 +38,14 @@ from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.metrics import MetricsLog, final_true_return
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
 from prefrl.query_selection import RandomSelector, make_selector
-from prefrl.reward_model import FitStats, RewardEnsemble
+from prefrl.reward_model import FitProgress, FitStats, RewardEnsemble
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import SegmentPool, default_segment_length
 from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
 from prefrl.wrappers import LearnedRewardVecEnv
+
+PRETRAIN_SAVE_S = 60.0
+"""Seconds between saves of the reward model's pre-training progress (``pretraining.pt``)."""
 
 # Per-family defaults (Christiano et al. 2017, App. A.1 / A.2).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -79,6 +84,7 @@ class PreferenceTrainer:
     _last_fit: FitStats | None
     _next_update: int
     _next_checkpoint: int
+    _fit_progress: FitProgress | None  # of the reward-model fit under way, if any
 
     def __init__(self, config: TrainConfig, *, teacher: Teacher | None = None, resume: bool = False) -> None:
         config.validate()
@@ -132,6 +138,7 @@ class PreferenceTrainer:
         if self.config.learns_reward and checkpoint is None:
             self._pretrain_reward_model()
             self._checkpoint()  # hours of pre-training on Atari: never redo them after a kill
+            (self.run_dir / "pretraining.pt").unlink(missing_ok=True)  # the checkpoint supersedes it
         remaining = self.config.steps - self.agent.num_timesteps
         if remaining > 0:
             try:
@@ -155,7 +162,11 @@ class PreferenceTrainer:
         return TrainStats(self.agent.num_timesteps, len(self.dataset), final, self._wall_s(), self.run_dir)
 
     def _pretrain_reward_model(self) -> None:
-        """Initial labels on segments of a random policy, then a longer first fit (App. A)."""
+        """Initial labels on segments of a random policy, then a longer first fit (App. A).
+
+        The fit's progress is saved to ``pretraining.pt`` at most every :data:`PRETRAIN_SAVE_S` seconds
+        and on Ctrl-C, so that a killed run goes on from there: Atari's 200 epochs take hours on a CPU.
+        """
         missing = self.schedule.initial_labels - self.labels_requested
         if missing > 0:
             self._collect_random_segments(min(self.pool_capacity, 4 * missing))
@@ -170,7 +181,38 @@ class PreferenceTrainer:
             raise RuntimeError(
                 "no usable initial labels (every answer was 'can't tell'); cannot fit a reward"
             )
-        self._fit(self.pretrain_epochs)
+        progress = self._load_pretraining()
+        last_save = time.monotonic()
+
+        def save_now_and_then(progress: FitProgress) -> None:
+            nonlocal last_save
+            if time.monotonic() - last_save >= PRETRAIN_SAVE_S:
+                self._save_pretraining(progress)
+                last_save = time.monotonic()
+
+        try:
+            self._fit(self.pretrain_epochs, progress=progress, on_epoch=save_now_and_then)
+        except KeyboardInterrupt:
+            if self._fit_progress is not None:
+                self._save_pretraining(self._fit_progress)
+            self.store.close()
+            raise
+
+    def _save_pretraining(self, progress: FitProgress) -> None:
+        state = {"ensemble": self.ensemble.state(), "progress": progress, "rng": self.rng.bit_generator.state}
+        tmp = self.run_dir / ".pretraining.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.run_dir / "pretraining.pt")
+
+    def _load_pretraining(self) -> FitProgress | None:
+        """The saved progress of an interrupted pre-training (and its model and RNG), if there is one."""
+        path = self.run_dir / "pretraining.pt"
+        if not self.resume or not path.exists():
+            return None
+        state = torch.load(path, map_location=self.config.device, weights_only=False)
+        self.ensemble.restore(state["ensemble"])
+        self.rng.bit_generator.state = state["rng"]
+        return cast(FitProgress, state["progress"])
 
     def _after_rollout(self, step: int, final: bool = False) -> None:
         """Runs after each rollout of the agent: log, update the reward model when due, checkpoint."""
@@ -216,8 +258,22 @@ class PreferenceTrainer:
                 added += 1
         return added
 
-    def _fit(self, epochs: int) -> None:
-        stats = self.ensemble.fit(self.dataset, epochs=epochs, rng=self.rng)
+    def _fit(
+        self,
+        epochs: int,
+        progress: FitProgress | None = None,
+        on_epoch: Callable[[FitProgress], None] | None = None,
+    ) -> None:
+        def track(progress: FitProgress) -> None:
+            self._fit_progress = progress
+            if on_epoch is not None:
+                on_epoch(progress)
+
+        self._fit_progress = progress
+        stats = self.ensemble.fit(
+            self.dataset, epochs=epochs, rng=self.rng, progress=progress, on_epoch=track
+        )
+        self._fit_progress = None
         self._renormalize()
         self._last_fit = stats
         self._record_fit(stats)
@@ -269,6 +325,7 @@ class PreferenceTrainer:
         self._build_labels()
         self.selector = make_selector(cfg.query_selection, self.ensemble, oversample=cfg.oversample)
         self._last_fit = None
+        self._fit_progress = None
         self.metrics = MetricsLog(self.run_dir / "metrics.csv")
         self.metrics.truncate_after(state.get("step", 0))
         self._next_update = state.get("next_update", cfg.reward_update_interval)

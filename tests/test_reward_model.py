@@ -1,6 +1,9 @@
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from prefrl.preference_dataset import PreferenceDataset
 from prefrl.reward_model import MLPReward, RewardEnsemble
@@ -119,3 +122,56 @@ def test_dataset_keeps_newest_pairs(rng):
         data.add(seg, seg, i % 2)
     obs, _, mu = data.batch(np.arange(3))
     assert len(data) == 3 and sorted(obs[:, 0, 0, 0]) == [2, 3, 4]
+
+
+def test_an_interrupted_fit_goes_on_exactly_where_it_stopped(rng):
+    """Interrupting a fit after 8 member-epochs and going on from its saved progress, model state and RNG
+    gives the same model as the uninterrupted fit (Atari's pre-training takes hours: it must survive a
+    kill)."""
+
+    train, test = linear_task(rng, n_train=120, n_test=50)
+
+    def fresh(seed_rng: int) -> tuple[RewardEnsemble, np.random.Generator]:
+        torch.manual_seed(0)
+        return RewardEnsemble.for_spaces(OBS, ACT), np.random.default_rng(seed_rng)
+
+    whole, whole_rng = fresh(5)
+    epochs_seen = []
+    whole.fit(train, epochs=6, rng=whole_rng, on_epoch=lambda p: epochs_seen.append(list(p.epochs_done)))
+    assert epochs_seen[-1] == [6, 6, 6] and len(epochs_seen) == 18
+
+    class Killed(Exception):
+        pass
+
+    saved = {}
+
+    def kill_after_eight(progress):
+        if sum(progress.epochs_done) == 8:  # member 0 done, member 1 two epochs in
+            saved.update(
+                state=copy.deepcopy(part.state()),
+                progress=copy.deepcopy(progress),
+                rng=copy.deepcopy(part_rng.bit_generator.state),
+            )
+            raise Killed
+
+    part, part_rng = fresh(5)
+    with pytest.raises(Killed):
+        part.fit(train, epochs=6, rng=part_rng, on_epoch=kill_after_eight)
+    resumed, resumed_rng = fresh(99)
+    resumed.restore(saved["state"])
+    resumed_rng.bit_generator.state = saved["rng"]
+    assert saved["progress"].epochs_done == [6, 2, 0]
+    calls = []
+    stats = resumed.fit(train, epochs=6, rng=resumed_rng, progress=saved["progress"], on_epoch=calls.append)
+    assert len(calls) == 4 + 6  # only the epochs that were missing
+    obs, acts, _ = test.batch(np.arange(len(test)))
+    flat_obs, flat_acts = obs.reshape(-1, 6), acts.reshape(-1, 2)
+    np.testing.assert_allclose(
+        resumed.member_rewards(flat_obs, flat_acts, normalized=False),
+        whole.member_rewards(flat_obs, flat_acts, normalized=False),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert stats.epochs == 6 and np.isfinite(stats.val_accuracy)
+    with pytest.raises(ValueError, match="fit progress"):
+        resumed.fit(test, epochs=6, rng=resumed_rng, progress=saved["progress"])  # 50 pairs, not 120

@@ -138,3 +138,36 @@ def test_a_checkpoint_follows_pretraining(tmp_path, monkeypatch):
     )
     trainer.train()
     assert steps_at_checkpoint[0] == 0  # right after the reward model's pre-training, before any RL step
+
+
+def test_pretraining_goes_on_from_where_a_kill_stopped_it(tmp_path, monkeypatch):
+    """Atari pre-trains for hours on a CPU: an interrupted pre-training is resumed, not redone."""
+    import prefrl.trainer as trainer_module
+    from prefrl.reward_model import RewardEnsemble
+
+    monkeypatch.setattr(trainer_module, "PRETRAIN_SAVE_S", 0.0)
+    fit, starts = RewardEnsemble.fit, []
+
+    def fit_killed_after_25_epochs(self, data, *, epochs, rng, progress=None, on_epoch=None):
+        def stop(progress):
+            on_epoch(progress)
+            if sum(progress.epochs_done) == 25:
+                raise KeyboardInterrupt
+
+        return fit(self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=stop)
+
+    def fit_recording_its_start(self, data, *, epochs, rng, progress=None, on_epoch=None):
+        starts.append(None if progress is None else list(progress.epochs_done))
+        return fit(self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=on_epoch)
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(RewardEnsemble, "fit", fit_killed_after_25_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        PreferenceTrainer(toy_config(tmp_path, steps=512, pretrain_epochs=20)).train()
+    assert (run_dir / "pretraining.pt").exists() and not (run_dir / "checkpoints" / "LATEST").exists()
+
+    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording_its_start)
+    stats = PreferenceTrainer(TrainConfig.load(run_dir / "config.json"), resume=True).train()
+    assert starts[0] == [20, 5, 0]  # member 0 done, member 1 five epochs in: only the rest is fitted
+    assert stats.steps >= 512
+    assert not (run_dir / "pretraining.pt").exists()  # the post-pretraining checkpoint supersedes it
