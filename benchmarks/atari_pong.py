@@ -6,8 +6,9 @@ oracle with 3,300 labels (the paper: Pong matches RL on the true reward with 3.3
 (``{runs: [...], summary: {ratio, ...}}``, the machine and versions) and .png.
 
 A full run is long: 10M steps of A2C with a CNN reward model take days on 2 CPU cores (the reward model's 200
-pre-training epochs on 500 labels alone take about an hour or two). The script is resumable: ``--max-minutes``
-stops the runs (they keep their labels and last checkpoint) and the same command continues them.
+pre-training epochs on 500 labels alone take about 3 h; they save their progress every minute). The script is
+resumable: ``--max-minutes`` stops the runs (they keep their labels and last checkpoint) and the same command
+continues them.
 
     python -m benchmarks.atari_pong                      # everything, resumable (days on a CPU)
     python -m benchmarks.atari_pong --max-minutes 2      # as far as 2 minutes go, then report
@@ -28,6 +29,20 @@ from benchmarks.common import RESULTS, machine_info, run_all, run_is_complete, w
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.metrics import final_true_return, read_metrics
 from prefrl.plotting import plot_runs
+
+
+def pretraining_progress(run_dir: Path) -> dict[str, int]:
+    """Member-epochs of reward-model pre-training done and due, from the run's ``pretraining.pt``."""
+    path = run_dir / "pretraining.pt"
+    if not path.exists():
+        return {}
+    import torch
+
+    progress = torch.load(path, map_location="cpu", weights_only=False)["progress"]
+    return {
+        "pretraining_member_epochs_done": int(sum(progress.epochs_done)),
+        "pretraining_member_epochs": int(progress.epochs * len(progress.epochs_done)),
+    }
 
 
 @dataclass
@@ -115,6 +130,7 @@ def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> Non
         }
         if teacher != "true-reward" and not reached:
             record["phase"] = "initial labels and reward-model pre-training (200 epochs), before RL"
+            record |= pretraining_progress(run_dir)
         if metrics is not None and len(metrics["step"]):
             last = int(metrics["step"][-1])
             # Over the last 10 % of the steps reached so far (of all steps once complete).
