@@ -10,8 +10,11 @@ Bad input ends with a one-line ``prefrl: error: ...`` and exit status 2, never a
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -111,6 +114,25 @@ def register(name: str, command: Callable[[list[str]], None]) -> None:
     COMMANDS[name] = command
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _stop_signals_checkpoint() -> Iterator[None]:
+    """SIGINT and SIGTERM (Ctrl-C, ``kill``, a scheduler or ``docker stop``) raise KeyboardInterrupt, which
+    the trainer turns into a checkpoint, even where the parent left SIGINT ignored (a job run with ``&``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -124,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command is None:
             raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
-        command(argv[1:])
+        with _stop_signals_checkpoint():
+            command(argv[1:])
     except ConfigError as err:
         print(f"prefrl: error: {err}", file=sys.stderr)
         return 2

@@ -92,8 +92,9 @@ def test_clips_play_and_left_arrow_answers(browser, site) -> None:  # type: igno
     page.keyboard.press("ArrowLeft")
     page.wait_for_selector(f'#stage[data-query-id="{q2}"]', timeout=2000)
     assert page.evaluate("window.prefrl.lastSwitchMs") <= 200
-    assert page.evaluate(
-        "[...document.querySelectorAll('#stage video:not(.standby)')].every(v => v.readyState >= 2)"
+    page.wait_for_function(  # the shown pair plays at once (a loaded machine may take a moment to seek)
+        "[...document.querySelectorAll('#stage video:not(.standby)')].every(v => v.readyState >= 2)",
+        timeout=1000,
     )
     record = wait_for(lambda: answer_of(store_path, q1), timeout_s=10)
     assert record["choice"] == "left" and record["labeler"] == "tester" and record["seconds"] > 0

@@ -71,10 +71,13 @@ def test_scripted_labeler_teaches_a_live_run_through_http(tmp_path: Path) -> Non
         records = store.answer_records()
         pending = len(store.pending_query_ids())
         queries = store.num_queries()
-    assert len(records) == labeler.answered == ANSWERS
+    # The labeler stops at ANSWERS, or earlier if RL ends first (a loaded machine renders clips slower);
+    # either way answers kept arriving after the 40 initial queries, while RL ran.
+    answered = labeler.answered
+    assert len(records) == answered and 40 < answered <= ANSWERS
     assert {r["labeler"] for r in records} == {"oracle-script"} and all(r["seconds"] == 0.5 for r in records)
-    assert queries > ANSWERS and pending == queries - ANSWERS  # RL went on with questions left unanswered
-    assert (run_dir / "clips").is_dir() and len(list((run_dir / "clips").glob("*.mp4"))) >= 2 * ANSWERS
+    assert queries > answered and pending == queries - answered  # RL went on with questions left unanswered
+    assert (run_dir / "clips").is_dir() and len(list((run_dir / "clips").glob("*.mp4"))) >= 2 * answered
 
     metrics = read_metrics(run_dir / "metrics.csv")
     assert len(metrics["step"]) > 0 and metrics["labels"].max() >= 30

@@ -113,16 +113,19 @@ def test_resume_after_sigkill_loses_no_labels(tmp_path):
     assert m["step"][-1] >= 16_000 and m["labels"][-1] >= answers_before - 5
 
 
-def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(tmp_path, stop):
     run_dir = tmp_path / "run"
     args = f"train --env {TOY} --teacher true-reward --steps 1000000 --checkpoint-interval 10000000 "
     args += f"--run-dir {run_dir} --no-progress-bar"
-    proc = start_cli(args.split(), stderr=subprocess.PIPE, text=True)
+    # SIGINT ignored, as in a job started with `&` from a script: prefrl must still stop on it.
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = start_cli(args.split(), stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "metrics.csv").exists():
         time.sleep(0.2)
     time.sleep(3)  # some training
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "prefrl resume" in err
     step = int((run_dir / "checkpoints" / "LATEST").read_text().split("-")[1])
