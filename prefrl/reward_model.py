@@ -397,7 +397,19 @@ class _NumpyMLPEnsemble:
     """
 
     def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], action_space: gym.Space) -> None:
-        self.weights, self.biases, self.action_space = weights, biases, action_space
+        # Members side by side: the first layer's (in, out) blocks are concatenated into one matrix and the
+        # last layer's outputs summed in one (K·hidden, 1) product; hidden layers stay per member (a block
+        # diagonal would triple their memory, and cache misses cost more than the extra calls).
+        self.num_members = weights[0].shape[0]
+        self.first_w = np.concatenate(list(weights[0]), axis=1).astype(np.float32)
+        self.first_b = np.concatenate(list(biases[0][:, 0])).astype(np.float32)
+        self.hidden = [
+            ([wk.astype(np.float32) for wk in w], np.concatenate(list(b[:, 0])).astype(np.float32))
+            for w, b in zip(weights[1:-1], biases[1:-1])
+        ]
+        self.last_w = np.concatenate(list(weights[-1]), axis=0).astype(np.float32)  # sums over members
+        self.last_b = np.float32(biases[-1][:, 0].sum())
+        self.action_space = action_space
 
     @classmethod
     def build(cls, ensemble: RewardEnsemble) -> _NumpyMLPEnsemble | None:
@@ -426,11 +438,16 @@ class _NumpyMLPEnsemble:
     def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         if isinstance(self.action_space, gym.spaces.Discrete):
             acts = np.eye(int(self.action_space.n))[np.asarray(acts, dtype=np.int64).reshape(-1)]
-        x = np.concatenate([obs.reshape(len(obs), -1), acts.reshape(len(acts), -1)], axis=1)
-        h = x[None]
-        last = len(self.weights) - 1
-        for depth, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = h @ w + b
-            if depth < last:
-                h = np.maximum(h, 0.01 * h)
-        return h[..., 0].sum(0).astype(np.float32)
+        h = np.concatenate([obs.reshape(len(obs), -1), acts.reshape(len(acts), -1)], axis=1, dtype=np.float32)
+        # ndarray.dot: the least per-call overhead for these tiny matrices.
+        h = h.dot(self.first_w)
+        h += self.first_b
+        np.maximum(h, 0.01 * h, out=h)
+        for ws, b in self.hidden:
+            width = ws[0].shape[0]
+            h = np.concatenate([h[:, k * width : (k + 1) * width].dot(w) for k, w in enumerate(ws)], axis=1)
+            h += b
+            np.maximum(h, 0.01 * h, out=h)
+        out = h.dot(self.last_w)[:, 0]
+        out += self.last_b
+        return out

@@ -102,6 +102,7 @@ class SegmentCollector:
         self._states = None if state_dim is None else np.zeros((n, length, state_dim), dtype=np.float64)
         # Position in the current window: negative while skipping the gap between strided segments.
         self._pos = np.zeros(n, dtype=np.int64)
+        self._rows = np.arange(n)
 
     def add(
         self,
@@ -112,26 +113,33 @@ class SegmentCollector:
         states: np.ndarray | None = None,
     ) -> list[Segment]:
         """Record one vectorised step (``obs`` is what the agent acted on) and return finished segments."""
-        writing = np.flatnonzero(self._pos >= 0)  # envs inside a segment (not in a stride gap)
-        at = self._pos[writing]
-        self._obs[writing, at] = obs[writing]
-        self._acts[writing, at] = acts[writing]
-        self._rews[writing, at] = true_rewards[writing]
+        if self.stride == self.segment_length:  # no gaps: every env is inside a segment
+            writing: np.ndarray | slice = slice(None)
+            rows, at = self._rows, self._pos
+        else:
+            writing = np.flatnonzero(self._pos >= 0)  # envs inside a segment (not in a stride gap)
+            rows, at = writing, self._pos[writing]
+        self._obs[rows, at] = obs[writing]
+        self._acts[rows, at] = acts[writing]
+        self._rews[rows, at] = true_rewards[writing]
         if self._states is not None and states is not None:
-            self._states[writing, at] = states[writing]
+            self._states[rows, at] = states[writing]
         self._pos += 1
         finished: list[Segment] = []
-        for i in np.flatnonzero(self._pos == self.segment_length):
-            finished.append(
-                Segment(
-                    obs=self._obs[i].copy(),
-                    acts=self._acts[i].copy(),
-                    true_rewards=self._rews[i].copy(),
-                    states=None if self._states is None else self._states[i].copy(),
+        if (self._pos == self.segment_length).any():
+            for i in np.flatnonzero(self._pos == self.segment_length):
+                finished.append(
+                    Segment(
+                        obs=self._obs[i].copy(),
+                        acts=self._acts[i].copy(),
+                        true_rewards=self._rews[i].copy(),
+                        states=None if self._states is None else self._states[i].copy(),
+                    )
                 )
-            )
-            self._pos[i] = self.segment_length - self.stride
-        self._pos[np.asarray(dones, dtype=bool)] = 0
+                self._pos[i] = self.segment_length - self.stride
+        dones = np.asarray(dones, dtype=bool)
+        if dones.any():
+            self._pos[dones] = 0
         return finished
 
     def reset(self) -> None:
