@@ -103,6 +103,9 @@ class SegmentCollector:
         # Position in the current window: negative while skipping the gap between strided segments.
         self._pos = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
+        # While every env is at the same position (no strides: after a reset, and for as long as episodes
+        # end together, as fixed-horizon ones do), that position as an int; None otherwise.
+        self._common_pos: int | None = 0 if self.stride == segment_length else None
 
     def add(
         self,
@@ -113,6 +116,8 @@ class SegmentCollector:
         states: np.ndarray | None = None,
     ) -> list[Segment]:
         """Record one vectorised step (``obs`` is what the agent acted on) and return finished segments."""
+        if self._common_pos is not None:  # every env at the same position: plain slices, the usual case
+            return self._add_in_step(obs, acts, true_rewards, dones, states)
         if self.stride == self.segment_length:  # no gaps: every env is inside a segment
             writing: np.ndarray | slice = slice(None)
             rows, at = self._rows, self._pos
@@ -125,26 +130,56 @@ class SegmentCollector:
         if self._states is not None and states is not None:
             self._states[rows, at] = states[writing]
         self._pos += 1
-        finished: list[Segment] = []
-        if (self._pos == self.segment_length).any():
-            for i in np.flatnonzero(self._pos == self.segment_length):
-                finished.append(
-                    Segment(
-                        obs=self._obs[i].copy(),
-                        acts=self._acts[i].copy(),
-                        true_rewards=self._rews[i].copy(),
-                        states=None if self._states is None else self._states[i].copy(),
-                    )
-                )
-                self._pos[i] = self.segment_length - self.stride
+        finished = [self._segment(i) for i in np.flatnonzero(self._pos == self.segment_length).tolist()]
+        self._pos[self._pos == self.segment_length] = self.segment_length - self.stride
         dones = np.asarray(dones, dtype=bool)
-        if dones.any():
-            self._pos[dones] = 0
+        if dones.all() and self.stride == self.segment_length:
+            self._common_pos = 0  # all envs start afresh together: back to the fast path
+        self._pos[dones] = 0
         return finished
+
+    def _add_in_step(
+        self,
+        obs: np.ndarray,
+        acts: np.ndarray,
+        true_rewards: np.ndarray,
+        dones: np.ndarray,
+        states: np.ndarray | None,
+    ) -> list[Segment]:
+        """:meth:`add` while all envs share one position (no stride gaps), e.g. fixed-horizon episodes."""
+        at = self._common_pos
+        assert at is not None
+        self._obs[:, at] = obs
+        self._acts[:, at] = acts
+        self._rews[:, at] = true_rewards
+        if self._states is not None and states is not None:
+            self._states[:, at] = states
+        at += 1
+        finished: list[Segment] = []
+        if at == self.segment_length:
+            finished = [self._segment(i) for i in range(len(self._pos))]
+            at = 0
+        dones = np.asarray(dones, dtype=bool)
+        if dones.any() and not dones.all():  # envs out of step from now on
+            self._pos[:] = at
+            self._pos[dones] = 0
+            self._common_pos = None
+            return finished
+        self._common_pos = 0 if dones.any() else at
+        return finished
+
+    def _segment(self, i: int) -> Segment:
+        return Segment(
+            obs=self._obs[i].copy(),
+            acts=self._acts[i].copy(),
+            true_rewards=self._rews[i].copy(),
+            states=None if self._states is None else self._states[i].copy(),
+        )
 
     def reset(self) -> None:
         """Drop all partial segments (after the env itself was reset)."""
         self._pos[:] = 0
+        self._common_pos = 0 if self.stride == self.segment_length else None
 
 
 class SegmentPool:

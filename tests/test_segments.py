@@ -55,6 +55,48 @@ def test_stride_skips_steps_between_segments():
     assert [list(s.obs[:, 0]) for s in out] == [[0, 1, 2], [5, 6, 7], [10, 11, 12]]
 
 
+@pytest.mark.parametrize("stride", [None, 4])
+def test_collector_matches_a_per_env_reference_through_episode_ends(rng, stride):
+    """Envs in step (the fast path), thrown out of step by one env's episode end, back in step when all end
+    together: the segments are exactly those a plain per-env reading of the stream gives."""
+    num_envs, length = 3, 3
+    c = SegmentCollector(
+        num_envs=num_envs,
+        segment_length=length,
+        obs_shape=(2,),
+        obs_dtype=np.float32,
+        act_shape=(1,),
+        act_dtype=np.float32,
+        state_dim=1,
+        stride=stride,
+    )
+    stride = stride or length
+    windows: list[list[int]] = [[] for _ in range(num_envs)]  # steps of the current window, per env
+    since_start = [0] * num_envs  # steps since the env's episode (or last window) began
+    expected, got = [], []
+    for t in range(300):
+        kind = rng.integers(0, 10)
+        dones = np.zeros(num_envs, bool) if kind < 7 else (np.ones(num_envs, bool) if kind == 7 else None)
+        if dones is None:
+            dones = rng.random(num_envs) < 0.5
+        obs = np.array([[t, i] for i in range(num_envs)], np.float32)
+        got += [(int(seg.obs[0, 1]), seg.obs[:, 0].tolist()) for seg in c.add(
+            obs, np.full((num_envs, 1), t, np.float32), np.full(num_envs, t, np.float32), dones,
+            np.full((num_envs, 1), t, np.float64),
+        )]  # fmt: skip
+        for i in range(num_envs):
+            if since_start[i] < length:
+                windows[i].append(t)
+            since_start[i] += 1
+            if since_start[i] == length:
+                expected.append((i, [float(x) for x in windows[i]]))
+            if since_start[i] == stride:
+                windows[i], since_start[i] = [], 0
+            if dones[i]:
+                windows[i], since_start[i] = [], 0
+    assert got == expected and len(got) > 50
+
+
 def test_segments_do_not_alias_buffers():
     c = make_collector(length=1)
     a = step(c, 1)[0]
