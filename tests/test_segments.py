@@ -60,16 +60,7 @@ def test_collector_matches_a_per_env_reference_through_episode_ends(rng, stride)
     """Envs in step (the fast path), thrown out of step by one env's episode end, back in step when all end
     together: the segments are exactly those a plain per-env reading of the stream gives."""
     num_envs, length = 3, 3
-    c = SegmentCollector(
-        num_envs=num_envs,
-        segment_length=length,
-        obs_shape=(2,),
-        obs_dtype=np.float32,
-        act_shape=(1,),
-        act_dtype=np.float32,
-        state_dim=1,
-        stride=stride,
-    )
+    c = make_collector(num_envs=num_envs, length=length, stride=stride)
     stride = stride or length
     windows: list[list[int]] = [[] for _ in range(num_envs)]  # steps of the current window, per env
     since_start = [0] * num_envs  # steps since the env's episode (or last window) began
@@ -82,7 +73,7 @@ def test_collector_matches_a_per_env_reference_through_episode_ends(rng, stride)
         obs = np.array([[t, i] for i in range(num_envs)], np.float32)
         got += [(int(seg.obs[0, 1]), seg.obs[:, 0].tolist()) for seg in c.add(
             obs, np.full((num_envs, 1), t, np.float32), np.full(num_envs, t, np.float32), dones,
-            np.full((num_envs, 1), t, np.float64),
+            np.full((num_envs, 4), t, np.float64),
         )]  # fmt: skip
         for i in range(num_envs):
             if since_start[i] < length:
