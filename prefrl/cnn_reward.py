@@ -13,6 +13,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prefrl.reward_model import RewardEnsemble
@@ -21,6 +22,30 @@ CONV_LAYERS = ((7, 3), (5, 2), (3, 1), (3, 1))  # (kernel, stride), App. A.2
 ATARI_OUTPUT_STD = 0.05  # App. A: each member normalised to std 0.05 on Atari
 ATARI_BATCH_PAIRS = 16
 """Pairs per gradient step: 16 pairs of 25-step segments are 800 stacks, ≈0.5 GB of activations on a CPU."""
+
+
+class ByteDropout(nn.Dropout):
+    """Dropout whose CPU masks come from random bytes: the same layer as :class:`torch.nn.Dropout`, faster.
+
+    On a CPU, ``nn.Dropout`` draws one Bernoulli number at a time (about 120 ms for the first conv layer's
+    800×16×26×26 activations, a third of a training step); here numpy's generator fills a byte per unit and a
+    byte below ``256·p`` drops it. That is exact when ``256·p`` is a whole number (0.5 is); other ``p`` and
+    other devices use ``nn.Dropout``'s own masks. Each mask's seed is drawn from torch's generator, so
+    ``torch.manual_seed`` and a saved torch RNG state reproduce the masks as they would ``nn.Dropout``'s.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        threshold = 256 * self.p
+        if not self.training or self.p == 0 or x.device.type != "cpu" or threshold != int(threshold):
+            return super().forward(x)
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        draws = np.frombuffer(np.random.default_rng(seed).bytes(x.numel()), dtype=np.uint8)
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            n, c, h, w = x.shape  # the mask in x's own memory order, so the product is one linear pass
+            keep = torch.from_numpy(draws.reshape(n, h, w, c) >= threshold).permute(0, 3, 1, 2)
+        else:
+            keep = torch.from_numpy(draws.reshape(x.shape) >= threshold)
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
 
 
 def is_frame_stack_space(space: gym.Space) -> bool:
@@ -63,7 +88,7 @@ class CNNReward(nn.Module):
             layers += [nn.Conv2d(channels, filters, kernel, stride), nn.BatchNorm2d(filters)]
             layers.append(nn.LeakyReLU(leak))
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(ByteDropout(dropout))
             channels = filters
         self.convs = nn.Sequential(*layers)
         height, width = obs_shape[1:]
@@ -76,6 +101,8 @@ class CNNReward(nn.Module):
             nn.Flatten(), nn.Linear(flat, hidden), nn.LeakyReLU(leak), nn.Linear(hidden, 1)
         )
         self.chunk = chunk
+        # Channels-last convolutions are about 1.4× faster on a CPU for these small filter counts.
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor | None = None) -> torch.Tensor:
         """Rewards ``(N,)`` for observations ``(N, k, H, W)``; ``acts`` is ignored."""
@@ -84,8 +111,13 @@ class CNNReward(nn.Module):
         return torch.cat([self._scores(obs[i : i + self.chunk]) for i in range(0, len(obs), self.chunk)])
 
     def _scores(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
-        return self.head(self.convs(x)).squeeze(-1)
+        x = obs.to(dtype=torch.float32, memory_format=torch.channels_last)
+        first: nn.Conv2d = self.convs[0]  # type: ignore[assignment]
+        # Pixel bytes are scaled to [0, 1] inside the first convolution (its weights / 255), which saves a
+        # full pass over the input stacks.
+        weight = first.weight / 255.0 if obs.dtype == torch.uint8 else first.weight
+        x = F.conv2d(x, weight, first.bias, first.stride)
+        return self.head(self.convs[1:](x)).squeeze(-1)
 
 
 def cnn_ensemble(
