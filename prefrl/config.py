@@ -62,6 +62,9 @@ class TrainConfig:
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float = 0.0
     """Dropout in the reward predictors."""
+    fit_threads: int | None = None
+    """Torch threads while the reward model is fitted (the agent waits meanwhile; it runs on one). Default:
+    every core for the CNN reward (Atari), 1 for the small MLPs (MuJoCo), which more threads only slow."""
     output_std: float | None = None
     """Std of each normalised ensemble member (default 1 for MuJoCo, 0.05 for Atari, App. A)."""
     n_envs: int | None = None
@@ -90,6 +93,8 @@ class TrainConfig:
             )
         if self.teacher != "true-reward" and self.labels < 2:
             raise ConfigError("learning from preferences needs --labels >= 2 (or use --teacher true-reward)")
+        if self.fit_threads is not None and self.fit_threads < 1:
+            raise ConfigError(f"--fit-threads must be >= 1; got {self.fit_threads}")
         if self.segment_length is not None and self.segment_length < 2:
             raise ConfigError(f"--segment-length must be >= 2; got {self.segment_length}")
         self.make_kwargs()

@@ -270,11 +270,16 @@ class PreferenceTrainer:
                 on_epoch(progress)
 
         self._fit_progress = progress
-        stats = self.ensemble.fit(
-            self.dataset, epochs=epochs, rng=self.rng, progress=progress, on_epoch=track
-        )
-        self._fit_progress = None
-        self._renormalize()
+        agent_threads = torch.get_num_threads()
+        torch.set_num_threads(self.fit_threads)
+        try:
+            stats = self.ensemble.fit(
+                self.dataset, epochs=epochs, rng=self.rng, progress=progress, on_epoch=track
+            )
+            self._fit_progress = None
+            self._renormalize()
+        finally:
+            torch.set_num_threads(agent_threads)
         self._last_fit = stats
         self._record_fit(stats)
 
@@ -338,6 +343,8 @@ class PreferenceTrainer:
         self.pool = (FrameSegmentPool if self.stores_frames else SegmentPool)(self.pool_capacity)
         base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes, self.env_kwargs)
         self.ensemble = self._make_ensemble(base)
+        # The agent waits while the reward model is fitted; the CNN can use every core meanwhile.
+        self.fit_threads = cfg.fit_threads or ((os.cpu_count() or 1) if self.stores_frames else 1)
         self.reward_env = (FrameSharingRewardVecEnv if self.stores_frames else LearnedRewardVecEnv)(
             base,
             self.ensemble if cfg.learns_reward else None,

@@ -22,6 +22,7 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--algo", "dqn"], "unknown algo 'dqn'; choose one of: a2c, ppo, trpo, sac"),
         (["--env", TOY, "--teacher", "psychic"], "unknown teacher 'psychic'"),
         (["--env", TOY, "--segment-length", "60"], "is longer than the env horizon (50)"),
+        (["--env", TOY, "--fit-threads", "0"], "--fit-threads must be >= 1; got 0"),
         (["--env", TOY, "--labels", "10", "--initial-labels", "20"], "smaller than the initial share"),
         (["--env", "CartPole-v1", "--algo", "sac"], "sac needs a continuous (Box) action space"),
         (["--env", TOY, "--env-kwargs", "obs_dim"], "--env-kwargs takes KEY=VALUE items"),

@@ -174,3 +174,21 @@ def test_pretraining_goes_on_from_where_a_kill_stopped_it(tmp_path, monkeypatch)
     assert starts[0] == [20, 5, 0]  # member 0 done, member 1 five epochs in: only the rest is fitted
     assert stats.steps >= 512
     assert not (run_dir / "pretraining.pt").exists()  # the post-pretraining checkpoint supersedes it
+
+
+def test_the_reward_model_is_fitted_on_fit_threads_and_the_agent_keeps_one(tmp_path, monkeypatch):
+    import torch
+
+    from prefrl.reward_model import RewardEnsemble
+
+    fit, threads_in_fit = RewardEnsemble.fit, []
+
+    def fit_recording_threads(self, *args, **kwargs):
+        threads_in_fit.append(torch.get_num_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording_threads)
+    trainer = PreferenceTrainer(toy_config(tmp_path, steps=4_096, fit_threads=2))
+    trainer.train()
+    assert len(threads_in_fit) >= 2 and set(threads_in_fit) == {2}  # pre-training and a refit
+    assert torch.get_num_threads() == 1  # back to one thread for the agent after each fit
