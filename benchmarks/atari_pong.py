@@ -106,6 +106,37 @@ def answered_labels(run_dir: Path) -> int:
         return int(con.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
 
+def shifted_ratio(preferences: float, true_reward: float) -> float:
+    """Pong scores shifted by 21 to [0, 42] (a random policy scores about -20.5), then divided."""
+    return round((preferences + 21) / (true_reward + 21), 3)
+
+
+def at_common_steps(runs: list[dict[str, object]]) -> dict[str, object] | None:
+    """Both arms' final true return at the steps the shorter arm has reached, while a run is unfinished.
+
+    The same statistic as the full comparison (mean over the last 10 % of the steps), taken at the same
+    step count in both arms, so the curves can be compared before the 10M steps are done.
+    """
+    arms = {str(r["teacher"]): r for r in runs if int(r["steps_reached"]) > 0}  # type: ignore[call-overload]
+    if "true-reward" not in arms or len(arms) < 2:
+        return None
+    steps = min(int(r["steps_reached"]) for r in arms.values())  # type: ignore[call-overload]
+    returns = {}
+    for teacher, r in arms.items():
+        try:
+            returns[teacher] = final_true_return(Path(str(r["run_dir"])) / "metrics.csv", steps, until=steps)
+        except ValueError:
+            return None
+    pref = next(v for k, v in returns.items() if k != "true-reward")
+    return {
+        "steps": steps,
+        "preferences_final_true_return": round(pref, 2),
+        "true_reward_final_true_return": round(returns["true-reward"], 2),
+        "ratio": shifted_ratio(pref, returns["true-reward"]),
+        "note": "not the benchmark's ratio: both arms at the steps the shorter one has reached so far",
+    }
+
+
 def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
     runs = []
     for run_dir, _, teacher, labels, seed in jobs:
@@ -148,12 +179,14 @@ def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> Non
         "final": "mean true episode return over the last 10 % of env steps",
         "ratio_definition": "(preferences + 21) / (true reward + 21): Pong returns lie in [-21, 21]",
     }
+    common = at_common_steps(runs)
+    if common:
+        summary["at_common_steps"] = common
     if pref and true:
-        # Shifted by 21 so that the ratio compares scores on [0, 42] (a random policy scores about -20.5).
         summary.update(
             preferences_mean_final_true_return=round(float(np.mean(pref)), 2),
             true_reward_mean_final_true_return=round(float(np.mean(true)), 2),
-            ratio=round(float((np.mean(pref) + 21) / (np.mean(true) + 21)), 3),
+            ratio=shifted_ratio(float(np.mean(pref)), float(np.mean(true))),
         )
     command = "python -m benchmarks.atari_pong  (resumable: rerun to continue)"
     record = {"benchmark": "atari_pong", "runs": runs, "summary": summary, "machine": machine_info()}

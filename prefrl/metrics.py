@@ -42,10 +42,19 @@ def read_metrics(path: Path) -> dict[str, np.ndarray]:
     return {c: np.array([float(r[c]) if r[c] not in ("", "nan") else np.nan for r in rows]) for c in COLUMNS}
 
 
-def final_true_return(path: Path, total_steps: int, fraction: float = 0.1) -> float:
-    """Mean true episode return over the last ``fraction`` of steps, weighted by episodes."""
+def final_true_return(
+    path: Path, total_steps: int, fraction: float = 0.1, *, until: int | None = None
+) -> float:
+    """Mean true episode return over the last ``fraction`` of steps, weighted by episodes.
+
+    Args:
+        until: count only episodes finished by this step (to compare a run with a shorter one at the
+            shorter one's steps: ``total_steps = until =`` its steps).
+    """
     m = read_metrics(path)
     last = m["step"] >= (1 - fraction) * total_steps
+    if until is not None:
+        last &= m["step"] <= until
     if not last.any():
         raise ValueError(f"{path} has no episodes in the last {fraction:.0%} of {total_steps} steps")
     return float(np.average(m["true_return"][last], weights=m["episodes"][last]))
