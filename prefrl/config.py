@@ -51,7 +51,12 @@ class TrainConfig:
     """Candidate pairs drawn per query for disagreement/entropy selection (paper: 10)."""
     ensemble_size: int = 3
     reward_epochs: int = 10
-    """Epochs over the preference set at each reward-model update."""
+    """Epochs over the preference set at each reward-model update (unless --reward-pairs-per-step is set)."""
+    reward_pairs_per_step: float | None = None
+    """Instead of --reward-epochs: at each update the ensemble trains on this many pairs per RL step since
+    the last one (shared by the members, one pass each over a bootstrap sample), so the update's cost stays
+    fixed as labels pile up. Default: 0.1 for Atari (App. A.2: the predictor "typically processes 1 label
+    per 10 RL timesteps"); unset for MuJoCo. 0 turns it off."""
     pretrain_epochs: int = 50
     """Epochs on the initial labels before RL (left at 50, Atari runs take the paper's 200, App. A.2)."""
     reward_update_interval: int = 10_000
@@ -93,6 +98,8 @@ class TrainConfig:
             )
         if self.teacher != "true-reward" and self.labels < 2:
             raise ConfigError("learning from preferences needs --labels >= 2 (or use --teacher true-reward)")
+        if self.reward_pairs_per_step is not None and self.reward_pairs_per_step < 0:
+            raise ConfigError(f"--reward-pairs-per-step must be >= 0; got {self.reward_pairs_per_step}")
         if self.fit_threads is not None and self.fit_threads < 1:
             raise ConfigError(f"--fit-threads must be >= 1; got {self.fit_threads}")
         if self.segment_length is not None and self.segment_length < 2:

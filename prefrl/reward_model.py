@@ -109,13 +109,26 @@ class FitProgress:
     stats: list[tuple[float, float, float, float] | None]
 
     @classmethod
-    def start(cls, num_members: int, num_pairs: int, epochs: int, rng: np.random.Generator) -> FitProgress:
+    def start(
+        cls,
+        num_members: int,
+        num_pairs: int,
+        epochs: int,
+        rng: np.random.Generator,
+        sample_size: int | None = None,
+    ) -> FitProgress:
+        """Fresh splits: per member, a random 1/e held out and a bootstrap sample of the rest.
+
+        Args:
+            sample_size: pairs in each bootstrap sample (default: as many as the member's training pairs).
+        """
         val_idx, train_idx = [], []
         for _ in range(num_members):
             perm = rng.permutation(num_pairs)
             n_val = int(num_pairs / math.e) if num_pairs >= 8 else 0
             val_idx.append(perm[:n_val])
-            train_idx.append(rng.choice(perm[n_val:], size=num_pairs - n_val, replace=True))
+            size = num_pairs - n_val if sample_size is None else sample_size
+            train_idx.append(rng.choice(perm[n_val:], size=size, replace=True))
         return cls(epochs, num_pairs, val_idx, train_idx, [0] * num_members, [None] * num_members)
 
     @property
@@ -279,6 +292,7 @@ class RewardEnsemble(nn.Module):
         rng: np.random.Generator,
         progress: FitProgress | None = None,
         on_epoch: Callable[[FitProgress], None] | None = None,
+        sample_size: int | None = None,
     ) -> FitStats:
         """Fit every member for ``epochs`` passes over its bootstrap resample of ``data``.
 
@@ -290,12 +304,14 @@ class RewardEnsemble(nn.Module):
             progress: an interrupted fit's :class:`FitProgress` to go on with (its splits and epoch counts;
                 ``epochs`` is then taken from it), or None to start afresh.
             on_epoch: called with the progress after every epoch of every member (e.g. to save it).
+            sample_size: pairs in each member's bootstrap sample, so an epoch's cost does not grow with the
+                dataset (default: as many as the member's training pairs, the usual bootstrap).
         """
         n = len(data)
         if n == 0:
             raise ValueError("cannot fit the reward model on an empty preference dataset")
         if progress is None:
-            progress = FitProgress.start(len(self.members), n, epochs, rng)
+            progress = FitProgress.start(len(self.members), n, epochs, rng, sample_size)
         elif progress.num_pairs > n or len(progress.epochs_done) != len(self.members):
             raise ValueError(
                 f"the fit progress is for {progress.num_pairs} pairs and {len(progress.epochs_done)} "

@@ -58,6 +58,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "segment_length": 25,
         "pretrain_epochs": 200,
         "max_labels_kept": 3000,
+        "reward_pairs_per_step": 0.1,
     },
     "other": {"initial_fraction": 0.25, "rate_constant": 2e6, "output_std": 1.0},
 }
@@ -129,6 +130,9 @@ class PreferenceTrainer:
         # Settings left at their defaults take the family's where it has its own (Atari: App. A.2).
         self.pretrain_epochs = _family_default(config, "pretrain_epochs", defaults)
         self.max_labels_kept = _family_default(config, "max_labels_kept", defaults)
+        self.reward_pairs_per_step = _family_default(config, "reward_pairs_per_step", defaults)
+        # The agent waits while the reward model is fitted; the CNN can use every core meanwhile.
+        self.fit_threads = config.fit_threads or ((os.cpu_count() or 1) if self.stores_frames else 1)
         self._check_run_dir()
 
     # ------------------------------------------------------------------------------------ the loop
@@ -221,7 +225,7 @@ class PreferenceTrainer:
             self._next_update = step + self.config.reward_update_interval
             self._ask(self._select_queries(step))
             if self._collect_answers() > 0:
-                self._fit(self.config.reward_epochs)
+                self._refit()
             elif len(self.pool):
                 self._renormalize()
         if step >= self._next_checkpoint and not final:
@@ -258,11 +262,21 @@ class PreferenceTrainer:
                 added += 1
         return added
 
+    def _refit(self) -> None:
+        """The reward-model update after new labels: ``reward_epochs`` epochs over the preference set, or
+        (``reward_pairs_per_step``) a fixed number of pairs per RL step, shared by the members."""
+        if not self.reward_pairs_per_step:
+            self._fit(self.config.reward_epochs)
+            return
+        pairs = self.reward_pairs_per_step * self.config.reward_update_interval
+        self._fit(1, sample_size=max(1, round(pairs / self.ensemble.ensemble_size)))
+
     def _fit(
         self,
         epochs: int,
         progress: FitProgress | None = None,
         on_epoch: Callable[[FitProgress], None] | None = None,
+        sample_size: int | None = None,
     ) -> None:
         def track(progress: FitProgress) -> None:
             self._fit_progress = progress
@@ -274,7 +288,12 @@ class PreferenceTrainer:
         torch.set_num_threads(self.fit_threads)
         try:
             stats = self.ensemble.fit(
-                self.dataset, epochs=epochs, rng=self.rng, progress=progress, on_epoch=track
+                self.dataset,
+                epochs=epochs,
+                rng=self.rng,
+                progress=progress,
+                on_epoch=track,
+                sample_size=sample_size,
             )
             self._fit_progress = None
             self._renormalize()
@@ -343,8 +362,6 @@ class PreferenceTrainer:
         self.pool = (FrameSegmentPool if self.stores_frames else SegmentPool)(self.pool_capacity)
         base = make_vec_env(cfg.env, self.n_envs, cfg.seed + 1000 * self.resumes, self.env_kwargs)
         self.ensemble = self._make_ensemble(base)
-        # The agent waits while the reward model is fitted; the CNN can use every core meanwhile.
-        self.fit_threads = cfg.fit_threads or ((os.cpu_count() or 1) if self.stores_frames else 1)
         self.reward_env = (FrameSharingRewardVecEnv if self.stores_frames else LearnedRewardVecEnv)(
             base,
             self.ensemble if cfg.learns_reward else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import numpy as np
@@ -41,12 +42,15 @@ def test_atari_runs_take_the_papers_defaults(tmp_path):
     assert trainer.segment_length == 25 and trainer.n_envs == 16
     assert trainer.schedule.initial_labels == 500 and trainer.schedule.rate_constant == 5e6
     assert trainer.pretrain_epochs == 200 and trainer.max_labels_kept == 3000 and trainer.output_std == 0.05
+    assert trainer.reward_pairs_per_step == 0.1  # "1 label per 10 RL timesteps"
+    assert trainer.fit_threads == (os.cpu_count() or 1)  # the CNN is fitted on every core
     custom = TrainConfig(
         env=PONG,
         algo="ppo",
         pretrain_epochs=7,
         max_labels_kept=100,
         segment_length=30,
+        reward_pairs_per_step=0,
         run_dir=tmp_path / "other",
     )
     trainer = PreferenceTrainer(custom)
@@ -56,6 +60,7 @@ def test_atari_runs_take_the_papers_defaults(tmp_path):
         30,
         8,
     )
+    assert trainer.reward_pairs_per_step == 0  # off: refits take --reward-epochs epochs
 
 
 @pytest.mark.parametrize(

@@ -175,3 +175,18 @@ def test_an_interrupted_fit_goes_on_exactly_where_it_stopped(rng):
     assert stats.epochs == 6 and np.isfinite(stats.val_accuracy)
     with pytest.raises(ValueError, match="fit progress"):
         resumed.fit(test, epochs=6, rng=resumed_rng, progress=saved["progress"])  # 50 pairs, not 120
+
+
+def test_a_fixed_sample_size_bounds_the_pairs_each_member_trains_on(rng):
+    """Atari refits train on a set number of pairs (App. A.2), however many labels the dataset holds."""
+    train, _ = linear_task(rng, n_train=300, n_test=1)
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    seen = []
+    ens.fit(train, epochs=1, rng=rng, sample_size=40, on_epoch=lambda p: seen.append(p))
+    progress = seen[-1]
+    assert [len(t) for t in progress.train_idx] == [40, 40, 40]
+    for val, sample in zip(progress.val_idx, progress.train_idx, strict=True):
+        assert len(val) == int(300 / np.e) and not set(val) & set(sample)  # still never trained on
+    default = []
+    ens.fit(train, epochs=1, rng=rng, on_epoch=default.append)
+    assert [len(t) for t in default[-1].train_idx] == [300 - int(300 / np.e)] * 3

@@ -151,17 +151,17 @@ def test_pretraining_goes_on_from_where_a_kill_stopped_it(tmp_path, monkeypatch)
     monkeypatch.setattr(trainer_module, "PRETRAIN_SAVE_S", 0.0)
     fit, starts = RewardEnsemble.fit, []
 
-    def fit_killed_after_25_epochs(self, data, *, epochs, rng, progress=None, on_epoch=None):
+    def fit_killed_after_25_epochs(self, data, *, epochs, rng, progress=None, on_epoch=None, **kwargs):
         def stop(progress):
             on_epoch(progress)
             if sum(progress.epochs_done) == 25:
                 raise KeyboardInterrupt
 
-        return fit(self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=stop)
+        return fit(self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=stop, **kwargs)
 
-    def fit_recording_its_start(self, data, *, epochs, rng, progress=None, on_epoch=None):
+    def fit_recording_its_start(self, data, *, epochs, rng, progress=None, **kwargs):
         starts.append(None if progress is None else list(progress.epochs_done))
-        return fit(self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=on_epoch)
+        return fit(self, data, epochs=epochs, rng=rng, progress=progress, **kwargs)
 
     run_dir = tmp_path / "run"
     monkeypatch.setattr(RewardEnsemble, "fit", fit_killed_after_25_epochs)
@@ -192,3 +192,22 @@ def test_the_reward_model_is_fitted_on_fit_threads_and_the_agent_keeps_one(tmp_p
     trainer.train()
     assert len(threads_in_fit) >= 2 and set(threads_in_fit) == {2}  # pre-training and a refit
     assert torch.get_num_threads() == 1  # back to one thread for the agent after each fit
+
+
+def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
+    from prefrl.reward_model import RewardEnsemble
+
+    fit, calls = RewardEnsemble.fit, []
+
+    def fit_recording(self, data, *, epochs, rng, progress=None, on_epoch=None, sample_size=None):
+        calls.append((epochs, sample_size))
+        return fit(
+            self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=on_epoch, sample_size=sample_size
+        )
+
+    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording)
+    config = toy_config(tmp_path, steps=6_144, reward_pairs_per_step=0.3)
+    PreferenceTrainer(config).train()
+    assert calls[0] == (30, None)  # pre-training: epochs over the initial labels
+    # Each refit: 0.3 pairs per step × 2,048 steps between updates, shared by 3 members, one pass each.
+    assert len(calls) >= 2 and set(calls[1:]) == {(1, round(0.3 * 2_048 / 3))}
