@@ -1,7 +1,7 @@
 """``prefrl``: train from preferences, resume, plot, label.
 
     prefrl train --env ENV --algo ALGO --teacher TEACHER --labels N --steps N --seed S --run-dir DIR
-    prefrl resume DIR
+    prefrl resume DIR [--threads N] [--fit-threads N] [--device DEV]
     prefrl plot DIR [DIR ...] --out FILE.png
     prefrl envs
 
@@ -26,7 +26,7 @@ from prefrl.config import ConfigError, TrainConfig
 USAGE = """usage: prefrl {train,resume,plot,envs} ...
 
   train    train an agent from preferences (prefrl train --help)
-  resume   continue an interrupted run: prefrl resume DIR
+  resume   continue an interrupted run: prefrl resume DIR [--threads N] [--device DEV]
   plot     learning curves: prefrl plot DIR [DIR ...] --out FILE.png
   envs     list prefrl's task variants
 """
@@ -49,6 +49,12 @@ class ResumeArgs:
     """Continue a run killed or stopped early, from its latest checkpoint; no label is lost."""
 
     run_dir: Annotated[Path, tyro.conf.Positional]
+    device: str | None = None
+    """Torch device from now on (default: the run's)."""
+    threads: int | None = None
+    """Torch threads for the agent from now on (default: the run's)."""
+    fit_threads: int | None = None
+    """Torch threads for reward-model fits from now on (default: the run's)."""
 
 
 def cmd_resume(args: list[str]) -> None:
@@ -60,6 +66,10 @@ def cmd_resume(args: list[str]) -> None:
         raise ConfigError(f"{parsed.run_dir} holds no prefrl run (no config.json); check the path")
     config = TrainConfig.load(config_path)
     config.run_dir = parsed.run_dir
+    # How the run is computed may change on resume (another machine); what it computes may not.
+    for name in ("device", "threads", "fit_threads"):
+        if getattr(parsed, name) is not None:
+            setattr(config, name, getattr(parsed, name))
     _report(PreferenceTrainer(config, resume=True).train())
 
 

@@ -67,6 +67,9 @@ class TrainConfig:
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float = 0.0
     """Dropout in the reward predictors."""
+    threads: int = 1
+    """Torch threads for the agent and the per-step reward (1 suits runs that share the cores, as the
+    benchmarks' do; more speeds up a lone Atari run)."""
     fit_threads: int | None = None
     """Torch threads while the reward model is fitted (the agent waits meanwhile; it runs on one). Default:
     every core for the CNN reward (Atari), 1 for the small MLPs (MuJoCo), which more threads only slow."""
@@ -100,6 +103,8 @@ class TrainConfig:
             raise ConfigError("learning from preferences needs --labels >= 2 (or use --teacher true-reward)")
         if self.reward_pairs_per_step is not None and self.reward_pairs_per_step < 0:
             raise ConfigError(f"--reward-pairs-per-step must be >= 0; got {self.reward_pairs_per_step}")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1; got {self.threads}")
         if self.fit_threads is not None and self.fit_threads < 1:
             raise ConfigError(f"--fit-threads must be >= 1; got {self.fit_threads}")
         if self.segment_length is not None and self.segment_length < 2:

@@ -337,7 +337,7 @@ class PreferenceTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.resume:
             cfg.save(self.run_dir / "config.json")
-        torch.set_num_threads(1)
+        torch.set_num_threads(cfg.threads)
         state = read_state(checkpoint) if checkpoint else {}
         set_random_seed(cfg.seed + state.get("resumes", 0))
         self.rng = np.random.default_rng(cfg.seed)

@@ -107,3 +107,26 @@ def test_unknown_command_and_real_entry_point_exit_2_without_traceback():
     assert proc.stderr.strip().startswith("prefrl: error: unknown env id")
     proc = subprocess.run([sys.executable, "-m", "prefrl", "fly"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
+
+
+def test_resume_may_change_how_a_run_is_computed_but_not_what(capsys, tmp_path, monkeypatch):
+    import prefrl.trainer
+    from prefrl.config import TrainConfig
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    TrainConfig(env=TOY, run_dir=run_dir, labels=50).save(run_dir / "config.json")
+    resumed = []
+
+    class Recorder:
+        def __init__(self, config, resume):
+            resumed.append(config)
+            raise KeyboardInterrupt  # stop before training
+
+    monkeypatch.setattr(prefrl.trainer, "PreferenceTrainer", Recorder)
+    assert main(["resume", str(run_dir), "--threads", "2", "--fit-threads", "2"]) == 130
+    assert (resumed[0].threads, resumed[0].fit_threads, resumed[0].labels) == (2, 2, 50)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["resume", str(run_dir), "--labels", "80"])
+    assert refused.value.code == 2 and "--labels" in capsys.readouterr().err  # the experiment is fixed
