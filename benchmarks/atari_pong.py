@@ -13,6 +13,7 @@ continues them.
     python -m benchmarks.atari_pong                      # everything, resumable (days on a CPU)
     python -m benchmarks.atari_pong --max-minutes 2      # as far as 2 minutes go, then report
     python -m benchmarks.atari_pong --report-only        # rewrite the JSON/PNG from the runs as they are
+    python -m benchmarks.atari_pong --arms preferences --threads 2   # one arm alone, on both cores
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class Args:
     """Stop the runs after this long (resume later with the same command)."""
     checkpoint_interval: int = 20_000
     device: str = "cpu"
+    threads: int = 1
+    """Torch threads per run (e.g. 2 when one arm runs alone on 2 cores); also applied on resume."""
+    arms: list[str] = field(default_factory=lambda: ["preferences", "true-reward"])
+    """Which arms to run now (both are reported): preferences, true-reward."""
     runs_dir: Path = Path("benchmarks/runs")
     out: Path = RESULTS / "atari_pong.json"
     report_only: bool = False
@@ -86,6 +91,8 @@ def jobs_for(args: Args) -> list[tuple[Path, list[str], str, int, int]]:
                 str(args.checkpoint_interval),
                 "--device",
                 args.device,
+                "--threads",
+                str(args.threads),
             ]
             if labels:
                 train_args += ["--labels", str(labels)]
@@ -95,7 +102,16 @@ def jobs_for(args: Args) -> list[tuple[Path, list[str], str, int, int]]:
 
 def run(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
     """Run (or resume) the jobs, ``parallel`` at a time, until done or ``max_minutes`` have passed."""
-    run_all([(d, a, args.steps) for d, a, *_ in jobs], args.parallel, max_minutes=args.max_minutes)
+    unknown = set(args.arms) - {"preferences", "true-reward"}
+    if unknown:
+        raise SystemExit(f"unknown --arms {sorted(unknown)}; choose from: preferences, true-reward")
+    chosen = [
+        (run_dir, train_args, args.steps)
+        for run_dir, train_args, teacher, *_ in jobs
+        if ("true-reward" if teacher == "true-reward" else "preferences") in args.arms
+    ]
+    resume_args = ["--threads", str(args.threads), "--device", args.device]
+    run_all(chosen, args.parallel, max_minutes=args.max_minutes, resume_args=resume_args)
 
 
 def answered_labels(run_dir: Path) -> int:

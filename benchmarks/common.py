@@ -57,13 +57,15 @@ def run_is_complete(run_dir: Path, steps: int) -> bool:
     return int(state["step"]) >= steps
 
 
-def launch(run_dir: Path, train_args: list[str], steps: int, log: Path) -> subprocess.Popen[bytes] | None:
-    """Start (or resume) one run in a subprocess; None if it is already complete."""
+def launch(
+    run_dir: Path, train_args: list[str], steps: int, log: Path, resume_args: list[str] | None = None
+) -> subprocess.Popen[bytes] | None:
+    """Start (or resume, with ``resume_args``) one run in a subprocess; None if it is already complete."""
     if run_is_complete(run_dir, steps):
         return None
     prefrl = [sys.executable, "-m", "prefrl"]
     if (run_dir / "config.json").exists():
-        cmd = [*prefrl, "resume", str(run_dir)]
+        cmd = [*prefrl, "resume", str(run_dir), *(resume_args or [])]
     else:
         cmd = [
             *prefrl,
@@ -85,8 +87,11 @@ def run_all(
     parallel: int,
     on_progress: Callable[[], None] | None = None,
     max_minutes: float | None = None,
+    resume_args: list[str] | None = None,
 ) -> None:
     """Run jobs ``(run_dir, train_args, steps)``, ``parallel`` at a time; raise if one fails.
+
+    Runs begun earlier are resumed, with ``resume_args`` (e.g. ``["--threads", "2"]``).
 
     ``on_progress`` is called every few minutes and whenever a run ends (e.g. to rewrite a report).
     After ``max_minutes`` the runs still going are interrupted cleanly (SIGINT: they checkpoint), and
@@ -98,7 +103,7 @@ def run_all(
     while (queue or running) and time.time() < deadline:
         while queue and len(running) < parallel:
             run_dir, args, steps = queue.pop(0)
-            proc = launch(run_dir, args, steps, run_dir.parent / f"{run_dir.name}.log")
+            proc = launch(run_dir, args, steps, run_dir.parent / f"{run_dir.name}.log", resume_args)
             if proc is not None:
                 running.append((run_dir, proc))
         for run_dir, proc in list(running):
