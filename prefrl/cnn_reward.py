@@ -79,7 +79,7 @@ class CNNReward(nn.Module):
         hidden: int = 64,
         dropout: float = 0.5,
         leak: float = 0.01,
-        chunk: int = 512,
+        chunk: int = 256,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []

@@ -303,10 +303,13 @@ class PreferenceTrainer:
         self._record_fit(stats)
 
     def _renormalize(self) -> None:
+        # A CNN scores 20,000 stacks in about 5 s on 2 cores, after every update; 5,000 random steps of
+        # the pool still fix the scale to about 1 %.
+        steps = 5_000 if self.stores_frames else 20_000
         if len(self.pool):
-            obs, acts = self.pool.observations(20_000, self.rng)
+            obs, acts = self.pool.observations(steps, self.rng)
         else:
-            obs, acts = self.dataset.all_steps(20_000, self.rng)
+            obs, acts = self.dataset.all_steps(steps, self.rng)
         self.ensemble.normalize(obs, acts)
 
     def _collect_random_segments(self, n_segments: int) -> None:
