@@ -26,7 +26,7 @@ from prefrl.config import ConfigError, TrainConfig
 USAGE = """usage: prefrl {train,resume,plot,envs} ...
 
   train    train an agent from preferences (prefrl train --help)
-  resume   continue an interrupted run: prefrl resume DIR [--threads N] [--device DEV]
+  resume   continue an interrupted run: prefrl resume DIR [--threads N] [--fit-threads N] [--device DEV]
   plot     learning curves: prefrl plot DIR [DIR ...] --out FILE.png
   envs     list prefrl's task variants
 """

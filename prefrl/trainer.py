@@ -303,8 +303,8 @@ class PreferenceTrainer:
         self._record_fit(stats)
 
     def _renormalize(self) -> None:
-        # A CNN scores 20,000 stacks in about 5 s on 2 cores, after every update; 5,000 random steps of
-        # the pool still fix the scale to about 1 %.
+        # Scoring 20,000 stacks with a 3-member CNN takes several seconds on a CPU, after every update;
+        # 5,000 random steps of the pool still fix the scale to about 1 %.
         steps = 5_000 if self.stores_frames else 20_000
         if len(self.pool):
             obs, acts = self.pool.observations(steps, self.rng)
