@@ -85,6 +85,7 @@ class PreferenceTrainer:
     _last_fit: FitStats | None
     _next_update: int
     _next_checkpoint: int
+    _last_fit_step: int  # the RL step of the last reward-model update (0: pre-training)
     _fit_progress: FitProgress | None  # of the reward-model fit under way, if any
 
     def __init__(self, config: TrainConfig, *, teacher: Teacher | None = None, resume: bool = False) -> None:
@@ -225,7 +226,7 @@ class PreferenceTrainer:
             self._next_update = step + self.config.reward_update_interval
             self._ask(self._select_queries(step))
             if self._collect_answers() > 0:
-                self._refit()
+                self._refit(step)
             elif len(self.pool):
                 self._renormalize()
         if step >= self._next_checkpoint and not final:
@@ -262,13 +263,16 @@ class PreferenceTrainer:
                 added += 1
         return added
 
-    def _refit(self) -> None:
+    def _refit(self, step: int) -> None:
         """The reward-model update after new labels: ``reward_epochs`` epochs over the preference set, or
-        (``reward_pairs_per_step``) a fixed number of pairs per RL step, shared by the members."""
+        (``reward_pairs_per_step``) a fixed number of pairs per RL step since the last update, shared by the
+        members. Counting from the last update, not the last update's due step, keeps the ratio when updates
+        were skipped for want of new answers (a person labelling slower than the agent runs)."""
+        since, self._last_fit_step = step - self._last_fit_step, step
         if not self.reward_pairs_per_step:
             self._fit(self.config.reward_epochs)
             return
-        pairs = self.reward_pairs_per_step * self.config.reward_update_interval
+        pairs = self.reward_pairs_per_step * since
         self._fit(1, sample_size=max(1, round(pairs / self.ensemble.ensemble_size)))
 
     def _fit(
@@ -356,6 +360,9 @@ class PreferenceTrainer:
         self.metrics = MetricsLog(self.run_dir / "metrics.csv")
         self.metrics.truncate_after(state.get("step", 0))
         self._next_update = state.get("next_update", cfg.reward_update_interval)
+        # Checkpoints from before this field: take the last update as one interval before the next.
+        last_due = max(0, self._next_update - cfg.reward_update_interval)
+        self._last_fit_step = state.get("last_fit_step", last_due)
         self._next_checkpoint = state.get("next_checkpoint", cfg.checkpoint_interval)
 
     def _build_env_and_agent(self, checkpoint: Path | None) -> None:
@@ -489,6 +496,7 @@ class PreferenceTrainer:
         state = {
             "step": int(self.agent.num_timesteps),
             "next_update": self._next_update,
+            "last_fit_step": self._last_fit_step,
             "next_checkpoint": self._next_checkpoint,
             "wall_s": self._wall_s(),
             "resumes": self.resumes,

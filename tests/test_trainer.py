@@ -211,3 +211,46 @@ def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
     assert calls[0] == (30, None)  # pre-training: epochs over the initial labels
     # Each refit: 0.3 pairs per step × 2,048 steps between updates, shared by 3 members, one pass each.
     assert len(calls) >= 2 and set(calls[1:]) == {(1, round(0.3 * 2_048 / 3))}
+
+
+class AnswersEveryOtherPoll:
+    """An oracle that, like a slow labeller, has nothing new on every second poll."""
+
+    def __init__(self):
+        from prefrl.teachers import SyntheticTeacher
+
+        self.oracle, self.held, self.polls = SyntheticTeacher(), [], 0
+
+    def post(self, queries):
+        self.oracle.post(queries)
+        self.held += self.oracle.poll()
+
+    def poll(self):
+        self.polls += 1
+        if self.polls % 2 == 0:
+            return []
+        answers, self.held = self.held, []
+        return answers
+
+    def pending(self):
+        return len(self.held)
+
+
+def test_a_refit_after_skipped_updates_covers_every_step_since_the_last(tmp_path, monkeypatch):
+    from prefrl.reward_model import RewardEnsemble
+
+    fit, sizes = RewardEnsemble.fit, []
+
+    def fit_recording(self, data, *, epochs, rng, progress=None, on_epoch=None, sample_size=None):
+        sizes.append(sample_size)
+        return fit(
+            self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=on_epoch, sample_size=sample_size
+        )
+
+    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording)
+    config = toy_config(tmp_path, steps=10_240, reward_pairs_per_step=0.3)
+    PreferenceTrainer(config, teacher=AnswersEveryOtherPoll()).train()
+    # Updates are due every 2,048 steps but only every other one has answers: each refit then trains on
+    # 0.3 pairs per step for the 4,096 steps since the previous one (the first, for 2,048 after pre-training).
+    assert sizes[0] is None and len(sizes) >= 3
+    assert set(sizes[2:]) == {round(0.3 * 4_096 / 3)}, sizes
