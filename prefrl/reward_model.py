@@ -121,12 +121,14 @@ class FitProgress:
 
         Args:
             sample_size: pairs in each bootstrap sample (default: as many as the member's training pairs).
+                It also caps the held-out pairs that are scored, so that validation, like training, costs
+                the same however many labels are kept; the whole 1/e is still kept out of training.
         """
         val_idx, train_idx = [], []
         for _ in range(num_members):
             perm = rng.permutation(num_pairs)
             n_val = int(num_pairs / math.e) if num_pairs >= 8 else 0
-            val_idx.append(perm[:n_val])
+            val_idx.append(perm[: n_val if sample_size is None else min(n_val, sample_size)])
             size = num_pairs - n_val if sample_size is None else sample_size
             train_idx.append(rng.choice(perm[n_val:], size=size, replace=True))
         return cls(epochs, num_pairs, val_idx, train_idx, [0] * num_members, [None] * num_members)
@@ -345,15 +347,15 @@ class RewardEnsemble(nn.Module):
                     epoch_losses.append(loss.item())
                 rng.shuffle(train_idx)
                 train_loss = float(np.mean(epoch_losses))
+                val_acc = math.nan
                 if len(val_idx):
-                    val_loss, _ = self._evaluate(member, data, val_idx)
+                    val_loss, val_acc = self._evaluate(member, data, val_idx)
                     if val_loss > 1.5 * train_loss:
                         self.l2_coefs[k] *= 1.1
                     elif val_loss < 1.1 * train_loss:
                         self.l2_coefs[k] /= 1.1
                 progress.epochs_done[k] += 1
                 if progress.epochs_done[k] == progress.epochs:
-                    val_acc = self._evaluate(member, data, val_idx)[1] if len(val_idx) else math.nan
                     progress.stats[k] = (train_loss, val_loss, val_acc, self.l2_coefs[k])
                 if on_epoch is not None:
                     self.eval()

@@ -186,7 +186,13 @@ def test_a_fixed_sample_size_bounds_the_pairs_each_member_trains_on(rng):
     progress = seen[-1]
     assert [len(t) for t in progress.train_idx] == [40, 40, 40]
     for val, sample in zip(progress.val_idx, progress.train_idx, strict=True):
-        assert len(val) == int(300 / np.e) and not set(val) & set(sample)  # still never trained on
+        assert len(val) == 40 and not set(val) & set(sample)  # scores as many held-out pairs as it trains on
+    many = []
+    ens.fit(train, epochs=1, rng=rng, sample_size=2_000, on_epoch=many.append)
+    for val, sample in zip(many[-1].val_idx, many[-1].train_idx, strict=True):
+        # The whole 1/e stays out of training: 2,000 draws cover the other pairs and nothing else.
+        assert len(val) == int(300 / np.e) and not set(val) & set(sample)
+        assert len(set(sample)) == 300 - int(300 / np.e)
     default = []
     ens.fit(train, epochs=1, rng=rng, on_epoch=default.append)
     assert [len(t) for t in default[-1].train_idx] == [300 - int(300 / np.e)] * 3
