@@ -5,12 +5,13 @@ oracle with 3,300 labels (the paper: Pong matches RL on the true reward with 3.3
 ``true-reward`` baseline, the same env steps each. Writes benchmarks/results/atari_pong.json
 (``{runs: [...], summary: {ratio, ...}}``, the machine and versions) and .png.
 
-A full run is long: 10M steps of A2C with a CNN reward model take days on 2 CPU cores (the reward model's 200
-pre-training epochs on 500 labels alone take about 3 h; they save their progress every minute). The script is
-resumable: ``--max-minutes`` stops the runs (they keep their labels and last checkpoint) and the same command
-continues them.
+A full run is long: 10M steps of A2C with a CNN reward model take about 12 h on 2 CPU cores (the model's
+200 pre-training epochs on 500 labels take about 80 min and save their progress every minute; RL with reward
+updates then runs at about 250 steps/s). The script is resumable: ``--max-minutes`` stops the runs (they keep
+their labels and last checkpoint) and the same command continues them. Until every run is complete, the
+summary compares the arms at the steps all runs have reached (``ratio_steps``).
 
-    python -m benchmarks.atari_pong                      # everything, resumable (days on a CPU)
+    python -m benchmarks.atari_pong                      # everything, resumable (most of a day on a CPU)
     python -m benchmarks.atari_pong --max-minutes 2      # as far as 2 minutes go, then report
     python -m benchmarks.atari_pong --report-only        # rewrite the JSON/PNG from the runs as they are
     python -m benchmarks.atari_pong --arms preferences --threads 2   # one arm alone, on both cores
@@ -127,29 +128,31 @@ def shifted_ratio(preferences: float, true_reward: float) -> float:
     return round((preferences + 21) / (true_reward + 21), 3)
 
 
-def at_common_steps(runs: list[dict[str, object]]) -> dict[str, object] | None:
-    """Both arms' final true return at the steps the shorter arm has reached, while a run is unfinished.
+def at_same_steps(runs: list[dict[str, object]]) -> dict[str, object] | None:
+    """Each arm's mean final true return, every run taken at the steps the shortest run has reached.
 
-    The same statistic as the full comparison (mean over the last 10 % of the steps), taken at the same
-    step count in both arms, so the curves can be compared before the 10M steps are done.
+    The same statistic as the full comparison (mean over the last 10 % of the steps), cut at the same step
+    count in every run: the full benchmark's ratio once all runs are complete, and a comparison as far as
+    the machine got while they are not.
     """
-    arms = {str(r["teacher"]): r for r in runs if int(r["steps_reached"]) > 0}  # type: ignore[call-overload]
-    if "true-reward" not in arms or len(arms) < 2:
+    started = [r for r in runs if int(r["steps_reached"]) > 0]  # type: ignore[call-overload]
+    arms = {"true-reward" if r["teacher"] == "true-reward" else "preferences" for r in started}
+    if len(started) < len(runs) or arms != {"preferences", "true-reward"}:
         return None
-    steps = min(int(r["steps_reached"]) for r in arms.values())  # type: ignore[call-overload]
-    returns = {}
-    for teacher, r in arms.items():
+    steps = min(int(r["steps_reached"]) for r in started)  # type: ignore[call-overload]
+    returns: dict[str, list[float]] = {"preferences": [], "true-reward": []}
+    for r in started:
         try:
-            returns[teacher] = final_true_return(Path(str(r["run_dir"])) / "metrics.csv", steps, until=steps)
+            final = final_true_return(Path(str(r["run_dir"])) / "metrics.csv", steps, until=steps)
         except ValueError:
-            return None
-    pref = next(v for k, v in returns.items() if k != "true-reward")
+            return None  # no episode has ended in some run's window yet
+        returns["true-reward" if r["teacher"] == "true-reward" else "preferences"].append(final)
+    pref, true = float(np.mean(returns["preferences"])), float(np.mean(returns["true-reward"]))
     return {
-        "steps": steps,
+        "ratio_steps": steps,
         "preferences_final_true_return": round(pref, 2),
-        "true_reward_final_true_return": round(returns["true-reward"], 2),
-        "ratio": shifted_ratio(pref, returns["true-reward"]),
-        "note": "not the benchmark's ratio: both arms at the steps the shorter one has reached so far",
+        "true_reward_final_true_return": round(true, 2),
+        "ratio": shifted_ratio(pref, true),
     }
 
 
@@ -184,26 +187,18 @@ def report(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> Non
             record["final_true_return"] = round(final_true_return(metrics_path, max(last, 1)), 2)
             record["wall_s"] = round(float(metrics["wall_s"][-1]), 1)
         runs.append(record)
-    done = [r for r in runs if r["complete"]]
-    pref = [float(r["final_true_return"]) for r in done if r["teacher"] != "true-reward"]  # type: ignore[arg-type]
-    true = [float(r["final_true_return"]) for r in done if r["teacher"] == "true-reward"]  # type: ignore[arg-type]
+    complete = all(r["complete"] for r in runs)
     summary: dict[str, object] = {
-        "complete_runs": {"preferences": len(pref), "true_reward": len(true)},
+        "steps": args.steps,
         "steps_reached": {str(r["teacher"]): r["steps_reached"] for r in runs},
+        "status": "complete"
+        if complete
+        else "partial: the arms compared at the steps every run has reached (ratio_steps); rerun to go on",
         "ratio": None,
-        "status": "complete" if len(done) == len(runs) else "partial: rerun the command to continue",
         "final": "mean true episode return over the last 10 % of env steps",
         "ratio_definition": "(preferences + 21) / (true reward + 21): Pong returns lie in [-21, 21]",
     }
-    common = at_common_steps(runs)
-    if common:
-        summary["at_common_steps"] = common
-    if pref and true:
-        summary.update(
-            preferences_mean_final_true_return=round(float(np.mean(pref)), 2),
-            true_reward_mean_final_true_return=round(float(np.mean(true)), 2),
-            ratio=shifted_ratio(float(np.mean(pref)), float(np.mean(true))),
-        )
+    summary |= at_same_steps(runs) or {}
     command = "python -m benchmarks.atari_pong  (resumable: rerun to continue)"
     record = {"benchmark": "atari_pong", "runs": runs, "summary": summary, "machine": machine_info()}
     write_json(args.out, {**record, "command": command})
