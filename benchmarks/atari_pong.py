@@ -101,6 +101,11 @@ def jobs_for(args: Args) -> list[tuple[Path, list[str], str, int, int]]:
     return jobs
 
 
+def arm_of(teacher: object) -> str:
+    """The comparison arm a run belongs to: ``true-reward`` or ``preferences`` (any teacher)."""
+    return "true-reward" if teacher == "true-reward" else "preferences"
+
+
 def run(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
     """Run (or resume) the jobs, ``parallel`` at a time, until done or ``max_minutes`` have passed."""
     unknown = set(args.arms) - {"preferences", "true-reward"}
@@ -109,7 +114,7 @@ def run(args: Args, jobs: list[tuple[Path, list[str], str, int, int]]) -> None:
     chosen = [
         (run_dir, train_args, args.steps)
         for run_dir, train_args, teacher, *_ in jobs
-        if ("true-reward" if teacher == "true-reward" else "preferences") in args.arms
+        if arm_of(teacher) in args.arms
     ]
     resume_args = ["--threads", str(args.threads), "--device", args.device]
     run_all(chosen, args.parallel, max_minutes=args.max_minutes, resume_args=resume_args)
@@ -136,7 +141,7 @@ def at_same_steps(runs: list[dict[str, object]]) -> dict[str, object] | None:
     the machine got while they are not.
     """
     started = [r for r in runs if int(r["steps_reached"]) > 0]  # type: ignore[call-overload]
-    arms = {"true-reward" if r["teacher"] == "true-reward" else "preferences" for r in started}
+    arms = {arm_of(r["teacher"]) for r in started}
     if len(started) < len(runs) or arms != {"preferences", "true-reward"}:
         return None
     steps = min(int(r["steps_reached"]) for r in started)  # type: ignore[call-overload]
@@ -146,7 +151,7 @@ def at_same_steps(runs: list[dict[str, object]]) -> dict[str, object] | None:
             final = final_true_return(Path(str(r["run_dir"])) / "metrics.csv", steps, until=steps)
         except ValueError:
             return None  # no episode has ended in some run's window yet
-        returns["true-reward" if r["teacher"] == "true-reward" else "preferences"].append(final)
+        returns[arm_of(r["teacher"])].append(final)
     pref, true = float(np.mean(returns["preferences"])), float(np.mean(returns["true-reward"]))
     return {
         "ratio_steps": steps,

@@ -194,18 +194,22 @@ def test_the_reward_model_is_fitted_on_fit_threads_and_the_agent_keeps_one(tmp_p
     assert torch.get_num_threads() == 1  # back to one thread for the agent after each fit
 
 
-def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
+def record_fits(monkeypatch) -> list[tuple[int, int | None]]:
+    """(epochs, sample_size) of every reward-model fit from now on, appended as they happen."""
     from prefrl.reward_model import RewardEnsemble
 
     fit, calls = RewardEnsemble.fit, []
 
-    def fit_recording(self, data, *, epochs, rng, progress=None, on_epoch=None, sample_size=None):
+    def fit_recording(self, data, *, epochs, rng, sample_size=None, **kwargs):
         calls.append((epochs, sample_size))
-        return fit(
-            self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=on_epoch, sample_size=sample_size
-        )
+        return fit(self, data, epochs=epochs, rng=rng, sample_size=sample_size, **kwargs)
 
     monkeypatch.setattr(RewardEnsemble, "fit", fit_recording)
+    return calls
+
+
+def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
+    calls = record_fits(monkeypatch)
     config = toy_config(tmp_path, steps=6_144, reward_pairs_per_step=0.3)
     PreferenceTrainer(config).train()
     assert calls[0] == (30, None)  # pre-training: epochs over the initial labels
@@ -237,19 +241,10 @@ class AnswersEveryOtherPoll:
 
 
 def test_a_refit_after_skipped_updates_covers_every_step_since_the_last(tmp_path, monkeypatch):
-    from prefrl.reward_model import RewardEnsemble
-
-    fit, sizes = RewardEnsemble.fit, []
-
-    def fit_recording(self, data, *, epochs, rng, progress=None, on_epoch=None, sample_size=None):
-        sizes.append(sample_size)
-        return fit(
-            self, data, epochs=epochs, rng=rng, progress=progress, on_epoch=on_epoch, sample_size=sample_size
-        )
-
-    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording)
+    calls = record_fits(monkeypatch)
     config = toy_config(tmp_path, steps=10_240, reward_pairs_per_step=0.3)
     PreferenceTrainer(config, teacher=AnswersEveryOtherPoll()).train()
+    sizes = [size for _, size in calls]
     # Updates are due every 2,048 steps but only every other one has answers: each refit then trains on
     # 0.3 pairs per step for the 4,096 steps since the previous one (the first, for 2,048 after pre-training).
     assert sizes[0] is None and len(sizes) >= 3
