@@ -32,10 +32,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn  # noqa: E402
 
 from benchmarks.common import RESULTS, machine_info, write_json  # noqa: E402
-from prefrl.algos import HYPERPARAMS  # noqa: E402
 from prefrl.environment import make_vec_env, random_actions  # noqa: E402
 from prefrl.preference_dataset import PreferenceDataset  # noqa: E402
 from prefrl.reward_model import RewardEnsemble  # noqa: E402
+from prefrl.spec import DEFAULTS  # noqa: E402
 from prefrl.teachers import SyntheticTeacher  # noqa: E402
 from prefrl.wrappers import LearnedRewardVecEnv  # noqa: E402
 
@@ -95,7 +95,9 @@ class TrueRewardForAgent(VecEnvWrapper):
 
 
 def make_agent(venv: VecEnv, seed: int) -> PPO:
-    return PPO("MlpPolicy", VecNormalize(venv), seed=seed, verbose=0, **HYPERPARAMS[("mujoco", "ppo")])
+    return PPO(
+        "MlpPolicy", VecNormalize(venv), seed=seed, verbose=0, **DEFAULTS["mujoco"].agents["ppo"].hyperparams
+    )
 
 
 def main(args: Args) -> None:

@@ -11,13 +11,14 @@ Bad input ends with a one-line ``prefrl: error: ...`` and exit status 2, never a
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import tyro
 
@@ -26,7 +27,7 @@ from prefrl.config import ConfigError, TrainConfig
 USAGE = """usage: prefrl {train,resume,plot,envs} ...
 
   train    train an agent from preferences (prefrl train --help)
-  resume   continue an interrupted run: prefrl resume DIR [--threads N] [--fit-threads N] [--device DEV]
+  resume   continue an interrupted run: prefrl resume DIR [--threads N] [--device DEV] (prefrl resume --help)
   plot     learning curves: prefrl plot DIR [DIR ...] --out FILE.png
   envs     list prefrl's task variants
 """
@@ -36,12 +37,48 @@ class UsageError(ConfigError):
     pass
 
 
+T = TypeVar("T")
+
+
+def parse(cls: type[T], args: list[str], prog: str) -> T:
+    """``tyro.cli(cls, args)``, with a bad value as one line (:class:`UsageError`) instead of a boxed message.
+
+    ``--help`` still prints tyro's full help.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=args, prog=prog)
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            raise
+        raise UsageError(_first_message(captured.getvalue(), prog)) from None
+
+
+def _first_message(text: str, prog: str) -> str:
+    """The first paragraph of tyro's error (boxed on a terminal, ruled off in plain text) on one line."""
+    rule = set("─-━═ ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith("╭"):
+        lines = lines[1:]  # "╭─ Title ───╮"
+    elif len(lines) > 1 and set(lines[1]) <= rule:
+        lines = lines[2:]  # "Title" above a rule
+    paragraph = []
+    for line in lines:
+        content = line.strip("│╰╯ ").strip()
+        if not content or set(content) <= rule:
+            break
+        paragraph.append(content)
+    message = " ".join(paragraph) or "bad arguments"
+    return f"{message} (see `{prog} --help`)"
+
+
 def cmd_train(args: list[str]) -> None:
+    from prefrl.spec import resolve
     from prefrl.trainer import PreferenceTrainer
 
-    config = tyro.cli(TrainConfig, args=args, prog="prefrl train")
-    stats = PreferenceTrainer(config).train()
-    _report(stats)
+    spec = resolve(parse(TrainConfig, args, "prefrl train"))  # every check, before anything is written
+    _report(PreferenceTrainer(spec).train())
 
 
 @dataclass
@@ -55,12 +92,14 @@ class ResumeArgs:
     """Torch threads for the agent from now on (default: the run's)."""
     fit_threads: int | None = None
     """Torch threads for reward-model fits from now on (default: the run's)."""
+    progress_bar: bool = True
+    """Show a progress bar."""
 
 
 def cmd_resume(args: list[str]) -> None:
     from prefrl.trainer import PreferenceTrainer
 
-    parsed = tyro.cli(ResumeArgs, args=args, prog="prefrl resume")
+    parsed = parse(ResumeArgs, args, "prefrl resume")
     config_path = parsed.run_dir / "config.json"
     if not config_path.exists():
         raise ConfigError(f"{parsed.run_dir} holds no prefrl run (no config.json); check the path")
@@ -70,6 +109,7 @@ def cmd_resume(args: list[str]) -> None:
     for name in ("device", "threads", "fit_threads"):
         if getattr(parsed, name) is not None:
             setattr(config, name, getattr(parsed, name))
+    config.progress_bar = parsed.progress_bar
     _report(PreferenceTrainer(config, resume=True).train())
 
 
@@ -85,7 +125,7 @@ class PlotArgs:
 def cmd_plot(args: list[str]) -> None:
     from prefrl.plotting import plot_runs
 
-    parsed = tyro.cli(PlotArgs, args=args, prog="prefrl plot")
+    parsed = parse(PlotArgs, args, "prefrl plot")
     try:
         plot_runs(parsed.run_dirs, parsed.out, title=parsed.title)
     except FileNotFoundError as err:

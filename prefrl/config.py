@@ -1,4 +1,8 @@
-"""The configuration of one training run: the single typed dataclass behind ``prefrl train``."""
+"""The settings of one training run as the user gives them: the typed dataclass behind ``prefrl train``.
+
+Settings left unset (None) take the defaults of the env's family and the algorithm;
+:func:`prefrl.spec.resolve` fills them in from one table and checks every value before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,20 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-ALGOS = ("a2c", "ppo", "trpo", "sac")
-TEACHERS = ("oracle", "stochastic", "myopic", "mistake", "skip", "equal", "true-reward", "human")
+Algo = Literal["a2c", "ppo", "trpo", "sac", "td3"]
+TeacherName = Literal["oracle", "stochastic", "myopic", "mistake", "skip", "equal", "true-reward", "human"]
+QuerySelection = Literal["random", "disagreement", "entropy"]
+RewardUpdates = Literal["async", "sync"]
+
+ALGOS: tuple[str, ...] = get_args(Algo)
+TEACHERS: tuple[str, ...] = get_args(TeacherName)
+QUERY_SELECTIONS: tuple[str, ...] = get_args(QuerySelection)
+
+CONFIG_FORMAT = 2
+"""Version of ``config.json``. Format 1 stored family defaults as plain values (e.g. ``pretrain_epochs: 50``
+meant "the family's default"); :meth:`TrainConfig.from_json` reads those as unset."""
 
 
 class ConfigError(ValueError):
@@ -18,19 +32,19 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Train an agent from preferences (Christiano et al. 2017). Unset (None) settings take the
-    defaults of the env's family (MuJoCo: App. A.1; Atari: App. A.2)."""
+    """Train an agent from preferences (Christiano et al. 2017). Unset settings take the defaults of the
+    env's family and the algorithm (MuJoCo: App. A.1; Atari: App. A.2; agents: RL Zoo)."""
 
     env: str
     """Gymnasium env id, e.g. prefrl/Hopper-v0 (fixed-horizon variant) or Hopper-v5."""
     env_kwargs: list[str] = dataclasses.field(default_factory=list)
     """KEY=VALUE settings passed to gym.make (values read as JSON, else as text), e.g. height_weight=3 or
     upright=penalty for prefrl/Hopper-v0."""
-    algo: str = "ppo"
-    """RL algorithm: a2c, ppo, trpo or sac."""
-    teacher: str = "oracle"
-    """Who labels: oracle, stochastic, myopic, mistake, skip, equal (BPref synthetic teachers), human
-    (people in the labeling GUI), or true-reward (no preferences: train on the env's reward)."""
+    algo: Algo = "ppo"
+    """RL algorithm (sac and td3 learn off-policy and need continuous actions)."""
+    teacher: TeacherName = "oracle"
+    """Who labels: the BPref synthetic teachers, human (people in the labeling GUI), or true-reward (no
+    preferences: train on the env's reward)."""
     labels: int = 700
     """Total label budget (queries asked)."""
     steps: int = 1_000_000
@@ -44,35 +58,42 @@ class TrainConfig:
     wait_for_labels: int | None = None
     """Answers needed before RL starts (default: all initial labels; e.g. 50 with people labeling)."""
     segment_length: int | None = None
-    """Steps per segment (default: 1.5 s of env time, clamped to 15-60 steps, App. A.1; Atari: 25)."""
-    query_selection: str = "disagreement"
-    """random, disagreement (ensemble variance, the paper's) or entropy."""
+    """Steps per segment (default: 1.5 s of env time, clamped to 15-60 steps, App. A.1; Atari: 25; runs
+    labelled by people: at least 1 s, so that clips can be judged, App. B)."""
+    query_selection: QuerySelection = "disagreement"
+    """random, disagreement (ensemble variance, the paper's) or entropy (BPref)."""
     oversample: int = 10
     """Candidate pairs drawn per query for disagreement/entropy selection (paper: 10)."""
     ensemble_size: int = 3
+    """Reward predictors in the ensemble (App. A: 3)."""
     reward_epochs: int = 10
     """Epochs over the preference set at each reward-model update (unless --reward-pairs-per-step is set)."""
     reward_pairs_per_step: float | None = None
     """Instead of --reward-epochs: at each update the ensemble trains on this many pairs per RL step since
     the last one (shared by the members, one pass each over a bootstrap sample), so the update's cost stays
     fixed as labels pile up. Default: 0.1 for Atari (App. A.2: the predictor "typically processes 1 label
-    per 10 RL timesteps"); unset for MuJoCo. 0 turns it off."""
-    pretrain_epochs: int = 50
-    """Epochs on the initial labels before RL (left at 50, Atari runs take the paper's 200, App. A.2)."""
+    per 10 RL timesteps"); off (0) for MuJoCo."""
+    pretrain_epochs: int | None = None
+    """Epochs on the initial labels before RL (default 50; Atari 200, App. A.2)."""
     reward_update_interval: int = 10_000
     """Env steps between label requests and reward-model updates."""
+    reward_updates: RewardUpdates = "async"
+    """async: reward-model updates (fit, renormalisation, query scoring) run in a background thread while
+    the agent goes on, and the new model is swapped in between rollouts (the paper's asynchronous
+    predictor, §2.2). sync: the agent waits for each update, for exact reproducibility."""
     rate_constant: float | None = None
     """c in the label rate c/(T+c) (default 2e6 for MuJoCo, App. A.1; 5e6 for Atari, App. A.2)."""
     max_labels_kept: int | None = None
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
-    dropout: float = 0.0
-    """Dropout in the reward predictors."""
+    dropout: float | None = None
+    """Dropout in the reward predictors (default 0; Atari's CNN 0.5, App. A.2); 0 turns it off."""
     threads: int = 1
     """Torch threads for the agent and the per-step reward (1 suits runs that share the cores, as the
     benchmarks' do; more speeds up a lone Atari run)."""
     fit_threads: int | None = None
-    """Torch threads while the reward model is fitted (the agent waits meanwhile; it runs on one). Default:
-    every core for the CNN reward (Atari), 1 for the small MLPs (MuJoCo), which more threads only slow."""
+    """Torch threads for reward-model fits. Default: 1 for the small MLPs (MuJoCo), which more threads
+    only slow; for the CNN (Atari) the cores the agent leaves free (async updates) or every core (sync, as
+    the agent waits meanwhile)."""
     output_std: float | None = None
     """Std of each normalised ensemble member (default 1 for MuJoCo, 0.05 for Atari, App. A)."""
     n_envs: int | None = None
@@ -82,34 +103,8 @@ class TrainConfig:
     instructions: str | None = None
     """Text shown to people labeling (default: the task's own)."""
     device: str = "cpu"
+    """Torch device for the agent and the reward model: cpu, cuda or cuda:N."""
     progress_bar: bool = True
-
-    def validate(self) -> None:
-        """Checks that need no env; env-dependent ones live in the trainer."""
-        if self.algo not in ALGOS:
-            raise ConfigError(f"unknown algo {self.algo!r}; choose one of: {', '.join(ALGOS)}")
-        if self.teacher not in TEACHERS:
-            raise ConfigError(f"unknown teacher {self.teacher!r}; choose one of: {', '.join(TEACHERS)}")
-        if self.steps <= 0:
-            raise ConfigError(f"--steps must be > 0; got {self.steps}")
-        if self.labels < 0:
-            raise ConfigError(f"--labels must be >= 0; got {self.labels}")
-        if self.initial_labels is not None and self.initial_labels > self.labels:
-            raise ConfigError(
-                f"the label budget (--labels {self.labels}) is smaller than the initial share "
-                f"(--initial-labels {self.initial_labels}); raise --labels or lower --initial-labels"
-            )
-        if self.teacher != "true-reward" and self.labels < 2:
-            raise ConfigError("learning from preferences needs --labels >= 2 (or use --teacher true-reward)")
-        if self.reward_pairs_per_step is not None and self.reward_pairs_per_step < 0:
-            raise ConfigError(f"--reward-pairs-per-step must be >= 0; got {self.reward_pairs_per_step}")
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1; got {self.threads}")
-        if self.fit_threads is not None and self.fit_threads < 1:
-            raise ConfigError(f"--fit-threads must be >= 1; got {self.fit_threads}")
-        if self.segment_length is not None and self.segment_length < 2:
-            raise ConfigError(f"--segment-length must be >= 2; got {self.segment_length}")
-        self.make_kwargs()
 
     def make_kwargs(self) -> dict[str, Any]:
         """``--env-kwargs`` as a dict for ``gym.make``."""
@@ -131,10 +126,14 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["run_dir"] = str(self.run_dir)
+        data["format"] = CONFIG_FORMAT
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        if data.pop("format", 1) < 2:
+            data = _from_format_1(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -146,4 +145,20 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        return cls.from_json(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON ({err}); restore it from a backup") from None
+        return cls.from_json(data)
+
+
+# Format 1 kept these at a plain default and replaced that default by the family's (Atari) at run time.
+_FORMAT_1_FAMILY_DEFAULTS = {"pretrain_epochs": 50, "dropout": 0.0}
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    for name, old_default in _FORMAT_1_FAMILY_DEFAULTS.items():
+        if data.get(name) == old_default:
+            data[name] = None
+    data.setdefault("reward_updates", "sync")  # what those runs did
+    return data

@@ -385,7 +385,7 @@ class StoreTeacher:
     labeling server committed since the last poll. Its answers are already persisted.
     """
 
-    answers_persisted = True
+    stores_answers = True
 
     def __init__(self, store: LabelStore) -> None:
         self.store = store

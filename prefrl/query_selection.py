@@ -12,19 +12,29 @@ from typing import Protocol
 import numpy as np
 
 from prefrl.reward_model import RewardEnsemble
-from prefrl.segments import Segment, SegmentPool
-
-Pair = tuple[Segment, Segment]
+from prefrl.segments import Pair, SegmentPool
 
 
 class QuerySelector(Protocol):
+    oversample: int
+    """Candidate pairs drawn per query."""
+
+    def choose(self, candidates: list[Pair], n: int) -> list[Pair]:
+        """Up to ``n`` of ``candidates``, the most useful first (the expensive part: it may score them)."""
+        ...
+
     def select(self, pool: SegmentPool, n: int, rng: np.random.Generator) -> list[Pair]:
-        """Up to ``n`` pairs of segments from ``pool``."""
+        """Up to ``n`` pairs of segments from ``pool``: ``oversample``·n candidates drawn, ``n`` chosen."""
         ...
 
 
 class RandomSelector:
     """Uniformly random pairs of distinct segments."""
+
+    oversample = 1
+
+    def choose(self, candidates: list[Pair], n: int) -> list[Pair]:
+        return candidates[:n]
 
     def select(self, pool: SegmentPool, n: int, rng: np.random.Generator) -> list[Pair]:
         return pool.sample_pairs(n, rng)
@@ -44,7 +54,9 @@ class _EnsembleSelector:
         raise NotImplementedError
 
     def select(self, pool: SegmentPool, n: int, rng: np.random.Generator) -> list[Pair]:
-        candidates = pool.sample_pairs(n * self.oversample, rng)
+        return self.choose(pool.sample_pairs(n * self.oversample, rng), n)
+
+    def choose(self, candidates: list[Pair], n: int) -> list[Pair]:
         if len(candidates) <= n:
             return candidates
         obs = np.stack([np.stack([left.obs, right.obs]) for left, right in candidates])

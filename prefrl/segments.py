@@ -54,6 +54,10 @@ class Segment:
         return float(self.true_rewards.sum())
 
 
+Pair = tuple[Segment, Segment]
+"""Two segments shown side by side (left, right)."""
+
+
 def default_segment_length(dt: float | None) -> int:
     """1.5 s of env time, clamped to the paper's 15-60 steps (Christiano et al. 2017, App. A.1)."""
     if not dt or dt <= 0:

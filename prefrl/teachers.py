@@ -66,6 +66,10 @@ class Answer:
 class Teacher(Protocol):
     """Anything that answers queries: a synthetic model, or people (through the label store)."""
 
+    stores_answers: bool
+    """True when the answers are in the label store already when polled (people answering in the GUI,
+    through :class:`~prefrl.label_store.StoreTeacher`); the trainer then does not store them again."""
+
     def post(self, queries: Sequence[Query]) -> None:
         """Hand over queries to be answered."""
         ...
@@ -98,6 +102,8 @@ class SyntheticTeacher:
         equal_threshold: δ_equal (0 = "equal" only for exact ties).
         rng: random generator for the stochastic parts.
     """
+
+    stores_answers = False
 
     def __init__(
         self,

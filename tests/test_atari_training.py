@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import numpy as np
@@ -34,33 +33,6 @@ TINY = [
 def count(db, table):
     with sqlite3.connect(db) as con:
         return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-
-
-def test_atari_runs_take_the_papers_defaults(tmp_path):
-    trainer = PreferenceTrainer(TrainConfig(env=PONG, algo="a2c", labels=3300, run_dir=tmp_path / "run"))
-    assert (trainer.family, trainer.stores_frames) == ("atari", True)
-    assert trainer.segment_length == 25 and trainer.n_envs == 16
-    assert trainer.schedule.initial_labels == 500 and trainer.schedule.rate_constant == 5e6
-    assert trainer.pretrain_epochs == 200 and trainer.max_labels_kept == 3000 and trainer.output_std == 0.05
-    assert trainer.reward_pairs_per_step == 0.1  # "1 label per 10 RL timesteps"
-    assert trainer.fit_threads == (os.cpu_count() or 1)  # the CNN is fitted on every core
-    custom = TrainConfig(
-        env=PONG,
-        algo="ppo",
-        pretrain_epochs=7,
-        max_labels_kept=100,
-        segment_length=30,
-        reward_pairs_per_step=0,
-        run_dir=tmp_path / "other",
-    )
-    trainer = PreferenceTrainer(custom)
-    assert (trainer.pretrain_epochs, trainer.max_labels_kept, trainer.segment_length, trainer.n_envs) == (
-        7,
-        100,
-        30,
-        8,
-    )
-    assert trainer.reward_pairs_per_step == 0  # off: refits take --reward-epochs epochs
 
 
 @pytest.mark.parametrize(
@@ -110,12 +82,13 @@ def test_trainer_builds_the_frame_sharing_parts(tmp_path):
     )
     trainer = PreferenceTrainer(cfg)
     trainer.train()
-    assert isinstance(trainer.reward_env, FrameSharingRewardVecEnv)
-    assert isinstance(trainer.dataset, FramePreferenceDataset)
-    assert trainer.dataset.store is trainer.reward_env.frame_store  # the pool and the dataset share frames
-    assert all(isinstance(m, CNNReward) for m in trainer.ensemble.members)
-    assert not isinstance(trainer.venv, VecNormalize)  # uint8 frames go to the CNN policy as they are
-    segment = trainer.pool[0]
+    parts = trainer.parts
+    assert isinstance(parts.reward_env, FrameSharingRewardVecEnv)
+    assert isinstance(parts.dataset, FramePreferenceDataset)
+    assert parts.dataset.store is parts.reward_env.frame_store  # the pool and the dataset share frames
+    assert all(isinstance(m, CNNReward) for m in parts.ensemble.members)
+    assert not isinstance(parts.venv, VecNormalize)  # uint8 frames go to the CNN policy as they are
+    segment = parts.reward_env.pool[0]
     assert len(segment) == 25 and segment.obs.shape == (25, 4, 84, 84) and segment.frames is None
 
 
@@ -142,8 +115,8 @@ def test_interrupted_run_resumes_and_plots(tmp_path, capsys, monkeypatch):
     ]
     after_rollout = PreferenceTrainer._after_rollout
 
-    def killed_at_1024(self, step, final=False):
-        after_rollout(self, step, final)
+    def killed_at_1024(self, step):
+        after_rollout(self, step)
         if step >= 1024:
             raise KeyboardInterrupt  # as if the process were stopped right after a checkpoint
 

@@ -19,12 +19,36 @@ def run_cli(capsys, *args):
     "args, message",
     [
         (["--env", "NoSuchEnv-v9"], "unknown env id 'NoSuchEnv-v9'"),
-        (["--env", TOY, "--algo", "dqn"], "unknown algo 'dqn'; choose one of: a2c, ppo, trpo, sac"),
-        (["--env", TOY, "--teacher", "psychic"], "unknown teacher 'psychic'"),
+        (["--env", TOY, "--algo", "dqn"], "invalid choice 'dqn' for argument '--algo'"),
+        (["--env", TOY, "--teacher", "psychic"], "invalid choice 'psychic' for argument '--teacher'"),
+        (
+            ["--env", TOY, "--query-selection", "bogus"],
+            "invalid choice 'bogus' for argument '--query-selection'",
+        ),
+        (["--env", TOY, "--reward-updates", "later"], "invalid choice 'later'"),
+        (["--env", TOY, "--steps", "many"], "Error parsing --steps"),
+        (["--env", TOY, "--ensemble-size", "0"], "--ensemble-size must be >= 1; got 0"),
+        (["--env", TOY, "--oversample", "0"], "--oversample must be >= 1; got 0"),
+        (["--env", TOY, "--dropout", "1.5"], "--dropout is a probability in [0, 1); got 1.5"),
+        (["--env", TOY, "--n-envs", "0"], "--n-envs must be >= 1; got 0"),
+        (["--env", TOY, "--pretrain-epochs", "0"], "--pretrain-epochs must be >= 1"),
+        (["--env", TOY, "--reward-update-interval", "0"], "--reward-update-interval must be >= 1"),
+        (["--env", TOY, "--checkpoint-interval", "0"], "--checkpoint-interval must be >= 1"),
+        (["--env", TOY, "--max-labels-kept", "1"], "--max-labels-kept must be >= 2"),
+        (["--env", TOY, "--rate-constant", "0"], "--rate-constant must be a positive number"),
+        (["--env", TOY, "--output-std", "-1"], "--output-std must be a positive number"),
+        (["--env", TOY, "--reward-pairs-per-step", "-1"], "--reward-pairs-per-step must be >= 0"),
+        (["--env", TOY, "--seed", "-1"], "--seed must be >= 0"),
+        (["--env", TOY, "--steps", "0"], "--steps must be >= 1"),
+        (["--env", TOY, "--labels", "1"], "needs --labels >= 2"),
+        (["--env", TOY, "--initial-labels", "0"], "needs initial labels"),
+        (["--env", TOY, "--device", "tpu"], "--device 'tpu' is not a torch device"),
+        (["--env", TOY, "--device", "cuda:7"], "--device cuda:7"),
         (["--env", TOY, "--segment-length", "60"], "is longer than the env horizon (50)"),
         (["--env", TOY, "--fit-threads", "0"], "--fit-threads must be >= 1; got 0"),
         (["--env", TOY, "--labels", "10", "--initial-labels", "20"], "smaller than the initial share"),
         (["--env", "CartPole-v1", "--algo", "sac"], "sac needs a continuous (Box) action space"),
+        (["--env", "CartPole-v1", "--algo", "td3"], "td3 needs a continuous (Box) action space"),
         (["--env", TOY, "--env-kwargs", "obs_dim"], "--env-kwargs takes KEY=VALUE items"),
         (["--env", TOY, "--env-kwargs", "colour=red"], "does not accept --env-kwargs colour='red'"),
         (["--env", "prefrl/Hopper-v0", "--env-kwargs", "upright=alive"], "unknown upright term 'alive'"),
@@ -124,9 +148,9 @@ def test_resume_may_change_how_a_run_is_computed_but_not_what(capsys, tmp_path, 
             raise KeyboardInterrupt  # stop before training
 
     monkeypatch.setattr(prefrl.trainer, "PreferenceTrainer", Recorder)
-    assert main(["resume", str(run_dir), "--threads", "2", "--fit-threads", "2"]) == 130
+    assert main(["resume", str(run_dir), "--threads", "2", "--fit-threads", "2", "--no-progress-bar"]) == 130
     assert (resumed[0].threads, resumed[0].fit_threads, resumed[0].labels) == (2, 2, 50)
+    assert resumed[0].progress_bar is False
     capsys.readouterr()
-    with pytest.raises(SystemExit) as refused:
-        main(["resume", str(run_dir), "--labels", "80"])
-    assert refused.value.code == 2 and "--labels" in capsys.readouterr().err  # the experiment is fixed
+    code, err = run_cli(capsys, "resume", str(run_dir), "--labels", "80")
+    assert code == 2 and "--labels" in err and "\n" not in err  # the experiment is fixed

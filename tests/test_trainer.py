@@ -49,7 +49,8 @@ def test_true_return_rises_under_the_learned_reward(tmp_path):
     first, last = m["true_return"][:3].mean(), m["true_return"][-3:].mean()
     # A random policy scores about 0 (w · a random walk); the optimum pushes every coordinate to ±5.
     assert last > first + 50, (first, last)
-    assert stats.labels >= 100 and m["labels"][-1] >= 100
+    # Answers join the fitted set at the update after they arrive: the last rows lag by one interval.
+    assert stats.labels >= 100 and m["labels"][-1] >= 80
     assert np.nanmax(m["val_accuracy"]) > 0.8
     assert (tmp_path / "run" / "labels.sqlite").exists()
     assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
@@ -64,15 +65,14 @@ def test_other_algorithms_run(tmp_path, algo):
 
 
 def test_env_kwargs_reach_every_env_and_survive_a_resume(tmp_path):
-    trainer = PreferenceTrainer(toy_config(tmp_path, env_kwargs=["obs_dim=6"]))
-    trainer._build(None)
-    assert trainer.venv.observation_space.shape == (6,)
-    assert [space.shape for space in trainer.venv.get_attr("observation_space")] == [(6,), (6,)]
-    trainer.store.close()
+    trainer = PreferenceTrainer(
+        toy_config(tmp_path, teacher="true-reward", steps=256, env_kwargs=["obs_dim=6"])
+    )
+    trainer.train()
+    assert [space.shape for space in trainer.parts.venv.get_attr("observation_space")] == [(6,), (6,)]
     saved = TrainConfig.load(tmp_path / "run" / "config.json")
     assert saved.make_kwargs() == {"obs_dim": 6}
-    resumed = PreferenceTrainer(saved, resume=True)
-    assert resumed.env_kwargs == {"obs_dim": 6}
+    assert PreferenceTrainer(saved, resume=True).spec.env_kwargs == {"obs_dim": 6}
 
 
 def test_true_reward_baseline_asks_no_labels(tmp_path):
@@ -137,7 +137,9 @@ def test_a_checkpoint_follows_pretraining(tmp_path, monkeypatch):
     steps_at_checkpoint = []
     original = trainer._checkpoint
     monkeypatch.setattr(
-        trainer, "_checkpoint", lambda: steps_at_checkpoint.append(trainer.agent.num_timesteps) or original()
+        trainer,
+        "_checkpoint",
+        lambda: steps_at_checkpoint.append(trainer.parts.agent.num_timesteps) or original(),
     )
     trainer.train()
     assert steps_at_checkpoint[0] == 0  # right after the reward model's pre-training, before any RL step
@@ -194,31 +196,37 @@ def test_the_reward_model_is_fitted_on_fit_threads_and_the_agent_keeps_one(tmp_p
     assert torch.get_num_threads() == 1  # back to one thread for the agent after each fit
 
 
-def record_fits(monkeypatch) -> list[tuple[int, int | None]]:
-    """(epochs, sample_size) of every reward-model fit from now on, appended as they happen."""
-    from prefrl.reward_model import RewardEnsemble
+def record_updates(monkeypatch) -> list[tuple[int, int, int | None]]:
+    """(step, epochs, sample_size) of every reward-model update submitted from now on."""
+    from prefrl.reward_updates import RewardUpdater
 
-    fit, calls = RewardEnsemble.fit, []
+    submit, calls = RewardUpdater.submit, []
 
-    def fit_recording(self, data, *, epochs, rng, sample_size=None, **kwargs):
-        calls.append((epochs, sample_size))
-        return fit(self, data, epochs=epochs, rng=rng, sample_size=sample_size, **kwargs)
+    def submit_recording(self, request):
+        calls.append((request.step, request.epochs, request.sample_size))
+        return submit(self, request)
 
-    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording)
+    monkeypatch.setattr(RewardUpdater, "submit", submit_recording)
     return calls
 
 
 def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
-    calls = record_fits(monkeypatch)
-    config = toy_config(tmp_path, steps=6_144, reward_pairs_per_step=0.3)
+    calls = record_updates(monkeypatch)
+    config = toy_config(tmp_path, steps=6_144, reward_pairs_per_step=0.3, reward_updates="sync")
     PreferenceTrainer(config).train()
-    assert calls[0] == (30, None)  # pre-training: epochs over the initial labels
-    # Each refit: 0.3 pairs per step × 2,048 steps between updates, shared by 3 members, one pass each.
-    assert len(calls) >= 2 and set(calls[1:]) == {(1, round(0.3 * 2_048 / 3))}
+    fits = [(step, epochs, size) for step, epochs, size in calls if epochs]
+    # Each refit: one pass over 0.3 pairs per step since the last fit, shared by 3 members. The first
+    # update after pre-training has no answers yet (its queries are asked when it ends), so the first
+    # refit covers two intervals and the later ones one each.
+    assert [(step, epochs) for step, epochs, _ in fits] == [(4_096, 1), (6_144, 1)]
+    assert [size for _, _, size in fits] == [round(0.3 * 4_096 / 3), round(0.3 * 2_048 / 3)]
 
 
-class AnswersEveryOtherPoll:
-    """An oracle that, like a slow labeller, has nothing new on every second poll."""
+class SlowLabeller:
+    """An oracle that, like a person labelling slower than the agent runs, hands its answers over only on
+    every sixth poll (polls come once per 512-step rollout)."""
+
+    stores_answers = False
 
     def __init__(self):
         from prefrl.teachers import SyntheticTeacher
@@ -231,7 +239,7 @@ class AnswersEveryOtherPoll:
 
     def poll(self):
         self.polls += 1
-        if self.polls % 2 == 0:
+        if self.polls % 6 and self.polls > 1:  # (the first poll, before pre-training, answers at once)
             return []
         answers, self.held = self.held, []
         return answers
@@ -240,12 +248,127 @@ class AnswersEveryOtherPoll:
         return len(self.held)
 
 
-def test_a_refit_after_skipped_updates_covers_every_step_since_the_last(tmp_path, monkeypatch):
-    calls = record_fits(monkeypatch)
-    config = toy_config(tmp_path, steps=10_240, reward_pairs_per_step=0.3)
-    PreferenceTrainer(config, teacher=AnswersEveryOtherPoll()).train()
-    sizes = [size for _, size in calls]
-    # Updates are due every 2,048 steps but only every other one has answers: each refit then trains on
-    # 0.3 pairs per step for the 4,096 steps since the previous one (the first, for 2,048 after pre-training).
-    assert sizes[0] is None and len(sizes) >= 3
-    assert set(sizes[2:]) == {round(0.3 * 4_096 / 3)}, sizes
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_refit_after_skipped_updates_covers_every_step_since_the_last(tmp_path, monkeypatch, mode):
+    calls = record_updates(monkeypatch)
+    config = toy_config(tmp_path, steps=12_288, reward_pairs_per_step=0.3, reward_updates=mode)
+    PreferenceTrainer(config, teacher=SlowLabeller()).train()
+    fit_steps = [0] + [step for step, epochs, _ in calls if epochs]
+    sizes = [size for _, epochs, size in calls if epochs]
+    # Updates are due every 2,048 steps but answers come every 3,072: a refit after one without answers
+    # trains on 0.3 pairs per step for all the steps since the previous refit.
+    expected = [round(0.3 * (b - a) / 3) for a, b in zip(fit_steps[:-1], fit_steps[1:])]
+    assert len(sizes) >= 2 and sizes == expected
+    assert any(size > round(0.3 * 2_048 / 3) for size in sizes), sizes
+
+
+def test_the_agent_keeps_stepping_while_the_reward_model_is_fitted(tmp_path, monkeypatch):
+    """Asynchronous updates: a refit that lasts two rollouts of the agent does not stop the agent."""
+    import threading
+
+    from prefrl.reward_model import RewardEnsemble
+
+    fit, waited = RewardEnsemble.fit, []
+    trainer = PreferenceTrainer(toy_config(tmp_path, steps=8_192))
+
+    def fit_until_the_agent_moves_on(self, data, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # a refit, not pre-training
+            start = trainer.parts.agent.num_timesteps
+            deadline = time.time() + 60
+            while trainer.parts.agent.num_timesteps < min(start + 2 * 512, 8_192) and time.time() < deadline:
+                time.sleep(0.01)
+            waited.append((start, trainer.parts.agent.num_timesteps - start))
+        return fit(self, data, **kwargs)
+
+    monkeypatch.setattr(RewardEnsemble, "fit", fit_until_the_agent_moves_on)
+    trainer.train()
+    # A synchronous fit would block the agent, and the wait would end at its 60 s deadline with 0 steps.
+    early = [moved for start, moved in waited if start + 2 * 512 <= 8_192]
+    assert early and min(early) >= 2 * 512, waited
+
+
+def test_the_reward_model_changes_only_between_rollouts(tmp_path, monkeypatch):
+    from prefrl.reward_model import RewardEnsemble
+
+    reward, seen = RewardEnsemble.reward, []
+    trainer = PreferenceTrainer(toy_config(tmp_path, steps=8_192))
+
+    def reward_recording(self, obs, acts):
+        if self is trainer.parts.ensemble and trainer.parts.agent.num_timesteps > 0:
+            seen.append((trainer.parts.agent.num_timesteps, self.num_fits, float(self.out_mean.sum())))
+        return reward(self, obs, acts)
+
+    monkeypatch.setattr(RewardEnsemble, "reward", reward_recording)
+    monkeypatch.setattr(RewardEnsemble, "__call__", reward_recording)
+    trainer.train()
+    rollout = 256 * 2  # n_steps × n_envs of the toy PPO
+    models_by_rollout: dict[int, set] = {}
+    for step, fits, mean in seen:
+        models_by_rollout.setdefault(step // rollout, set()).add((fits, mean))
+    assert all(len(models) == 1 for models in models_by_rollout.values())  # one model (and scale) per rollout
+    assert len({m for models in models_by_rollout.values() for m in models}) >= 3  # and it did change
+
+
+def test_sync_updates_reproduce_a_fixed_seed_run(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        config = toy_config(tmp_path, steps=4_096, reward_updates="sync", run_dir=tmp_path / name)
+        PreferenceTrainer(config).train()
+        metrics = read_metrics(tmp_path / name / "metrics.csv")
+        with sqlite3.connect(tmp_path / name / "labels.sqlite") as con:
+            answers = con.execute("SELECT query_id, choice FROM answers ORDER BY id").fetchall()
+        runs.append(({k: v for k, v in metrics.items() if k != "wall_s"}, answers))
+    (metrics_a, answers_a), (metrics_b, answers_b) = runs
+    assert answers_a == answers_b and len(answers_a) > 30
+    assert metrics_a.keys() == metrics_b.keys()
+    for key in metrics_a:
+        np.testing.assert_array_equal(metrics_a[key], metrics_b[key])
+
+
+# A refit in the background thread that never ends: the process is killed while it is in flight.
+STUCK_FIT = """
+import pathlib, sys, threading, time
+import tests.toy_envs
+from prefrl.reward_model import RewardEnsemble
+from prefrl.cli import main
+fit = RewardEnsemble.fit
+def stuck(self, *args, **kwargs):
+    if threading.current_thread() is not threading.main_thread():
+        pathlib.Path(sys.argv[1]).write_text("in flight")
+        time.sleep(3600)
+    return fit(self, *args, **kwargs)
+RewardEnsemble.fit = stuck
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_kill_during_a_background_fit_then_resume_loses_no_label(tmp_path):
+    run_dir, marker = tmp_path / "run", tmp_path / "fit-started"
+    args = f"train --env {TOY} --labels 120 --steps 8192 --segment-length 10 --reward-update-interval 1024 "
+    args += f"--checkpoint-interval 1024 --run-dir {run_dir} --no-progress-bar"
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_FIT, str(marker), *args.split()], env=env)
+    latest, deadline = run_dir / "checkpoints" / "LATEST", time.time() + 120
+    while time.time() < deadline and not marker.exists():
+        time.sleep(0.1)
+    step_at_fit = int(latest.read_text().split("-")[1])
+    while time.time() < deadline and int(latest.read_text().split("-")[1]) <= step_at_fit:
+        time.sleep(0.1)  # a checkpoint taken while the fit is in flight
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists() and int(latest.read_text().split("-")[1]) > step_at_fit
+    answers_before = count_answers(run_dir / "labels.sqlite")
+
+    resume = start_cli(["resume", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = resume.communicate(timeout=300)
+    assert resume.returncode == 0, err[-2000:]
+    with sqlite3.connect(run_dir / "labels.sqlite") as con:
+        answered_twice = con.execute(
+            "SELECT query_id FROM answers GROUP BY query_id HAVING COUNT(*) > 1"
+        ).fetchall()
+        queries = con.execute("SELECT COUNT(*) FROM queries").fetchone()[0]
+    answers_after = count_answers(run_dir / "labels.sqlite")
+    assert answered_twice == [] and answers_after >= answers_before > 0
+    assert queries <= 120  # no query asked twice over the budget
+    labels_used = int(out.split(" labels,")[0].split()[-1])
+    assert labels_used == answers_after  # every stored answer is in the final preference set, once

@@ -1,0 +1,89 @@
+import json
+import os
+
+import pytest
+
+import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
+from prefrl.config import TrainConfig
+from prefrl.spec import DEFAULTS, check_run_dir, resolve
+
+PONG = "prefrl/PongNoScore-v0"
+TOY = "prefrl-test/LinearReward-v0"
+
+
+def test_atari_runs_take_the_papers_defaults(tmp_path):
+    spec = resolve(TrainConfig(env=PONG, algo="a2c", labels=3300, run_dir=tmp_path / "run"))
+    assert (spec.family, spec.observations) == ("atari", "frame-stack")
+    assert spec.segment_length == 25 and spec.n_envs == 16
+    assert spec.initial_labels == 500 and spec.rate_constant == 5e6
+    assert spec.pretrain_epochs == 200 and spec.max_labels_kept == 3000 and spec.output_std == 0.05
+    assert spec.dropout == 0.5 and spec.reward_pairs_per_step == 0.1  # "1 label per 10 RL timesteps"
+    assert spec.fit_threads == max(1, (os.cpu_count() or 1) - 1)  # the cores the agent leaves free
+    sync = resolve(TrainConfig(env=PONG, algo="a2c", reward_updates="sync", run_dir=tmp_path / "run"))
+    assert sync.fit_threads == (os.cpu_count() or 1)  # the agent waits: every core fits
+    assert not spec.normalize_observations and spec.agent_hyperparams["n_steps"] == 5
+    assert not (tmp_path / "run").exists()  # resolving writes nothing
+
+
+def test_a_value_the_user_sets_is_never_replaced(tmp_path):
+    """Even where it equals another family's default (Atari once took 50 epochs and dropout 0 for unset)."""
+    custom = TrainConfig(
+        env=PONG,
+        algo="ppo",
+        pretrain_epochs=50,
+        dropout=0.0,
+        max_labels_kept=100,
+        segment_length=30,
+        reward_pairs_per_step=0,
+        n_envs=3,
+        run_dir=tmp_path / "other",
+    )
+    spec = resolve(custom)
+    assert (spec.pretrain_epochs, spec.dropout, spec.max_labels_kept, spec.segment_length) == (
+        50,
+        0.0,
+        100,
+        30,
+    )
+    assert (spec.reward_pairs_per_step, spec.n_envs) == (0, 3)
+
+
+def test_mujoco_defaults_and_clips_people_can_judge(tmp_path):
+    spec = resolve(TrainConfig(env="prefrl/Hopper-v0", labels=700, run_dir=tmp_path / "run"))
+    assert (spec.family, spec.observations, spec.algo) == ("mujoco", "vector", "ppo")
+    assert spec.segment_length == 60 and spec.initial_labels == 175  # 1.5 s clamped to 60 steps; 25 %
+    assert spec.normalize_observations and spec.fit_threads == 1 and spec.reward_updates == "async"
+    human = resolve(TrainConfig(env="prefrl/Hopper-v0", teacher="human", run_dir=tmp_path / "run"))
+    assert human.segment_length * 0.008 == pytest.approx(1.5, abs=0.01)  # dt = 0.008 s: a 1.5 s clip
+    sac = resolve(TrainConfig(env="prefrl/Hopper-v0", algo="sac", run_dir=tmp_path / "run"))
+    assert sac.n_envs == 1 and not sac.normalize_observations and sac.off_policy
+
+
+def test_every_family_sets_up_the_agents_it_names():
+    for family, table in DEFAULTS.items():
+        assert {"ppo", "a2c", "trpo"} <= set(table.agents), family
+
+
+def test_format_1_configs_read_their_family_defaults_as_unset(tmp_path):
+    """Runs saved before defaults moved to the spec: 50 epochs and dropout 0 meant "the family's"."""
+    old = TrainConfig(env=PONG, algo="a2c", run_dir=tmp_path / "run").to_json()
+    old.pop("format")
+    old.pop("reward_updates")
+    old.update(pretrain_epochs=50, dropout=0.0)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = TrainConfig.load(tmp_path / "config.json")
+    assert (config.pretrain_epochs, config.dropout, config.reward_updates) == (None, None, "sync")
+    spec = resolve(config)
+    assert (spec.pretrain_epochs, spec.dropout) == (200, 0.5)
+
+
+def test_run_dir_checks(tmp_path):
+    config = TrainConfig(env=TOY, run_dir=tmp_path)
+    check_run_dir(tmp_path, config, resume=False)  # empty: fine
+    config.save(tmp_path / "config.json")
+    with pytest.raises(ValueError, match="already holds this run"):
+        check_run_dir(tmp_path, config, resume=False)
+    with pytest.raises(ValueError, match="already holds a different run"):
+        check_run_dir(tmp_path, TrainConfig(env=TOY, run_dir=tmp_path, seed=3), resume=False)
+    with pytest.raises(ValueError, match="no run to resume"):
+        check_run_dir(tmp_path / "nothing", config, resume=True)
