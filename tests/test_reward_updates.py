@@ -1,0 +1,106 @@
+import threading
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from prefrl.preference_dataset import PreferenceDataset
+from prefrl.reward_model import RewardEnsemble
+from prefrl.reward_updates import RewardUpdater, UpdateRequest
+from prefrl.segments import Segment
+
+OBS, ACT = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (1,))
+
+
+def segment(rng, length=5):
+    obs = rng.normal(size=(length, 3)).astype(np.float32)
+    return Segment(obs, rng.uniform(-1, 1, (length, 1)).astype(np.float32), obs[:, 0].astype(np.float64))
+
+
+def labelled(rng, n=40):
+    data = PreferenceDataset()
+    for _ in range(n):
+        left, right = segment(rng), segment(rng)
+        data.add(left, right, float(left.true_return > right.true_return))
+    return data
+
+
+def request(rng, epochs=3, queries=4):
+    obs = rng.normal(size=(500, 3)).astype(np.float32)
+    candidates = [(segment(rng), segment(rng)) for _ in range(20)]
+    return UpdateRequest(
+        100, epochs, None, obs, rng.uniform(-1, 1, (500, 1)).astype(np.float32), candidates, queries
+    )
+
+
+def updater(live, data, background, seed=0):
+    return RewardUpdater(
+        live,
+        data,
+        query_selection="disagreement",
+        oversample=5,
+        rng=np.random.default_rng(seed),
+        fit_threads=1,
+        background=background,
+    )
+
+
+def test_the_live_ensemble_changes_only_when_the_result_is_taken():
+    rng = np.random.default_rng(0)
+    live = RewardEnsemble.for_spaces(OBS, ACT)
+    release = threading.Event()
+    work = updater(live, labelled(rng), background=True)
+    fit = work.shadow.fit
+    work.shadow.fit = lambda *a, **k: release.wait(30) and fit(*a, **k)  # type: ignore[method-assign]
+    before = {k: v.clone() for k, v in live.state_dict().items()}
+    job = request(rng)
+    work.submit(job)
+    assert work.busy and work.take() is None  # still fitting: nothing changes
+    assert all((live.state_dict()[k] == v).all() for k, v in before.items())
+    release.set()
+    result = work.take(wait=True)
+    assert result is not None and result.stats is not None and len(result.queries) == 4
+    assert not work.busy and live.num_fits == 1
+    assert any((live.state_dict()[k] != v).any() for k, v in before.items())
+    probe = np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32)
+    acts = np.zeros((50, 1), np.float32)
+    np.testing.assert_allclose(live.reward(probe, acts), work.shadow.reward(probe, acts), rtol=1e-5)
+    members = live.member_rewards(job.norm_obs, job.norm_acts)  # renormalised together with the fit
+    np.testing.assert_allclose(members.std(axis=1), 1.0, rtol=1e-3)
+
+
+def test_background_and_inline_updates_give_the_same_model():
+    import torch
+
+    torch.manual_seed(0)
+    start = RewardEnsemble.for_spaces(OBS, ACT).state()
+    outputs = []
+    for background in (False, True):
+        rng = np.random.default_rng(0)
+        live = RewardEnsemble.for_spaces(OBS, ACT)
+        live.restore(start)
+        work = updater(live, labelled(rng), background=background)
+        work.submit(request(rng))
+        result = work.take(wait=True)
+        assert result is not None
+        outputs.append(live.reward(np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)))
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)
+
+
+def test_a_failed_update_is_raised_on_the_trainers_thread():
+    rng = np.random.default_rng(0)
+    work = updater(RewardEnsemble.for_spaces(OBS, ACT), PreferenceDataset(), background=True)
+    work.submit(request(rng))  # an empty dataset cannot be fitted
+    with pytest.raises(RuntimeError, match="update failed"):
+        work.take(wait=True)
+    assert not work.busy
+
+
+def test_one_update_at_a_time():
+    rng = np.random.default_rng(0)
+    work = updater(RewardEnsemble.for_spaces(OBS, ACT), labelled(rng), background=False)
+    work.submit(request(rng, epochs=0))  # renormalise and score only
+    with pytest.raises(RuntimeError, match="already under way"):
+        work.submit(request(rng))
+    result = work.take()
+    assert result is not None and result.stats is None and len(result.queries) == 4
