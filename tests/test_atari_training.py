@@ -63,7 +63,7 @@ def test_whole_path_on_pong(tmp_path, capsys, algo, n_envs, steps):
     )
     assert code == 0, capsys.readouterr().err
     assert f"done: {steps} steps" in capsys.readouterr().out
-    assert count(run_dir / "labels.sqlite", "answers") >= 10  # initial labels, then more during RL
+    assert count(run_dir / "labels.sqlite", "answers") > 8  # the 8 initial labels, then more during RL
     assert (run_dir / "checkpoints" / "LATEST").exists()
 
 

@@ -1,0 +1,139 @@
+"""What learning from preferences costs in wall time: a whole preference run against the same agent on the
+true reward, same env, steps and seed, each arm given the same CPU set (the arms run one after the other).
+
+MuJoCo: Hopper (fixed-horizon variant), PPO, 1M steps, 700 oracle labels, with asynchronous reward updates
+(the default) and, as the before picture, synchronous ones. Atari: Pong A2C, steps per second over the RL
+steps after pre-training (``--atari``; hours on a CPU). Writes benchmarks/results/wall_time.json:
+
+    {runs: [{env, algo, teacher, reward_updates, steps, wall_s, cpus, complete}],
+     summary: {mujoco_wall_ratio, mujoco_wall_ratio_sync, atari_steps_per_s_ratio, status}}
+
+Resumable: rerun the same command; finished arms are kept and an interrupted one goes on from its checkpoint
+(its wall time adds up across sittings, so measure on an otherwise idle machine).
+
+    python -m benchmarks.wall_time [--steps 1000000] [--arms true-reward async sync] [--atari]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from benchmarks.common import RESULTS, machine_info, run_all, run_is_complete, write_json
+from prefrl.checkpoint import latest_checkpoint, read_state
+from prefrl.metrics import read_metrics
+
+
+@dataclass
+class Args:
+    steps: int = 1_000_000
+    seed: int = 0
+    labels: int = 700
+    arms: list[str] = field(default_factory=lambda: ["true-reward", "async", "sync"])
+    """MuJoCo arms to run, in order: true-reward, async (preferences, background updates), sync."""
+    atari: bool = False
+    """Also run the Pong pair (A2C, 3.3k labels; the preference arm pre-trains for about 80 min first)."""
+    atari_steps: int = 600_000
+    runs_dir: Path = Path("benchmarks/runs/wall_time")
+    out: Path = RESULTS / "wall_time.json"
+    report_only: bool = False
+    max_minutes: float | None = None
+    """Stop cleanly after this long (resume with the same command)."""
+
+
+HOPPER, PONG = "prefrl/Hopper-v0", "prefrl/PongNoScore-v0"
+
+
+def arms(args: Args) -> list[tuple[Path, dict[str, object], list[str], int]]:
+    """(run dir, record, train args, steps) of every arm asked for, in the order they run."""
+    out = []
+    for arm in args.arms:
+        teacher = "true-reward" if arm == "true-reward" else "oracle"
+        updates = "sync" if arm == "sync" else "async"
+        train = ["--env", HOPPER, "--algo", "ppo", "--teacher", teacher, "--seed", str(args.seed)]
+        if teacher != "true-reward":
+            train += ["--labels", str(args.labels), "--reward-updates", updates]
+        record = {"env": HOPPER, "algo": "ppo", "teacher": teacher, "reward_updates": updates}
+        out.append((args.runs_dir / f"hopper-ppo-{arm}-s{args.seed}", record, train, args.steps))
+    if args.atari:
+        for teacher in ("true-reward", "oracle"):
+            train = ["--env", PONG, "--algo", "a2c", "--teacher", teacher, "--seed", str(args.seed)]
+            if teacher == "oracle":
+                train += ["--labels", "3300"]
+            record = {"env": PONG, "algo": "a2c", "teacher": teacher, "reward_updates": "async"}
+            out.append((args.runs_dir / f"pong-a2c-{teacher}-s{args.seed}", record, train, args.atari_steps))
+    return out
+
+
+def main(args: Args) -> None:
+    jobs = arms(args)
+    if not args.report_only:
+        # One arm at a time, each on the whole machine: the same CPU set for every arm.
+        run_all(
+            [(run_dir, train, steps) for run_dir, _, train, steps in jobs],
+            parallel=1,
+            on_progress=lambda: report(args, jobs),
+            max_minutes=args.max_minutes,
+        )
+    report(args, jobs)
+
+
+def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]]) -> None:
+    runs = []
+    for run_dir, record, _, steps in jobs:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            continue
+        state = read_state(checkpoint)
+        row = {**record, "steps": int(state["step"]), "wall_s": round(float(state["wall_s"]), 1)}
+        row["cpus"] = sorted(os.sched_getaffinity(0))
+        row["complete"] = run_is_complete(run_dir, steps)
+        if record["env"] == PONG:
+            row["rl_steps_per_s"] = _rl_steps_per_s(run_dir)
+        runs.append(row)
+
+    def wall(teacher: str, updates: str) -> float | None:
+        for row in runs:
+            if (row["env"], row["teacher"], row["reward_updates"], row["complete"]) == (
+                HOPPER,
+                teacher,
+                updates,
+                True,
+            ):
+                return float(row["wall_s"])
+        return None
+
+    base = wall("true-reward", "async")
+    ratio = lambda arm: None if base is None or wall("oracle", arm) is None else wall("oracle", arm) / base  # noqa: E731
+    pong = {row["teacher"]: row.get("rl_steps_per_s") for row in runs if row["env"] == PONG}
+    atari_ratio = None
+    if pong.get("oracle") and pong.get("true-reward"):
+        atari_ratio = pong["oracle"] / pong["true-reward"]
+    complete = len(runs) == len(jobs) and all(row["complete"] for row in runs)
+    summary = {
+        "mujoco_wall_ratio": ratio("async"),
+        "mujoco_wall_ratio_sync": ratio("sync"),
+        "atari_steps_per_s_ratio": atari_ratio,
+        "status": "complete" if complete else "partial",
+        "targets": {"mujoco_wall_ratio": "<= 1.05", "atari_steps_per_s_ratio": ">= 0.8"},
+    }
+    write_json(args.out, {"runs": runs, "summary": summary, "machine": machine_info()})
+
+
+def _rl_steps_per_s(run_dir: Path) -> float | None:
+    """Env steps per wall second over the RL part of a run (pre-training excluded)."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return None
+    m = read_metrics(path)
+    if len(m["step"]) < 2:
+        return None
+    return float(np.diff(m["step"][[0, -1]])[0] / np.diff(m["wall_s"][[0, -1]])[0])
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
