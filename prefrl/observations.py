@@ -10,6 +10,7 @@ trainer asks the kind built from the run's spec for its parts and never tests wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from stable_baselines3.common.vec_env import VecEnv
@@ -55,12 +56,13 @@ class VectorObservations:
     """Flat observations: an MLP ensemble (App. A.1), segments that keep MuJoCo states for their clips."""
 
     renormalize_steps = 20_000
+    make_ensemble: Callable[..., RewardEnsemble] = staticmethod(RewardEnsemble.for_spaces)
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
 
     def ensemble(self, venv: VecEnv) -> RewardEnsemble:
-        return RewardEnsemble.for_spaces(
+        return self.make_ensemble(
             venv.observation_space,
             venv.action_space,
             ensemble_size=self.spec.ensemble_size,
@@ -91,16 +93,7 @@ class FrameStackObservations(VectorObservations):
     # Scoring 20,000 stacks with a 3-member CNN takes several seconds on a CPU; 5,000 random pool steps
     # still fix the scale to about 1 %.
     renormalize_steps = 5_000
-
-    def ensemble(self, venv: VecEnv) -> RewardEnsemble:
-        return cnn_ensemble(
-            venv.observation_space,
-            venv.action_space,
-            ensemble_size=self.spec.ensemble_size,
-            dropout=self.spec.dropout,
-            output_std=self.spec.output_std,
-            device=self.spec.device,
-        )
+    make_ensemble = staticmethod(cnn_ensemble)
 
     def reward_env(self, venv: VecEnv, ensemble: RewardEnsemble | None) -> LearnedRewardVecEnv:
         return FrameSharingRewardVecEnv(

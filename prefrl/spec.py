@@ -274,44 +274,27 @@ def resolve(config: TrainConfig) -> RunSpec:
         fit_threads = max(1, cores - config.threads)  # the fitter runs beside the agent
     else:
         fit_threads = cores  # the agent waits
-    rate_constant = config.rate_constant if config.rate_constant is not None else table.rate_constant
     spec = RunSpec(
         config=config,
-        env=config.env,
+        **{name: getattr(config, name) for name in _AS_GIVEN},
         env_kwargs=env_kwargs,
         family=family,
         observations=observations,
         horizon=horizon,
-        algo=config.algo,
-        teacher=config.teacher,
-        labels=config.labels,
-        steps=config.steps,
-        seed=config.seed,
         run_dir=Path(config.run_dir),
         segment_length=segment_length,
         initial_labels=initial,
         wait_for_labels=wait_for,
-        rate_constant=rate_constant,
-        query_selection=config.query_selection,
-        oversample=config.oversample,
-        ensemble_size=config.ensemble_size,
-        reward_epochs=config.reward_epochs,
+        rate_constant=_given(config.rate_constant, table.rate_constant),
         reward_pairs_per_step=_given(config.reward_pairs_per_step, table.reward_pairs_per_step),
         pretrain_epochs=_given(config.pretrain_epochs, table.pretrain_epochs),
-        reward_update_interval=config.reward_update_interval,
-        reward_updates=config.reward_updates,
         max_labels_kept=_given(config.max_labels_kept, table.max_labels_kept),
         dropout=_given(config.dropout, table.dropout),
         output_std=_given(config.output_std, table.output_std),
         n_envs=_given(config.n_envs, agent.n_envs),
         agent_hyperparams=agent.hyperparams,
         normalize_observations=config.algo not in OFF_POLICY and family != "atari",
-        threads=config.threads,
         fit_threads=_given(config.fit_threads, fit_threads),
-        checkpoint_interval=config.checkpoint_interval,
-        instructions=config.instructions,
-        device=config.device,
-        progress_bar=config.progress_bar,
     )
     try:
         spec.schedule  # noqa: B018  (checks the budget against the initial share)
@@ -338,6 +321,28 @@ def check_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> None:
                 f"or continue that one with `prefrl resume {run_dir}`"
             )
         raise ConfigError(f"{run_dir} already holds this run; continue it with `prefrl resume {run_dir}`")
+
+
+_AS_GIVEN = (
+    "env",
+    "algo",
+    "teacher",
+    "labels",
+    "steps",
+    "seed",
+    "query_selection",
+    "oversample",
+    "ensemble_size",
+    "reward_epochs",
+    "reward_update_interval",
+    "reward_updates",
+    "threads",
+    "checkpoint_interval",
+    "instructions",
+    "device",
+    "progress_bar",
+)
+"""Settings that have no family default: the spec takes them as given."""
 
 
 def _given(value: Any, default: Any) -> Any:
