@@ -39,7 +39,7 @@ lint: install
 	$(VENV)/bin/ruff format --check prefrl envs labeling_gui tests benchmarks
 
 type: install
-	$(VENV)/bin/mypy prefrl
+	$(VENV)/bin/mypy prefrl envs labeling_gui
 
 bench-overhead: install
 	$(PY) -m benchmarks.overhead

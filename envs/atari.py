@@ -35,7 +35,8 @@ import numpy as np
 from ale_py import AtariEnv
 from gymnasium.utils import RecordConstructorArgs
 
-NAMESPACE = "prefrl"
+from .namespace import NAMESPACE
+
 RAW_SHAPE = (210, 160)
 SCREEN_SIZE = 84
 FRAME_SKIP = 4

@@ -51,7 +51,8 @@ from gymnasium.envs.mujoco.swimmer_v5 import SwimmerEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.utils import RecordConstructorArgs
 
-NAMESPACE = "prefrl"
+from .namespace import NAMESPACE
+
 FALL_PENALTY = 1.0
 """Default reward subtracted per step while fallen/unhealthy (the paper gives no value; 1.0 mirrors the
 healthy bonus of Hopper, Walker2d and Ant)."""

@@ -161,15 +161,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             "repeat": info["repeat_of"] is not None,
         }
 
-    def labeler_count(labeler: str) -> int:
-        row = stores.get().connection.execute("SELECT COUNT(*) FROM answers WHERE labeler = ?", (labeler,))
-        return int(row.fetchone()[0])
-
     def status(labeler: str | None = None) -> dict[str, Any]:
         store = stores.get()
         out: dict[str, Any] = {"queue": store.queue_length(lease_s=lease_s), "answers": store.num_answers()}
         if labeler is not None:
-            out["count"] = labeler_count(labeler)
+            out["count"] = store.num_answers(labeler=labeler)
         return out
 
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from prefrl.label_store import LabelStore
 from prefrl.segments import Segment
-from prefrl.teachers import Preference
+from prefrl.teachers import Answer, Preference
 
 from .tasks import env_id_of
 
@@ -53,7 +53,7 @@ def store_path(source: Path) -> Path:
 
 def query_digests(store: LabelStore) -> dict[int, str]:
     """Digest of every query's pair, by query id (repeats share their original's digest)."""
-    rows = store.connection.execute("SELECT id, left_id, right_id FROM queries ORDER BY id").fetchall()
+    rows = store.query_segment_ids()
     by_segments: dict[tuple[int, int], str] = {}
     out = {}
     for qid, left_id, right_id in rows:
@@ -134,20 +134,19 @@ def import_answers(store: LabelStore, lines: Iterable[str]) -> ImportStats:
         if qid not in answered:
             open_queries.setdefault(digest, []).append(qid)
     stats = ImportStats()
-    with store.transaction():
-        for item in items:
-            if item["pair"] not in known:
-                stats.unknown_pairs += 1
-            elif not open_queries.get(item["pair"]):
-                stats.already_answered += 1
-            else:
-                qid = open_queries[item["pair"]].pop(0)
-                store.connection.execute(
-                    "INSERT INTO answers (query_id, choice, labeler, created, seconds) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (qid, item["choice"], item["labeler"], item["created"], item["seconds"]),
-                )
-                stats.imported += 1
+    answers: list[Answer] = []
+    created: list[float] = []
+    for item in items:
+        if item["pair"] not in known:
+            stats.unknown_pairs += 1
+        elif not open_queries.get(item["pair"]):
+            stats.already_answered += 1
+        else:
+            qid = open_queries[item["pair"]].pop(0)
+            answers.append(Answer(qid, Preference.parse(item["choice"]), item["labeler"], item["seconds"]))
+            created.append(item["created"])
+    store.add_answers(answers, created=created)  # one transaction: all or nothing
+    stats.imported = len(answers)
     return stats
 
 
@@ -162,29 +161,18 @@ def copy_pairs(source: Path, store: LabelStore) -> int:
     """
     with LabelStore(store_path(source)) as src:
         have = set(query_digests(store).values())
-        rows = src.connection.execute(
-            "SELECT q.id, l.data, r.data FROM queries q JOIN segments l ON l.id = q.left_id "
-            "JOIN segments r ON r.id = q.right_id WHERE q.repeat_of IS NULL ORDER BY q.id"
-        ).fetchall()
         src_digests = query_digests(src)
+        pairs = []
+        for qid, _, _ in src.query_segment_ids(repeats=False):
+            if src_digests[qid] not in have:
+                have.add(src_digests[qid])
+                query = src.query(qid)
+                pairs.append((query.left, query.right))
         meta = {key: src.get_meta(key) for key in META_COPIED}
         # Runs whose database predates the env_id meta still name their env in config.json.
         meta["env_id"] = env_id_of(src, store_path(source).parent)
-    added = 0
-    now = time.time()
-    with store.transaction():
-        for qid, left_blob, right_blob in rows:
-            if src_digests[qid] in have:
-                continue
-            have.add(src_digests[qid])
-            db = store.connection
-            left_id = db.execute("INSERT INTO segments (data) VALUES (?)", (left_blob,)).lastrowid
-            right_id = db.execute("INSERT INTO segments (data) VALUES (?)", (right_blob,)).lastrowid
-            db.execute(
-                "INSERT INTO queries (left_id, right_id, created) VALUES (?, ?, ?)", (left_id, right_id, now)
-            )
-            added += 1
-        for key, value in meta.items():
-            if value is not None and store.get_meta(key) is None:
-                store.set_meta(key, value)
-    return added
+    store.add_queries(pairs)
+    for key, value in meta.items():
+        if value is not None and store.get_meta(key) is None:
+            store.set_meta(key, value)
+    return len(pairs)

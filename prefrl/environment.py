@@ -100,10 +100,6 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any]
     return venv
 
 
-def horizon(spec: gym.envs.registration.EnvSpec) -> int | None:
-    return spec.max_episode_steps
-
-
 def random_actions(venv: VecEnv, rng: np.random.Generator) -> np.ndarray:
     """One random action per env, drawn with ``rng`` (for the random-policy labels, App. A)."""
     space = venv.action_space

@@ -75,10 +75,6 @@ class FrameStore:
         """Bytes of the frames held now (the blocks allocated may be more)."""
         return len(self) * self.frame_bytes
 
-    @property
-    def allocated_bytes(self) -> int:
-        return len(self._blocks) * BLOCK * self.frame_bytes
-
     # ------------------------------------------------------------------------------- frames in
     def intern(self, frame: np.ndarray) -> int:
         """The id of ``frame``, added if new; takes one reference (give it back with :meth:`release`)."""

@@ -165,18 +165,24 @@ class LabelStore:
         return int(self._db.execute(f"SELECT COUNT(*) FROM queries{where}").fetchone()[0])
 
     # ---------------------------------------------------------------------------------- answers
-    def add_answers(self, answers: Sequence[Answer]) -> None:
-        """Commit answers; raises KeyError for an unknown query, ValueError for one already answered."""
+    def add_answers(self, answers: Sequence[Answer], *, created: Sequence[float] | None = None) -> None:
+        """Commit answers, all or none; raises KeyError for an unknown query, ValueError for one already
+        answered.
+
+        Args:
+            created: each answer's time (imports keep the original ones); default now.
+        """
         now = time.time()
+        times = [now] * len(answers) if created is None else list(created)
         with self._transaction():
-            for a in answers:
+            for a, when in zip(answers, times, strict=True):
                 if self._db.execute("SELECT 1 FROM queries WHERE id = ?", (a.query_id,)).fetchone() is None:
                     raise KeyError(f"no query {a.query_id}")
                 try:
                     self._db.execute(
                         "INSERT INTO answers (query_id, choice, labeler, created, seconds) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        (a.query_id, a.preference.name.lower(), a.labeler, now, float(a.seconds)),
+                        (a.query_id, a.preference.name.lower(), a.labeler, when, float(a.seconds)),
                     )
                 except sqlite3.IntegrityError as err:
                     raise ValueError(f"query {a.query_id} is already answered") from err
@@ -198,8 +204,20 @@ class LabelStore:
         for query_id, choice in rows:
             yield self.query(query_id), Preference.parse(choice)
 
-    def num_answers(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+    def num_answers(self, *, labeler: str | None = None) -> int:
+        """Answers stored, or those of one ``labeler``."""
+        if labeler is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        row = self._db.execute("SELECT COUNT(*) FROM answers WHERE labeler = ?", (labeler,)).fetchone()
+        return int(row[0])
+
+    def query_segment_ids(self, *, repeats: bool = True) -> list[tuple[int, int, int]]:
+        """``(query id, left segment id, right segment id)`` of every query (or every original), by id."""
+        where = "" if repeats else " WHERE repeat_of IS NULL"
+        return [
+            tuple(r)
+            for r in self._db.execute(f"SELECT id, left_id, right_id FROM queries{where} ORDER BY id")
+        ]
 
     def last_answer_row(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM answers").fetchone()[0])
@@ -290,26 +308,6 @@ class LabelStore:
         keys = ("left_id", "right_id", "repeat_of", "assigned_to", "assigned_at", "choice", "answered_by")
         return dict(zip(keys, row, strict=True))
 
-    def add_answer_at(self, answer: Answer, created: float) -> None:
-        """Commit one answer with its original time (for imports); errors as :meth:`add_answers`."""
-        with self._transaction():
-            if self._db.execute("SELECT 1 FROM queries WHERE id = ?", (answer.query_id,)).fetchone() is None:
-                raise KeyError(f"no query {answer.query_id}")
-            try:
-                self._db.execute(
-                    "INSERT INTO answers (query_id, choice, labeler, created, seconds) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        answer.query_id,
-                        answer.preference.name.lower(),
-                        answer.labeler,
-                        created,
-                        float(answer.seconds),
-                    ),
-                )
-            except sqlite3.IntegrityError as err:
-                raise ValueError(f"query {answer.query_id} is already answered") from err
-
     def queue_length(self, *, lease_s: float = 600.0) -> int:
         """Unanswered queries that nobody holds (or whose claim lapsed)."""
         return int(
@@ -351,15 +349,6 @@ class LabelStore:
         """``(path, error)`` of a segment's clip; ``(None, None)`` while it is not rendered yet."""
         row = self._db.execute("SELECT path, error FROM clips WHERE segment_id = ?", (segment_id,)).fetchone()
         return (row[0], row[1]) if row else (None, None)
-
-    def transaction(self) -> _Transaction:
-        """``with store.transaction(): ...``: BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
-        return self._transaction()
-
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The raw connection, for the labeling server's own queries."""
-        return self._db
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -31,12 +30,6 @@ RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(obs ``(N, *obs_shape)``, acts ``(N, *act_shape)``) -> rewards ``(N,)``: what the wrappers need."""
 
 RANDOM_ANSWER_PROB = 0.1  # App. A: "a 10 % chance that the human responds uniformly at random"
-
-
-class RewardMember(Protocol):
-    """One predictor: float features of a flat batch of steps -> rewards ``(N,)``."""
-
-    def __call__(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor: ...
 
 
 def action_features(space: gym.Space, acts: np.ndarray | torch.Tensor) -> torch.Tensor:
