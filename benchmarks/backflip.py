@@ -34,7 +34,14 @@ import tyro
 from benchmarks.common import RESULTS, machine_info, write_json
 from prefrl import algos
 from prefrl.checkpoint import latest_checkpoint, read_state
-from prefrl.envs.backflip import BACKFLIP_ID, HORIZON, BackflipTeacher, count_backflips
+from prefrl.envs.backflip import (
+    BACKFLIP_ID,
+    HORIZON,
+    BackflipRule,
+    BackflipTeacher,
+    count_backward_turns,
+    judge_backflips,
+)
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
 from prefrl.labeling_gui.scripted import ScriptedLabeler, wait_for_server
@@ -130,7 +137,9 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
     """Run the final policy for ``eval_episodes`` episodes (deterministic actions).
 
     Returns:
-        Backflips per episode, net backward turns per episode, and the states of the episode with most flips.
+        Landed airborne backflips per episode (:func:`~prefrl.envs.backflip.judge_backflips`), full backward
+        turns however made (:func:`~prefrl.envs.backflip.count_backward_turns`), and the states of the
+        episode with most backflips.
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -157,8 +166,8 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
             if dones[0]:
                 break
         episode = np.array(states)
-        flips.append(count_backflips(episode))
-        turns.append(float((episode[0, 2] - episode[-1, 2]) / (2 * np.pi)))
+        flips.append(len(judge_backflips(episode)))
+        turns.append(count_backward_turns(episode))
         if flips[-1] >= max(flips) or not len(best):
             best = episode
     venv.close()
@@ -183,30 +192,40 @@ def main(args: Args) -> None:
     config = json.loads((args.run_dir / "config.json").read_text())
     state = read_state(latest_checkpoint(args.run_dir))  # type: ignore[arg-type]
     per_episode = float(np.mean(flips))
+    labels = sum(r["choice"] != "skip" for r in records)
+    run = {
+        "algo": config["algo"],
+        "labels": labels,
+        "answers": len(records),
+        "steps": int(state["step"]),
+        "seed": config["seed"],
+        "backflips_per_episode": per_episode,
+        "backward_turns_per_episode": float(np.mean(turns)),
+        "backflips_each_episode": flips,
+        "backward_turns_each_episode": turns,
+        "labelers": sorted({r["labeler"] for r in records}),
+        "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
+        "run_dir": str(args.run_dir),
+    }
     write_json(
         args.out,
         {
             "task": BACKFLIP_ID,
-            "labels": sum(r["choice"] != "skip" for r in records),
-            "answers": len(records),
-            "steps": int(state["step"]),
-            "backflips_per_episode": per_episode,
-            "backflips_each_episode": flips,
-            "backward_turns_each_episode": [round(t, 3) for t in turns],
-            "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
-            "target_met": per_episode >= TARGET_BACKFLIPS and len(records) <= TARGET_LABELS,
+            "runs": [run],
+            "summary": {
+                "backflips_per_episode": per_episode,
+                "labels": labels,
+                "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
+                "target_met": per_episode >= TARGET_BACKFLIPS and labels <= TARGET_LABELS,
+            },
+            "judge": {"rule": BackflipRule.__doc__, **vars(BackflipRule())},
             "teacher": "scripted BackflipTeacher, answering through the labeling GUI's HTTP API"
             if not args.evaluate_only
             else "as recorded in the run's labels.sqlite",
-            "labelers": sorted({r["labeler"] for r in records}),
-            "algo": config["algo"],
-            "seed": config["seed"],
             "clips_rendered": args.clips,
             "wall_s_this_session": round(wall_s, 1),
-            "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
             "clip": clip.name,
             "plot": plot.name,
-            "run_dir": str(args.run_dir),
             "machine": machine_info(),
         },
     )

@@ -19,10 +19,13 @@ from the saved simulator states, as a person watching the clips would judge "clo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.utils import EzPickle
@@ -31,7 +34,8 @@ from numpy.typing import NDArray
 from prefrl.segments import Segment
 from prefrl.teachers import Answer, Preference, Query
 
-from .mujoco import NAMESPACE, SimStateInfo
+from .mujoco import SimStateInfo
+from .namespace import NAMESPACE
 
 BACKFLIP_ID = f"{NAMESPACE}/HopperBackflip-v0"
 HORIZON = 500
@@ -121,14 +125,142 @@ def backward_rotation(states: np.ndarray) -> float:
     return float(pitch[0] - pitch[-1])
 
 
-def count_backflips(states: np.ndarray) -> int:
-    """Full backward turns completed in an episode: ``floor(max_t (θ₀ - θₜ) / 2π)``.
+def count_backward_turns(states: np.ndarray) -> int:
+    """Full backward turns of the torso in an episode, however they happened: ``floor(max_t (θ₀ - θₜ) / 2π)``.
+
+    A lax count: a hopper rolling over on the ground scores as well as one flipping in the air. The
+    benchmark reports it as ``backward_turns_per_episode`` beside :func:`judge_backflips`' strict count.
 
     Args:
         states: the episode's simulator states ``(steps, nq + nv)``, the first being the reset state.
     """
     pitch = np.asarray(states)[:, PITCH_INDEX]
     return int(np.floor(max(0.0, float(np.max(pitch[0] - pitch))) / (2 * np.pi)))
+
+
+@dataclass(frozen=True)
+class BackflipRule:
+    """What counts as a backflip, judged from the simulator state alone (the values are ours: no paper
+    defines a numeric measure).
+
+    A backflip is a stretch of steps in which the torso turns backwards by a full 2π, then a landing:
+
+    1. **The turn** runs from the last step whose pitch is 2π above the pitch at the step where the turn
+       completes, to that step.
+    2. **Airborne**: at no step of the turn does any body but the foot touch the floor, and at
+       ``min_airborne_share`` (70 %) of its steps nothing touches at all. A body touches when its lowest
+       point (capsule end minus radius, by forward kinematics) is within ``contact_margin`` of the floor.
+    3. **Landed on the foot, upright**: within ``landing_window`` steps after the turn the foot touches
+       the floor with the torso's centre at least ``min_torso_height`` high and its pitch (mod 2π) within
+       ``max_pitch`` of upright, and that holds for ``settle_steps`` steps in a row.
+    4. **No crash**: from the start of the turn until ``stay_steps`` after the landing has settled,
+       neither the torso nor the thigh touches the floor (a hopper that lands and then folds over within
+       half a second did not land; at an episode's end the steps left are enough).
+
+    After a landing the next flip is searched from the end of the landing; a turn that fails a rule still
+    counts as a backward turn, not as a backflip.
+    """
+
+    min_airborne_share: float = 0.7
+    contact_margin: float = 0.02
+    """Metres: a body within this of the floor touches it (the state is sampled every 0.02 s)."""
+    landing_window: int = 25
+    """Steps (0.5 s at 50 Hz) after the turn within which the hopper must be standing on its foot."""
+    min_torso_height: float = 0.7
+    """Metres: Hopper-v5's healthy torso height."""
+    max_pitch: float = 0.6
+    """Radians from upright (Hopper-v5's healthy range is ±0.2 while hopping; landing from a flip leans)."""
+    settle_steps: int = 5
+    stay_steps: int = 25
+    """Steps (0.5 s at 50 Hz) after the landing in which the torso and thigh must stay off the floor."""
+
+
+@dataclass(frozen=True)
+class Backflip:
+    """One backflip found by :func:`judge_backflips`: steps of its turn and of its settled landing."""
+
+    start: int
+    end: int
+    landed: int
+    airborne_share: float
+
+
+BODIES = ("torso", "thigh", "leg", "foot")
+
+
+def floor_contacts(states: np.ndarray, margin: float = BackflipRule.contact_margin) -> np.ndarray:
+    """Which bodies touch the floor at each step: bool ``(steps, 4)`` in :data:`BODIES` order.
+
+    Forward kinematics of each state (qpos) on the Hopper model; a capsule touches when its lower end,
+    less its radius, is within ``margin`` of the floor (z = 0).
+    """
+    model, data = _hopper_model()
+    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{body}_geom") for body in BODIES]
+    states = np.asarray(states, dtype=np.float64)
+    out = np.zeros((len(states), len(BODIES)), dtype=bool)
+    for t, state in enumerate(states):
+        data.qpos[:] = state[: model.nq]
+        mujoco.mj_kinematics(model, data)
+        for j, gid in enumerate(ids):
+            radius, half_length = model.geom_size[gid][:2]
+            axis_z = data.geom_xmat[gid].reshape(3, 3)[2, 2]  # z of the capsule's axis
+            lowest = data.geom_xpos[gid][2] - abs(axis_z) * half_length - radius
+            out[t, j] = lowest <= margin
+    return out
+
+
+def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[Backflip]:
+    """The landed airborne backflips in a sequence of simulator states ``(steps, nq + nv)``, by ``rule``."""
+    states = np.asarray(states, dtype=np.float64)
+    pitch, height = states[:, PITCH_INDEX], states[:, 1]
+    touching = floor_contacts(states, rule.contact_margin)
+    foot: np.ndarray = touching[:, 3]
+    not_foot = np.asarray(touching[:, :3].any(axis=1), dtype=bool)
+    torso_or_thigh = np.asarray(touching[:, :2].any(axis=1), dtype=bool)
+    upright = (np.abs(np.angle(np.exp(1j * pitch))) <= rule.max_pitch) & (height >= rule.min_torso_height)
+    standing = foot & upright & ~not_foot
+    flips: list[Backflip] = []
+    t = 0
+    while t < len(states):
+        end = _turn_end(pitch, t)
+        if end is None:
+            break
+        start = int(np.flatnonzero(pitch[t:end] >= pitch[end] + 2 * np.pi)[-1]) + t
+        turn = slice(start, end + 1)
+        airborne_share = float(np.mean(~touching[turn].any(axis=1)))
+        landed = _settled(standing, end, rule)
+        crashed = landed is None or bool(torso_or_thigh[start : landed + 1 + rule.stay_steps].any())
+        if not_foot[turn].any() or airborne_share < rule.min_airborne_share or crashed:
+            t = end  # a backward turn, not a backflip
+            continue
+        assert landed is not None
+        flips.append(Backflip(start, end, landed, airborne_share))
+        t = landed
+    return flips
+
+
+def _turn_end(pitch: np.ndarray, t: int) -> int | None:
+    """The first step after ``t`` by which the torso has turned 2π backwards from some step since ``t``."""
+    turned = np.maximum.accumulate(pitch[t:]) - pitch[t:]
+    done = np.flatnonzero(turned >= 2 * np.pi)
+    return int(done[0]) + t if len(done) else None
+
+
+def _settled(standing: np.ndarray, end: int, rule: BackflipRule) -> int | None:
+    """The end of the first ``settle_steps`` standing steps in a row that begin in the landing window."""
+    run = 0
+    for t in range(end + 1, min(len(standing), end + 1 + rule.landing_window + rule.settle_steps)):
+        run = run + 1 if standing[t] else 0
+        if run == rule.settle_steps:
+            return t if t - rule.settle_steps + 1 <= end + rule.landing_window else None
+    return None
+
+
+@functools.cache
+def _hopper_model() -> tuple[Any, Any]:
+    env = HopperBackflipEnv()
+    model = env.model
+    return model, mujoco.MjData(model)
 
 
 class BackflipTeacher:
@@ -141,6 +273,8 @@ class BackflipTeacher:
     Args:
         tolerance: rotation difference (radians) below which the two segments count as equally good.
     """
+
+    stores_answers = False
 
     def __init__(self, *, tolerance: float = 0.02) -> None:
         self.tolerance = tolerance

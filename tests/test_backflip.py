@@ -9,10 +9,13 @@ from gymnasium.utils.env_checker import check_env
 
 from prefrl.envs.backflip import (
     BACKFLIP_ID,
+    BODIES,
     INSTRUCTIONS,
     BackflipTeacher,
     backward_rotation,
-    count_backflips,
+    count_backward_turns,
+    floor_contacts,
+    judge_backflips,
 )
 from prefrl.labeling_gui.clips import SegmentRenderer
 from prefrl.segments import Segment
@@ -55,9 +58,10 @@ def test_reward_is_backward_rotation_and_flips_are_counted() -> None:
     env = gym.make(BACKFLIP_ID)
     states, total = spin(env, -12.0, 100)  # negative pitch velocity: turning over backwards
     assert total == pytest.approx(backward_rotation(states))
-    assert count_backflips(states) >= 1
+    assert count_backward_turns(states) >= 1
+    assert judge_backflips(states) == []  # two turns in the air, a touchdown on the foot, then it folds over
     forward, _ = spin(env, 12.0, 100)
-    assert count_backflips(forward) == 0 and backward_rotation(forward) < 0
+    assert count_backward_turns(forward) == 0 and backward_rotation(forward) < 0
     # The observation holds the pitch as (cos, sin), so it stays bounded however many turns are made.
     assert np.abs(env.unwrapped._get_obs()[1:3]).max() <= 1
 
@@ -96,3 +100,56 @@ def test_camera_keeps_the_hopper_in_view() -> None:
         rgb = frame.astype(int)
         hopper = (rgb[..., 0] - rgb[..., 2] > 60) & (rgb[..., 0] > 100)
         assert hopper[:, 32:64].sum() > 10
+
+
+# --- the strict judge, on constructed state sequences ------------------------------------------------
+
+
+def states_of(z: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Simulator states ``(steps, 12)`` with torso height ``z``, pitch ``pitch`` and straight joints."""
+    states = np.zeros((len(z), 12))
+    states[:, 1], states[:, 2] = z, pitch
+    return states
+
+
+STAND = 1.22  # torso height at which the straight hopper's foot rests on the floor
+
+
+def flip(after_z: float, after_pitch: float) -> np.ndarray:
+    """Stand, jump, turn 2π backwards in the air, then hold ``(after_z, after_pitch)`` for 20 steps."""
+    flight = np.linspace(0, 1, 51)
+    z = np.concatenate([np.full(10, STAND), STAND + 5.0 * flight * (1 - flight), np.full(20, after_z)])
+    pitch = np.concatenate([np.zeros(10), -2 * np.pi * flight, np.full(20, after_pitch)])
+    return states_of(z, pitch)
+
+
+def test_a_landed_airborne_turn_is_a_backflip() -> None:
+    states = flip(STAND, -2 * np.pi)
+    flips = judge_backflips(states)
+    assert len(flips) == 1 and flips[0].airborne_share >= 0.7
+    assert count_backward_turns(states) == 1
+    contacts = floor_contacts(states)
+    assert contacts[0, BODIES.index("foot")] and not contacts[0, :3].any()  # standing on the foot
+    assert not contacts[35].any()  # mid-flight
+
+
+def test_a_turn_rolled_on_the_ground_is_not_a_backflip() -> None:
+    roll = np.linspace(0, 1, 60)
+    states = states_of(np.full(60, 0.5), -2.2 * np.pi * roll)  # turning over with the body on the floor
+    assert count_backward_turns(states) == 1  # the lax count takes it
+    assert floor_contacts(states)[:, :3].any()
+    assert judge_backflips(states) == []
+
+
+def test_an_airborne_turn_that_ends_in_a_crash_is_not_a_backflip() -> None:
+    lying = flip(0.04, -2.5 * np.pi)  # comes down on its back: the torso hits the floor
+    assert count_backward_turns(lying) == 1 and judge_backflips(lying) == []
+    crouched = flip(0.5, -2 * np.pi)  # upright but too low: the leg and thigh fold onto the floor
+    assert judge_backflips(crouched) == []
+
+
+def test_two_landed_flips_count_twice() -> None:
+    first = flip(STAND, -2 * np.pi)
+    second = flip(STAND, -2 * np.pi)
+    second[:, 2] -= 2 * np.pi  # carries on from where the first left off
+    assert len(judge_backflips(np.concatenate([first, second]))) == 2
