@@ -1,10 +1,12 @@
 """The Hopper backflip taught through the labeling GUI (Christiano et al. 2017, §3.2: 900 queries).
 
-The whole human path runs, with the scripted :class:`~prefrl.envs.backflip.BackflipTeacher` standing in for a
-person: ``prefrl train --teacher human`` posts queries to the run's database, ``prefrl label`` (a separate
-process) renders their clips and serves them, and a scripted labeler claims pairs and answers over HTTP,
-preferring the segment whose torso turned further backwards. The final policy is then run for a few
-episodes and its full backward turns are counted from the simulator state.
+The whole human path runs, with a scripted person: ``prefrl train --teacher human`` posts queries to the
+run's database, ``prefrl label`` (a separate process) renders their clips and serves them, and a scripted
+labeler claims pairs and answers over HTTP at a person's pace (3-5 s per answer) and with a person's noise
+(BPref's stochastic and mistake models, about 10 % wrong), preferring the clip closer to a landed airborne
+backflip (:func:`~prefrl.envs.backflip.backflip_progress`). The final policy is then run for a few episodes
+and its landed airborne backflips are counted from the simulator state by the strict judge
+(:func:`~prefrl.envs.backflip.judge_backflips`), beside its full backward turns however made.
 
 Writes ``benchmarks/results/backflip.json`` (``labels``, ``steps``, ``backflips_per_episode``, the machine
 and versions), ``backflip.mp4`` (an episode of the final policy) and ``backflip.png`` (learning curve: the
@@ -38,13 +40,13 @@ from prefrl.envs.backflip import (
     BACKFLIP_ID,
     HORIZON,
     BackflipRule,
-    BackflipTeacher,
+    backflip_progress,
     count_backward_turns,
     judge_backflips,
 )
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
-from prefrl.labeling_gui.scripted import ScriptedLabeler, wait_for_server
+from prefrl.labeling_gui.scripted import NoisyChoice, ScriptedLabeler, wait_for_server
 
 TARGET_BACKFLIPS, TARGET_LABELS = 1.0, 900
 
@@ -64,6 +66,12 @@ class Args:
     port: int = 8765
     clips: bool = True
     """Render the clips of every query, as for a person (off: the labeler needs no video)."""
+    pace_s: tuple[float, float] = (3.0, 5.0)
+    """Seconds the scripted person takes per answer, drawn uniformly (App. B: 3-5 s per comparison)."""
+    person_beta: float = 20.0
+    """The person's BPref rationality on backflip-progress differences (stochastic teacher)."""
+    person_epsilon: float = 0.05
+    """The person's BPref mistake rate; with the stochastic part, about 10 % of answers are wrong."""
     run_dir: Path = Path("benchmarks/runs/backflip")
     out: Path = RESULTS / "backflip.json"
     evaluate_only: bool = False
@@ -110,8 +118,19 @@ def train_with_scripted_labeler(args: Args) -> float:
         url = f"http://127.0.0.1:{args.port}"
         wait_for_server(url, timeout_s=120)
         trainer = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        person = NoisyChoice(
+            lambda segment: backflip_progress(segment.states),
+            beta=args.person_beta,
+            epsilon=args.person_epsilon,
+            rng=np.random.default_rng(args.seed),
+        )
         labeler = ScriptedLabeler(
-            url, args.run_dir / "labels.sqlite", BackflipTeacher().prefer, name="backflip-script"
+            url,
+            args.run_dir / "labels.sqlite",
+            person,
+            name="scripted-person",
+            pace_s=args.pace_s,
+            rng=np.random.default_rng(args.seed + 1),
         )
         thread = threading.Thread(target=labeler.run, args=(stop,), daemon=True)
         thread.start()
@@ -219,7 +238,11 @@ def main(args: Args) -> None:
                 "target_met": per_episode >= TARGET_BACKFLIPS and labels <= TARGET_LABELS,
             },
             "judge": {"rule": BackflipRule.__doc__, **vars(BackflipRule())},
-            "teacher": "scripted BackflipTeacher, answering through the labeling GUI's HTTP API"
+            "teacher": (
+                f"scripted person preferring backflip_progress (BPref stochastic beta={args.person_beta}, "
+                f"mistake epsilon={args.person_epsilon}), {args.pace_s[0]}-{args.pace_s[1]} s per answer, "
+                "through the labeling GUI's HTTP API"
+            )
             if not args.evaluate_only
             else "as recorded in the run's labels.sqlite",
             "clips_rendered": args.clips,

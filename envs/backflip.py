@@ -188,25 +188,27 @@ class Backflip:
 BODIES = ("torso", "thigh", "leg", "foot")
 
 
-def floor_contacts(states: np.ndarray, margin: float = BackflipRule.contact_margin) -> np.ndarray:
-    """Which bodies touch the floor at each step: bool ``(steps, 4)`` in :data:`BODIES` order.
-
-    Forward kinematics of each state (qpos) on the Hopper model; a capsule touches when its lower end,
-    less its radius, is within ``margin`` of the floor (z = 0).
-    """
+def lowest_points(states: np.ndarray) -> np.ndarray:
+    """Height above the floor of each body's lowest point at each step: ``(steps, 4)`` in :data:`BODIES`
+    order, by forward kinematics of each state's qpos on the Hopper model (capsule end less radius)."""
     model, data = _hopper_model()
     ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{body}_geom") for body in BODIES]
     states = np.asarray(states, dtype=np.float64)
-    out = np.zeros((len(states), len(BODIES)), dtype=bool)
+    out = np.zeros((len(states), len(BODIES)))
     for t, state in enumerate(states):
         data.qpos[:] = state[: model.nq]
         mujoco.mj_kinematics(model, data)
         for j, gid in enumerate(ids):
             radius, half_length = model.geom_size[gid][:2]
             axis_z = data.geom_xmat[gid].reshape(3, 3)[2, 2]  # z of the capsule's axis
-            lowest = data.geom_xpos[gid][2] - abs(axis_z) * half_length - radius
-            out[t, j] = lowest <= margin
+            out[t, j] = data.geom_xpos[gid][2] - abs(axis_z) * half_length - radius
     return out
+
+
+def floor_contacts(states: np.ndarray, margin: float = BackflipRule.contact_margin) -> np.ndarray:
+    """Which bodies touch the floor at each step: bool ``(steps, 4)`` in :data:`BODIES` order (lowest point
+    within ``margin`` of the floor)."""
+    return np.asarray(lowest_points(states) <= margin)
 
 
 def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[Backflip]:
@@ -237,6 +239,27 @@ def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> 
         flips.append(Backflip(start, end, landed, airborne_share))
         t = landed
     return flips
+
+
+def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> float:
+    """How close a clip is to a landed airborne backflip, as a person judging it would rank clips: airborne
+    backward rotation first, then a landing, then height.
+
+    ``airborne turns + 0.5 · landed backflips + 0.05 · (highest torso height − 1.25 m)``, where airborne
+    turns are the backward rotation (in turns of 2π) made in steps when nothing touches the floor: a full
+    flip in the air scores 1, landing it 1.5, a roll on the ground about 0.
+
+    Args:
+        states: simulator states ``(steps, nq + nv)`` of the clip.
+    """
+    states = np.asarray(states, dtype=np.float64)
+    pitch = states[:, PITCH_INDEX]
+    airborne = np.asarray(~floor_contacts(states, rule.contact_margin).any(axis=1), dtype=bool)
+    backward = pitch[:-1] - pitch[1:]
+    in_air = airborne[:-1] & airborne[1:]
+    airborne_turns = max(0.0, float(backward[in_air].sum())) / (2 * np.pi)
+    landed = len(judge_backflips(states, rule))
+    return airborne_turns + 0.5 * landed + 0.05 * (float(states[:, 1].max()) - 1.25)
 
 
 def _turn_end(pitch: np.ndarray, t: int) -> int | None:

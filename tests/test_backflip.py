@@ -12,10 +12,12 @@ from prefrl.envs.backflip import (
     BODIES,
     INSTRUCTIONS,
     BackflipTeacher,
+    backflip_progress,
     backward_rotation,
     count_backward_turns,
     floor_contacts,
     judge_backflips,
+    lowest_points,
 )
 from prefrl.labeling_gui.clips import SegmentRenderer
 from prefrl.segments import Segment
@@ -133,9 +135,15 @@ def test_a_landed_airborne_turn_is_a_backflip() -> None:
     assert not contacts[35].any()  # mid-flight
 
 
+def rolling(steps: int) -> np.ndarray:
+    """Turning over backwards 1.1 times with the lowest body always on the floor."""
+    states = states_of(np.zeros(steps), -2.2 * np.pi * np.linspace(0, 1, steps))
+    states[:, 1] = -lowest_points(states).min(axis=1)  # lift each pose until it rests on the floor
+    return states
+
+
 def test_a_turn_rolled_on_the_ground_is_not_a_backflip() -> None:
-    roll = np.linspace(0, 1, 60)
-    states = states_of(np.full(60, 0.5), -2.2 * np.pi * roll)  # turning over with the body on the floor
+    states = rolling(60)
     assert count_backward_turns(states) == 1  # the lax count takes it
     assert floor_contacts(states)[:, :3].any()
     assert judge_backflips(states) == []
@@ -153,3 +161,25 @@ def test_two_landed_flips_count_twice() -> None:
     second = flip(STAND, -2 * np.pi)
     second[:, 2] -= 2 * np.pi  # carries on from where the first left off
     assert len(judge_backflips(np.concatenate([first, second]))) == 2
+
+
+def test_progress_ranks_clips_as_a_person_would() -> None:
+    landed, crashed = flip(STAND, -2 * np.pi), flip(0.04, -2.5 * np.pi)
+    rolled = rolling(60)
+    standing = states_of(np.full(60, STAND), np.zeros(60))
+    scores = [backflip_progress(s) for s in (landed, crashed, rolled, standing)]
+    assert scores[0] > scores[1] > scores[2] and scores[0] > 1.4
+    assert abs(scores[2]) < 0.2 and abs(scores[3]) < 0.2  # a roll on the ground is no progress
+
+
+def test_the_scripted_person_is_wrong_about_one_answer_in_ten() -> None:
+    from prefrl.labeling_gui.scripted import NoisyChoice
+
+    rng = np.random.default_rng(0)
+    person = NoisyChoice(lambda segment: float(segment.true_rewards[0]), rng=rng)
+    scores = rng.uniform(0, 1, (4_000, 2))
+    wrong = 0
+    for a, b in scores:
+        left, right = (Segment(np.zeros((1, 1)), np.zeros((1, 1)), np.array([v])) for v in (a, b))
+        wrong += person(left, right) != (Preference.LEFT if a > b else Preference.RIGHT)
+    assert 0.08 < wrong / len(scores) < 0.14
