@@ -121,3 +121,28 @@ def test_phone_sized_screen(browser, site) -> None:  # type: ignore[no-untyped-d
     record = wait_for(lambda: answer_of(store_path, q1), timeout_s=10)
     assert record["choice"] == "right" and record["labeler"] == "phone"
     context.close()
+
+
+@pytest.mark.parametrize("width, height", [(1366, 768), (375, 740)])
+def test_the_name_prompt_covers_the_whole_first_screen(browser, site, width, height) -> None:  # type: ignore[no-untyped-def]
+    url, _, _ = site
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)  # no labeler yet: the page asks for a name first
+    page.wait_for_selector("#name-form:not([hidden])")
+    box = page.locator("#name-form").bounding_box()
+    assert box and (box["x"], box["y"], box["width"], box["height"]) == (0, 0, width, height)
+    # Nothing of the labeling page shows through, at the sides or anywhere else.
+    points = [(5, 5), (width - 5, 5), (5, height - 5), (width - 5, height - 5), (width // 2, height // 3)]
+    for x, y in points:
+        assert page.evaluate(
+            f"document.getElementById('name-form').contains(document.elementFromPoint({x}, {y}))"
+        )
+    assert page.evaluate("getComputedStyle(document.getElementById('name-form')).backgroundColor") == (
+        "rgb(246, 247, 249)"
+    )  # opaque
+    card = page.locator("#name-form .name-card").bounding_box()
+    assert card and card["width"] <= 480 and abs(card["x"] + card["width"] / 2 - width / 2) < 2  # centred
+    page.fill("#name-input", "ada")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#name-form", state="hidden")
+    page.close()
