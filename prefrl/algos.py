@@ -14,6 +14,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv
 
+from prefrl.off_policy import StateEntropyReplayBuffer
 from prefrl.spec import RunSpec
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "trpo": TRPO, "sac": SAC, "td3": TD3}
@@ -27,6 +28,8 @@ def make_agent(spec: RunSpec, venv: VecEnv) -> BaseAlgorithm:
     """A new agent for ``spec`` on ``venv``, with the spec's hyper-parameters."""
     policy = "CnnPolicy" if spec.observations == "frame-stack" else "MlpPolicy"
     kwargs = dict(spec.agent_hyperparams)
+    if spec.off_policy and spec.unsupervised_steps > 0:
+        kwargs["replay_buffer_class"] = StateEntropyReplayBuffer  # PEBBLE's exploration bonus first
     if spec.algo == "td3":
         shape = venv.action_space.shape or ()
         half_range = (venv.action_space.high - venv.action_space.low) / 2  # type: ignore[attr-defined]

@@ -75,6 +75,10 @@ class TrainConfig:
     per 10 RL timesteps"); off (0) for MuJoCo."""
     pretrain_epochs: int | None = None
     """Epochs on the initial labels before RL (default 50; Atari 200, App. A.2)."""
+    unsupervised_steps: int | None = None
+    """Off-policy agents (sac, td3): steps of unsupervised exploration on PEBBLE's state-entropy bonus
+    before the first queries (Lee et al. 2021 §4.1; default 9,000 for MuJoCo as B-Pref's scripts, 0
+    elsewhere). With 0, the first labels come from a random policy as in the paper."""
     reward_update_interval: int = 10_000
     """Env steps between label requests and reward-model updates."""
     reward_updates: RewardUpdates = "async"

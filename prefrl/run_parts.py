@@ -12,18 +12,23 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from prefrl import algos
 from prefrl.environment import make_vec_env
 from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.observations import ObservationKind, observation_kind
+from prefrl.off_policy import load_replay_buffer
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
 from prefrl.reward_model import RewardEnsemble
 from prefrl.reward_updates import RewardUpdater
 from prefrl.spec import RunSpec
 from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
 from prefrl.wrappers import LearnedRewardVecEnv
+
+REPLAY_BUFFER_FILE = "replay_buffer.npz"
+"""In a checkpoint of an off-policy run: the buffer's filled rows."""
 
 
 @dataclass
@@ -86,6 +91,9 @@ def build_parts(
         agent = algos.load_agent(spec.algo, checkpoint / "agent.zip", venv, device=spec.device)
         if spec.learns_reward:
             ensemble.load(checkpoint / "reward_model.pt")
+        if spec.off_policy:
+            assert isinstance(agent, OffPolicyAlgorithm) and agent.replay_buffer is not None
+            load_replay_buffer(agent.replay_buffer, checkpoint / REPLAY_BUFFER_FILE)
     else:
         agent = algos.make_agent(spec, venv)
     agent.set_logger(configure(str(log_dir), ["csv", "tensorboard"]))

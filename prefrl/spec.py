@@ -60,6 +60,8 @@ class FamilyDefaults:
     max_labels_kept: int | None
     reward_pairs_per_step: float
     dropout: float
+    unsupervised_steps: int
+    """Off-policy agents only: PEBBLE's state-entropy exploration before the first queries."""
     agents: Mapping[str, AgentDefaults]
 
 
@@ -67,8 +69,13 @@ _ON_POLICY_SMALL = {  # classic control and test envs: short rollouts, so that a
     "ppo": AgentDefaults(2, {"n_steps": 256, "batch_size": 64}),
     "trpo": AgentDefaults(2, {"n_steps": 256, "batch_size": 64}),
     "a2c": AgentDefaults(2),
-    "sac": AgentDefaults(1, {"learning_starts": 200}),
-    "td3": AgentDefaults(1, {"learning_starts": 200}),
+    # Off-policy on small tasks: RL Zoo's Pendulum learning rate (1e-3) and a small network.
+    "sac": AgentDefaults(
+        1, {"learning_starts": 200, "learning_rate": 1e-3, "policy_kwargs": {"net_arch": [64, 64]}}
+    ),
+    "td3": AgentDefaults(
+        1, {"learning_starts": 200, "learning_rate": 1e-3, "policy_kwargs": {"net_arch": [64, 64]}}
+    ),
 }
 
 DEFAULTS: dict[EnvFamily, FamilyDefaults] = {
@@ -82,6 +89,7 @@ DEFAULTS: dict[EnvFamily, FamilyDefaults] = {
         max_labels_kept=None,
         reward_pairs_per_step=0.0,
         dropout=0.0,
+        unsupervised_steps=9_000,  # B-Pref's PEBBLE scripts
         agents={
             # PPO: the PPO paper's MuJoCo settings (SB3's defaults, as RL Zoo).
             "ppo": AgentDefaults(
@@ -109,6 +117,7 @@ DEFAULTS: dict[EnvFamily, FamilyDefaults] = {
         max_labels_kept=3000,  # App. A.2: the newest 3,000 labels
         reward_pairs_per_step=0.1,  # App. A.2: "1 label per 10 RL timesteps"
         dropout=0.5,  # App. A.2: dropout on the conv layers
+        unsupervised_steps=0,
         agents={
             # A2C as in the paper: 16 workers, n = 5, lr 7e-4 decaying linearly, entropy 0.01, RMSProp
             # α = 0.99, ε = 1e-5 (App. A.2).
@@ -152,6 +161,7 @@ DEFAULTS: dict[EnvFamily, FamilyDefaults] = {
         max_labels_kept=None,
         reward_pairs_per_step=0.0,
         dropout=0.0,
+        unsupervised_steps=0,
         agents=_ON_POLICY_SMALL,
     ),
 }
@@ -191,6 +201,7 @@ class RunSpec:
     reward_updates: str
     max_labels_kept: int | None
     dropout: float
+    unsupervised_steps: int
     output_std: float
     n_envs: int
     agent_hyperparams: Mapping[str, Any]
@@ -267,6 +278,19 @@ def resolve(config: TrainConfig) -> RunSpec:
             "(raise --labels or set --initial-labels >= 1)"
         )
     wait_for = initial if config.wait_for_labels is None else min(config.wait_for_labels, initial)
+    unsupervised_steps = 0
+    if config.algo in OFF_POLICY and config.learns_reward:
+        unsupervised_steps = _given(config.unsupervised_steps, table.unsupervised_steps)
+    elif config.unsupervised_steps:
+        raise ConfigError(
+            "--unsupervised-steps is PEBBLE's exploration for off-policy agents learning from preferences; "
+            "use --algo sac or td3, or leave it unset"
+        )
+    if unsupervised_steps >= config.steps:
+        raise ConfigError(
+            f"--unsupervised-steps {unsupervised_steps} leaves no steps to learn from preferences in "
+            f"--steps {config.steps}; lower it or raise --steps"
+        )
     cores = os.cpu_count() or 1
     if observations == "vector":
         fit_threads = 1  # more threads only slow a 64×64 MLP
@@ -290,6 +314,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         pretrain_epochs=_given(config.pretrain_epochs, table.pretrain_epochs),
         max_labels_kept=_given(config.max_labels_kept, table.max_labels_kept),
         dropout=_given(config.dropout, table.dropout),
+        unsupervised_steps=unsupervised_steps,
         output_std=_given(config.output_std, table.output_std),
         n_envs=_given(config.n_envs, agent.n_envs),
         agent_hyperparams=agent.hyperparams,
@@ -382,6 +407,7 @@ def _check_ranges(c: TrainConfig) -> None:
         "--max-labels-kept": (c.max_labels_kept, 2),
         "--fit-threads": (c.fit_threads, 1),
         "--n-envs": (c.n_envs, 1),
+        "--unsupervised-steps": (c.unsupervised_steps, 0),
         "--reward-pairs-per-step": (c.reward_pairs_per_step, 0),
     }
     for flag, (number, low) in at_least.items():

@@ -23,7 +23,9 @@ from typing import cast
 
 import numpy as np
 import torch
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -32,11 +34,12 @@ from prefrl.config import TrainConfig
 from prefrl.environment import random_actions
 from prefrl.metrics import MetricsLog, final_true_return
 from prefrl.observations import POOL_CAPACITY
+from prefrl.off_policy import StateEntropyReplayBuffer, relabel_replay_buffer, save_replay_buffer
 from prefrl.preference_dataset import preference_to_mu
 from prefrl.query_selection import RandomSelector
 from prefrl.reward_model import FitProgress, FitStats
 from prefrl.reward_updates import UpdateRequest, UpdateResult
-from prefrl.run_parts import RunParts, build_parts
+from prefrl.run_parts import REPLAY_BUFFER_FILE, RunParts, build_parts
 from prefrl.segments import Pair
 from prefrl.spec import RunSpec, check_run_dir, resolve
 from prefrl.teachers import Preference, Query, Teacher
@@ -77,6 +80,7 @@ class PreferenceTrainer:
     _next_update: int
     _last_fit_step: int  # the RL step of the last reward-model fit (0: pre-training)
     _next_checkpoint: int
+    _pretrained: bool  # the reward model has had its first fit
 
     def __init__(
         self, config: TrainConfig | RunSpec, *, teacher: Teacher | None = None, resume: bool = False
@@ -89,8 +93,8 @@ class PreferenceTrainer:
     def train(self) -> TrainStats:
         checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
         self._build(checkpoint)
-        if self.spec.learns_reward and checkpoint is None:
-            self._pretrain_reward_model()
+        if self.spec.learns_reward and not self._pretrained and self.spec.unsupervised_steps == 0:
+            self._pretrain_reward_model(collect_random=True)
             self._checkpoint()  # hours of pre-training on Atari: never redo them after a kill
             (self.run_dir / "pretraining.pt").unlink(missing_ok=True)  # the checkpoint supersedes it
         self.parts.updater.reset_from_live()
@@ -123,7 +127,9 @@ class PreferenceTrainer:
     def _after_rollout(self, step: int) -> None:
         """After each rollout of the agent: log, move labels along, update the reward model, checkpoint."""
         self._log_episodes(step)
-        if self.spec.learns_reward:
+        if self.spec.learns_reward and not self._pretrained and step >= self.spec.unsupervised_steps:
+            self._end_unsupervised_exploration(step)
+        if self.spec.learns_reward and self._pretrained:
             self._store_answers()
             self._apply(self.parts.updater.take())
             if step >= self._next_update and not self.parts.updater.busy:
@@ -173,6 +179,7 @@ class PreferenceTrainer:
         if result.stats is not None:
             self._last_fit, self._last_fit_step = result.stats, result.request.step
             self._record_fit(result.stats, result.seconds)
+        self._relabel_replay_buffer()
         if ask:
             self._ask(result.queries)
 
@@ -203,8 +210,22 @@ class PreferenceTrainer:
         return self.parts.dataset.all_steps(steps, self.rng)
 
     # ------------------------------------------------------------------------------ pre-training
-    def _pretrain_reward_model(self) -> None:
-        """Initial labels on segments of a random policy, then a longer first fit (App. A).
+    def _end_unsupervised_exploration(self, step: int) -> None:
+        """PEBBLE (Lee et al. 2021, §4.1): after ``unsupervised_steps`` of state-entropy exploration the
+        initial labels come from the segments it produced; then every stored reward is the learned one."""
+        self._pretrain_reward_model(collect_random=False)
+        buffer = self._replay_buffer()
+        if isinstance(buffer, StateEntropyReplayBuffer):
+            buffer.intrinsic = False
+        self._relabel_replay_buffer()
+        self.parts.updater.reset_from_live()
+        self._next_update = step + self.spec.reward_update_interval
+        self._last_fit_step = step
+        self._checkpoint()
+
+    def _pretrain_reward_model(self, *, collect_random: bool) -> None:
+        """Initial labels on segments of a random policy (or, ``collect_random=False``, on the segments in the
+        pool), then a longer first fit (App. A).
 
         The fit's progress is saved to ``pretraining.pt`` at most every :data:`PRETRAIN_SAVE_S` seconds
         and on Ctrl-C, so that a killed run goes on from there: Atari's 200 epochs take hours on a CPU.
@@ -212,7 +233,8 @@ class PreferenceTrainer:
         parts = self.parts
         missing = self.spec.initial_labels - self.labels_requested
         if missing > 0:
-            self._collect_random_segments(min(POOL_CAPACITY, 4 * missing))
+            if collect_random:
+                self._collect_random_segments(min(POOL_CAPACITY, 4 * missing))
             self._ask(RandomSelector().select(parts.reward_env.pool, missing, self.rng))
         self._store_answers()
         self._add_unfitted()
@@ -256,6 +278,22 @@ class PreferenceTrainer:
         parts.ensemble.normalize(*self._normalization_sample())
         self._last_fit = stats
         self._record_fit(stats, None)
+        self._pretrained = True
+
+    def _replay_buffer(self) -> ReplayBuffer | None:
+        agent = self.parts.agent
+        return agent.replay_buffer if isinstance(agent, OffPolicyAlgorithm) else None
+
+    def _relabel_replay_buffer(self) -> None:
+        """Off-policy agents: every stored reward from the live reward model (PEBBLE §4.2)."""
+        buffer = self._replay_buffer()
+        if buffer is None or not self.spec.learns_reward:
+            return
+        start = time.perf_counter()
+        relabel_replay_buffer(
+            buffer, self.parts.ensemble, to_env_actions=self.parts.agent.policy.unscale_action
+        )
+        self.parts.agent.logger.record("reward_model/relabel_s", time.perf_counter() - start)
 
     def _save_pretraining(self, progress: FitProgress) -> None:
         state = {
@@ -316,6 +354,8 @@ class PreferenceTrainer:
         last_due = max(0, self._next_update - spec.reward_update_interval)
         self._last_fit_step = state.get("last_fit_step", last_due)
         self._next_checkpoint = state.get("next_checkpoint", spec.checkpoint_interval)
+        # Runs from before unsupervised exploration had always pre-trained by their first checkpoint.
+        self._pretrained = state.get("pretrained", checkpoint is not None)
 
     # ----------------------------------------------------------------------------- bookkeeping
     def _wall_s(self) -> float:
@@ -363,6 +403,9 @@ class PreferenceTrainer:
                 parts.venv.save(str(path / "vecnormalize.pkl"))
             if self.spec.learns_reward:
                 parts.ensemble.save(path / "reward_model.pt")
+            buffer = self._replay_buffer()
+            if buffer is not None:
+                save_replay_buffer(buffer, path / REPLAY_BUFFER_FILE)
 
         in_flight = parts.updater.in_flight
         state = {
@@ -374,6 +417,7 @@ class PreferenceTrainer:
             "resumes": self.resumes,
             "rng": self.rng.bit_generator.state,
             "labels": len(parts.dataset) + len(self._unfitted),
+            "pretrained": self._pretrained,
         }
         write_checkpoint(self.run_dir, int(parts.agent.num_timesteps), state, write)
 

@@ -49,6 +49,8 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--labels", "10", "--initial-labels", "20"], "smaller than the initial share"),
         (["--env", "CartPole-v1", "--algo", "sac"], "sac needs a continuous (Box) action space"),
         (["--env", "CartPole-v1", "--algo", "td3"], "td3 needs a continuous (Box) action space"),
+        (["--env", TOY, "--unsupervised-steps", "100"], "--unsupervised-steps is PEBBLE's exploration"),
+        (["--env", TOY, "--algo", "sac", "--steps", "500", "--unsupervised-steps", "500"], "leaves no steps"),
         (["--env", TOY, "--env-kwargs", "obs_dim"], "--env-kwargs takes KEY=VALUE items"),
         (["--env", TOY, "--env-kwargs", "colour=red"], "does not accept --env-kwargs colour='red'"),
         (["--env", "prefrl/Hopper-v0", "--env-kwargs", "upright=alive"], "unknown upright term 'alive'"),

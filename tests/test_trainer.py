@@ -56,9 +56,9 @@ def test_true_return_rises_under_the_learned_reward(tmp_path):
     assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
 
 
-@pytest.mark.parametrize("algo", ["a2c", "trpo", "sac"])
+@pytest.mark.parametrize("algo", ["a2c", "trpo", "sac", "td3"])
 def test_other_algorithms_run(tmp_path, algo):
-    steps = 600 if algo == "sac" else 2_048
+    steps = 600 if algo in ("sac", "td3") else 2_048
     cfg = toy_config(tmp_path, algo=algo, labels=20, steps=steps, reward_update_interval=300, n_envs=None)
     stats = PreferenceTrainer(cfg).train()
     assert stats.steps >= steps and stats.labels >= 5
