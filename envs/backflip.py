@@ -4,8 +4,9 @@
 
 * **No termination, no fall penalty.** A backflip passes through every pose Hopper-v5 calls unhealthy.
 * **A long horizon at 50 Hz.** Ten physics substeps per action (``dt`` = 0.02 s instead of 0.008 s) and
-  500 steps per episode: 10 s of simulated time, room for several flips. The default segment of 1.5 s
-  (clamped to 60 steps, App. A.1) is a 1.2 s clip, long enough to show one flip.
+  500 steps per episode: 10 s of simulated time, room for several flips. Runs labelled by people get
+  segments of 1.5 s (75 steps), a clip long enough to show one flip; synthetic teachers keep App. A.1's
+  clamp to 60 steps (1.2 s).
 * **An observation that survives flips.** The torso's pitch enters as (cos, sin), not as an angle that grows
   by 2π per turn.
 * **A tracking camera** that follows the torso from the side, far enough back to keep a jump in view.
