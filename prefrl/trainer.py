@@ -128,7 +128,8 @@ class PreferenceTrainer:
         """After each rollout of the agent: log, move labels along, update the reward model, checkpoint."""
         self._log_episodes(step)
         if self.spec.learns_reward and not self._pretrained and step >= self.spec.unsupervised_steps:
-            self._end_unsupervised_exploration(step)
+            if len(self.parts.reward_env.pool) >= 2:  # (a run resumed late in exploration refills its pool)
+                self._end_unsupervised_exploration(step)
         if self.spec.learns_reward and self._pretrained:
             self._store_answers()
             self._apply(self.parts.updater.take())
