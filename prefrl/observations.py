@@ -33,6 +33,9 @@ class ObservationKind(Protocol):
 
     renormalize_steps: int
     """Pool steps the ensemble is renormalised on after each update (App. A: zero mean, fixed std)."""
+    updates_in_process: bool
+    """Background reward updates run in a worker process (True) or a thread (False); see
+    :class:`~prefrl.reward_updates.RewardUpdater`."""
 
     def ensemble(self, venv: VecEnv) -> RewardEnsemble:
         """A fresh reward ensemble for ``venv``'s spaces."""
@@ -56,6 +59,7 @@ class VectorObservations:
     """Flat observations: an MLP ensemble (App. A.1), segments that keep MuJoCo states for their clips."""
 
     renormalize_steps = 20_000
+    updates_in_process = True  # an MLP fit is mostly Python: in a thread it would hold the agent's GIL
     make_ensemble: Callable[..., RewardEnsemble] = staticmethod(RewardEnsemble.for_spaces)
 
     def __init__(self, spec: RunSpec) -> None:
@@ -93,6 +97,7 @@ class FrameStackObservations(VectorObservations):
     # Scoring 20,000 stacks with a 3-member CNN takes several seconds on a CPU; 5,000 random pool steps
     # still fix the scale to about 1 %.
     renormalize_steps = 5_000
+    updates_in_process = False  # CNN ops release the GIL; the frames stay in this process's store
     make_ensemble = staticmethod(cnn_ensemble)
 
     def reward_env(self, venv: VecEnv, ensemble: RewardEnsemble | None) -> LearnedRewardVecEnv:

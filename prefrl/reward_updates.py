@@ -23,8 +23,11 @@ existed, so that a fixed seed reproduces a run.
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import threading
 import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +37,7 @@ import torch
 from prefrl.preference_dataset import PreferenceDataset
 from prefrl.query_selection import make_selector
 from prefrl.reward_model import FitStats, RewardEnsemble
-from prefrl.segments import Pair
+from prefrl.segments import Pair, Segment
 
 
 @dataclass
@@ -79,7 +82,11 @@ class RewardUpdater:
         query_selection, oversample: the query-selection rule (:mod:`prefrl.query_selection`).
         rng: the updater's own generator (bootstrap samples, shuffles).
         fit_threads: torch intra-op threads for the update's work.
-        background: run updates in a worker thread (True) or inline (False).
+        background: run updates beside the agent (True) or inline (False).
+        process: run background updates in a worker process rather than a thread. A small MLP's fit is
+            mostly Python, which holds the GIL a thread would share with the agent's own Python loop; a
+            process shares nothing and needs the dataset sent along (cheap for vectors, not for frames,
+            whose CNN ops release the GIL anyway).
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class RewardUpdater:
         rng: np.random.Generator,
         fit_threads: int,
         background: bool,
+        process: bool = False,
     ) -> None:
         self.live, self.dataset, self.rng = ensemble, dataset, rng
         self.fit_threads, self.background = fit_threads, background
@@ -101,6 +109,15 @@ class RewardUpdater:
         self._result: UpdateResult | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._future: Future[Any] | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        if background and process:
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(self.shadow, query_selection, oversample, fit_threads),
+            )
 
     @property
     def busy(self) -> bool:
@@ -116,6 +133,8 @@ class RewardUpdater:
         """Make the shadow a copy of the live ensemble again (after pre-training or a resume)."""
         self._wait()
         self.shadow.restore(copy.deepcopy(self.live.state()))
+        if self._pool is not None:
+            self._pool.submit(_worker_reset, self.live.state()).result()
 
     def submit(self, request: UpdateRequest) -> None:
         """Start an update; inline updates are finished when this returns."""
@@ -124,6 +143,13 @@ class RewardUpdater:
         self._request, self._result, self._error = request, None, None
         if not self.background:
             self._run(request)
+            return
+        if self._pool is not None:
+            obs, acts = _pairs_as_arrays(request.candidates)
+            job = (self.dataset, request.epochs, request.sample_size, request.norm_obs, request.norm_acts)
+            self._future = self._pool.submit(
+                _worker_update, *job, obs, acts, request.num_queries, self.rng.bit_generator.state
+            )
             return
         self._thread = threading.Thread(
             target=self._run, args=(request,), name="prefrl-reward-update", daemon=True
@@ -139,9 +165,14 @@ class RewardUpdater:
             return None
         if wait:
             self._wait()
-        elif self._thread is not None and self._thread.is_alive():
+        elif (self._thread is not None and self._thread.is_alive()) or (
+            self._future is not None and not self._future.done()
+        ):
             return None
         self._thread = None
+        if self._future is not None:
+            self._collect(self._future)
+            self._future = None
         if self._error is not None:
             error, self._error, self._request = self._error, None, None
             raise RuntimeError("the reward-model update failed") from error
@@ -152,13 +183,31 @@ class RewardUpdater:
         return result
 
     def close(self) -> None:
-        """Wait for an update under way and drop its result (the run stops)."""
+        """Wait for an update under way and drop its result; stop the worker process, if any."""
         self._wait()
         self._request = self._result = self._error = None
+        self._future = None
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def _wait(self) -> None:
         if self._thread is not None:
             self._thread.join()
+        if self._future is not None:
+            wait([self._future])
+
+    def _collect(self, future: Future[Any]) -> None:
+        """The worker process's answer, as a thread's would be."""
+        assert self._request is not None
+        try:
+            state, stats, chosen, seconds, rng_state = future.result()
+        except BaseException as err:
+            self._error = err
+            return
+        self.rng.bit_generator.state = rng_state
+        queries = [self._request.candidates[i] for i in chosen]
+        self._result = UpdateResult(self._request, state, stats, queries, seconds)
 
     def _run(self, request: UpdateRequest) -> None:
         start = time.perf_counter()
@@ -181,3 +230,69 @@ class RewardUpdater:
         finally:
             if not self.background:
                 torch.set_num_threads(previous_threads)
+
+
+# ------------------------------------------------------------------------------- the worker process
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(ensemble: RewardEnsemble, query_selection: str, oversample: int, fit_threads: int) -> None:
+    _die_with_parent()
+    torch.set_num_threads(fit_threads)
+    _WORKER["ensemble"] = ensemble
+    _WORKER["selector"] = make_selector(query_selection, ensemble, oversample=oversample)
+
+
+def _worker_reset(state: dict[str, Any]) -> None:
+    _WORKER["ensemble"].restore(state)
+
+
+def _worker_update(
+    dataset: PreferenceDataset,
+    epochs: int,
+    sample_size: int | None,
+    norm_obs: np.ndarray,
+    norm_acts: np.ndarray,
+    candidate_obs: np.ndarray,
+    candidate_acts: np.ndarray,
+    num_queries: int,
+    rng_state: Mapping[str, Any],
+) -> tuple[dict[str, Any], FitStats | None, list[int], float, Mapping[str, Any]]:
+    """One update in the worker process: what :meth:`RewardUpdater._run` does in a thread."""
+    start = time.perf_counter()
+    ensemble: RewardEnsemble = _WORKER["ensemble"]
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rng_state
+    stats = ensemble.fit(dataset, epochs=epochs, rng=rng, sample_size=sample_size) if epochs > 0 else None
+    ensemble.normalize(norm_obs, norm_acts)
+    chosen: list[int] = []
+    if num_queries:
+        zeros = np.zeros(candidate_obs.shape[2])
+        pairs = [
+            (Segment(o[0], a[0], zeros), Segment(o[1], a[1], zeros))
+            for o, a in zip(candidate_obs, candidate_acts)
+        ]
+        index = {id(pair[0]): i for i, pair in enumerate(pairs)}
+        chosen = [index[id(left)] for left, _ in _WORKER["selector"].choose(pairs, num_queries)]
+    state = ensemble.state()
+    return state, stats, chosen, time.perf_counter() - start, rng.bit_generator.state
+
+
+def _pairs_as_arrays(pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs as obs ``(C, 2, length, ...)`` and acts ``(C, 2, length, ...)`` (empty when none)."""
+    if not pairs:
+        return np.zeros((0, 2, 0)), np.zeros((0, 2, 0))
+    obs = np.stack([np.stack([np.asarray(left.obs), np.asarray(right.obs)]) for left, right in pairs])
+    acts = np.stack([np.stack([np.asarray(left.acts), np.asarray(right.acts)]) for left, right in pairs])
+    return obs, acts
+
+
+def _die_with_parent() -> None:
+    """The worker goes when the run's process does, even after a kill -9."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

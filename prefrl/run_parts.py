@@ -118,6 +118,7 @@ def build_parts(
         rng=rng.spawn(1)[0],
         fit_threads=spec.fit_threads,
         background=spec.reward_updates == "async",
+        process=kind.updates_in_process,
     )
     return RunParts(
         kind=kind,

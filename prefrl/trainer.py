@@ -113,10 +113,10 @@ class PreferenceTrainer:
             self._add_unfitted()  # the last answers count among the run's labels, though no fit saw them
         except KeyboardInterrupt:  # Ctrl-C / SIGINT / SIGTERM: keep the progress, `prefrl resume` continues
             self._checkpoint()
-            self.parts.store.close()
+            self._close()
             raise
         self._checkpoint()
-        self.parts.store.close()
+        self._close()
         try:
             final = final_true_return(self.metrics.path, self.spec.steps)
         except ValueError:
@@ -151,6 +151,10 @@ class PreferenceTrainer:
             query = self.parts.outstanding.pop(answer.query_id, None)
             if query is not None:  # (else a repeat shown to measure agreement, or an earlier process's)
                 self._unfitted.append((query, answer.preference))
+
+    def _close(self) -> None:
+        self.parts.store.close()
+        self.parts.updater.close()
 
     def _update_request(self, step: int) -> UpdateRequest:
         """The next update: a fit if labels came in, then renormalisation and the scoring of candidates for
@@ -272,7 +276,7 @@ class PreferenceTrainer:
         except KeyboardInterrupt:
             if self._fit_progress is not None:
                 self._save_pretraining(self._fit_progress)
-            parts.store.close()
+            self._close()
             raise
         finally:
             torch.set_num_threads(self.spec.threads)

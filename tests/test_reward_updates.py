@@ -33,7 +33,7 @@ def request(rng, epochs=3, queries=4):
     )
 
 
-def updater(live, data, background, seed=0):
+def updater(live, data, background, seed=0, process=False):
     return RewardUpdater(
         live,
         data,
@@ -42,6 +42,7 @@ def updater(live, data, background, seed=0):
         rng=np.random.default_rng(seed),
         fit_threads=1,
         background=background,
+        process=process,
     )
 
 
@@ -69,31 +70,39 @@ def test_the_live_ensemble_changes_only_when_the_result_is_taken():
     np.testing.assert_allclose(members.std(axis=1), 1.0, rtol=1e-3)
 
 
-def test_background_and_inline_updates_give_the_same_model():
+def test_inline_thread_and_process_updates_give_the_same_model_and_queries():
     import torch
 
     torch.manual_seed(0)
     start = RewardEnsemble.for_spaces(OBS, ACT).state()
-    outputs = []
-    for background in (False, True):
+    outputs, chosen = [], []
+    for background, process in ((False, False), (True, False), (True, True)):
         rng = np.random.default_rng(0)
         live = RewardEnsemble.for_spaces(OBS, ACT)
         live.restore(start)
-        work = updater(live, labelled(rng), background=background)
-        work.submit(request(rng))
+        work = updater(live, labelled(rng), background=background, process=process)
+        work.reset_from_live()
+        job = request(rng)
+        work.submit(job)
         result = work.take(wait=True)
-        assert result is not None
+        work.close()
+        assert result is not None and result.stats is not None
         outputs.append(live.reward(np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)))
+        chosen.append([next(i for i, c in enumerate(job.candidates) if c is pair) for pair in result.queries])
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)
+    np.testing.assert_allclose(outputs[0], outputs[2], rtol=1e-5)
+    assert chosen[0] == chosen[1] == chosen[2] and len(chosen[0]) == 4
 
 
-def test_a_failed_update_is_raised_on_the_trainers_thread():
+@pytest.mark.parametrize("process", [False, True])
+def test_a_failed_update_is_raised_on_the_trainers_thread(process):
     rng = np.random.default_rng(0)
-    work = updater(RewardEnsemble.for_spaces(OBS, ACT), PreferenceDataset(), background=True)
+    work = updater(RewardEnsemble.for_spaces(OBS, ACT), PreferenceDataset(), background=True, process=process)
     work.submit(request(rng))  # an empty dataset cannot be fitted
     with pytest.raises(RuntimeError, match="update failed"):
         work.take(wait=True)
     assert not work.busy
+    work.close()
 
 
 def test_one_update_at_a_time():
