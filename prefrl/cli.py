@@ -3,6 +3,8 @@
     prefrl train --env ENV --algo ALGO --teacher TEACHER --labels N --steps N --seed S --run-dir DIR
     prefrl resume DIR [--threads N] [--fit-threads N] [--device DEV]
     prefrl plot DIR [DIR ...] --out FILE.png
+    prefrl sweep SPEC.toml [--address ADDR]
+    prefrl report DIR [DIR ...] --out PREFIX
     prefrl envs
 
 Bad input ends with a one-line ``prefrl: error: ...`` and exit status 2, never a traceback.
@@ -24,11 +26,13 @@ import tyro
 
 from prefrl.config import ConfigError, TrainConfig
 
-USAGE = """usage: prefrl {train,resume,plot,envs} ...
+USAGE = """usage: prefrl {train,resume,plot,sweep,report,envs,...} ...
 
   train    train an agent from preferences (prefrl train --help)
   resume   continue an interrupted run: prefrl resume DIR [--threads N] [--device DEV] (prefrl resume --help)
   plot     learning curves: prefrl plot DIR [DIR ...] --out FILE.png
+  sweep    a grid of runs on Ray, resumable: prefrl sweep SPEC.toml [--address auto]
+  report   normalised scores with IQM and bootstrap CIs (rliable): prefrl report DIR ... --out PREFIX
   envs     list prefrl's task variants
 """
 
@@ -151,10 +155,24 @@ def _report(stats: object) -> None:
     )
 
 
+def cmd_sweep(args: list[str]) -> None:
+    from prefrl import sweep
+
+    sweep.main(args)
+
+
+def cmd_report(args: list[str]) -> None:
+    from prefrl import report
+
+    report.main(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": cmd_train,
     "resume": cmd_resume,
     "plot": cmd_plot,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
     "envs": cmd_envs,
 }
 
@@ -190,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + "".join(f"  {n}\n" for n in COMMANDS if n not in ("train", "resume", "plot", "envs")))
+        print(USAGE + "".join(f"  {n}\n" for n in COMMANDS if f"\n  {n} " not in USAGE))
         return 0 if argv else 2
     command = COMMANDS.get(argv[0])
     try:

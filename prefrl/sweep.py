@@ -1,0 +1,349 @@
+"""``prefrl sweep SPEC``: a grid of ``prefrl train`` runs as tasks on Ray, resumable.
+
+A spec is a small TOML file::
+
+    out = "runs/hopper-grid"            # one directory per run inside it, named after its settings
+    imports = []                        # modules that register your own envs, imported by every run
+    steps = 1000000
+    seeds = [0, 1, 2]
+    runs_per_core = 1                   # how many runs share a core (each task asks 1/runs_per_core CPUs)
+
+    [grid]                              # every combination of these lists is a run (× seeds)
+    env = ["prefrl/Hopper-v0", "prefrl/Walker2d-v0"]
+    algo = ["ppo"]
+    teacher = ["true-reward", "oracle"]
+    labels = [350, 700]                 # true-reward runs ignore it: one per env × algo × seed
+
+    [settings]                          # any other `prefrl train` setting, for every run
+    reward-update-interval = 10000
+
+    [[override]]                        # settings for the runs that match (RL Zoo's per-task settings)
+    match = { env = "prefrl/InvertedPendulum-v0" }
+    steps = 200000
+
+Each run's directory is exactly what ``prefrl train`` makes. Running the same command again skips finished
+runs (their latest checkpoint has reached ``steps``) and resumes interrupted ones from their checkpoints. A
+run that fails is reported with the end of its log and the others go on. Every run's settings are checked
+before anything starts, and a bad one is a one-line error.
+
+Ray: by default the command starts a local Ray on this machine's cores (and stops it at the end); with
+``--address`` it joins an existing cluster, whose machines must all see ``out`` at the same path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import tyro
+
+from prefrl.checkpoint import latest_checkpoint, read_state
+from prefrl.config import ConfigError, TrainConfig
+from prefrl.metrics import read_metrics
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+LOG_TAIL_LINES = 15
+OBJECT_STORE_BYTES = 200 * 2**20
+"""Ray's object store for a local sweep: the runs pass nothing through it but their exit codes."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of the grid: its directory and its ``prefrl train`` arguments."""
+
+    name: str
+    run_dir: Path
+    args: tuple[str, ...]
+    steps: int
+    imports: tuple[str, ...] = ()
+
+    def command(self) -> list[str]:
+        """``prefrl train`` for a new run, ``prefrl resume`` for one begun earlier."""
+        prefrl = [sys.executable, "-m", "prefrl"]
+        if self.imports:
+            boot = f"import importlib, sys; [importlib.import_module(m) for m in {list(self.imports)!r}]; "
+            prefrl = [
+                sys.executable,
+                "-c",
+                boot + "from prefrl.cli import main; sys.exit(main(sys.argv[1:]))",
+            ]
+        if (self.run_dir / "config.json").exists():
+            return [*prefrl, "resume", str(self.run_dir), "--no-progress-bar"]
+        return [*prefrl, "train", *self.args]
+
+    def steps_done(self) -> int:
+        """Env steps of the latest checkpoint (0 before the first)."""
+        checkpoint = latest_checkpoint(self.run_dir)
+        return int(read_state(checkpoint)["step"]) if checkpoint is not None else 0
+
+    def steps_seen(self) -> int:
+        """Env steps of the last logged episodes (moves on between checkpoints)."""
+        path = self.run_dir / "metrics.csv"
+        if not path.exists():
+            return 0
+        steps = read_metrics(path)["step"]
+        return int(steps[-1]) if len(steps) else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.steps_done() >= self.steps
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir.parent / f"{self.run_dir.name}.log"
+
+
+@dataclass
+class Sweep:
+    out: Path
+    runs: list[SweepRun]
+    runs_per_core: float
+
+
+def load_spec(path: Path) -> Sweep:
+    """The sweep described by a TOML file, every run's settings checked (one-line ConfigError otherwise)."""
+    try:
+        spec = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no sweep spec at {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    known = {"out", "imports", "steps", "seeds", "runs_per_core", "grid", "settings", "override"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown keys {', '.join(sorted(unknown))}; a spec has {', '.join(sorted(known))}"
+        )
+    if "out" not in spec or "grid" not in spec:
+        raise ConfigError(f"{path}: a spec needs `out` (a directory) and a [grid] table")
+    grid = spec["grid"]
+    if "env" not in grid:
+        raise ConfigError(f"{path}: [grid] needs `env`, a list of env ids")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: [grid] {key} must be a non-empty list; got {values!r}")
+    seeds = spec.get("seeds", [0])
+    runs_per_core = spec.get("runs_per_core", 1)
+    if not isinstance(runs_per_core, int | float) or runs_per_core <= 0:
+        raise ConfigError(f"{path}: runs_per_core must be a positive number; got {runs_per_core!r}")
+    out = Path(spec["out"])  # relative to the current directory, as --run-dir is
+    imports = tuple(spec.get("imports", []))
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"{path}: cannot import {module!r} ({err}); check `imports`") from None
+    runs, names = [], set()
+    varying = set(grid) | {k for o in spec.get("override", []) for k in o if k not in ("match", "steps")}
+    for combination in _combinations(grid, seeds):
+        settings = {"steps": spec.get("steps", TrainConfig.steps), **spec.get("settings", {}), **combination}
+        for override in spec.get("override", []):
+            match = override.get("match", {})
+            if all(str(settings.get(k)) == str(v) for k, v in match.items()):
+                settings.update({k: v for k, v in override.items() if k != "match"})
+        if settings.get("teacher") == "true-reward":
+            settings.pop("labels", None)
+        name = run_name(settings, varying)
+        if name in names:
+            continue  # e.g. true-reward runs of a grid over label budgets
+        names.add(name)
+        args = _arguments(settings, out / name)
+        _check(name, args)
+        runs.append(SweepRun(name, out / name, tuple(args), int(settings["steps"]), imports))
+    return Sweep(out, runs, float(runs_per_core))
+
+
+def run_name(settings: dict[str, Any], varying: set[str]) -> str:
+    """``ENV-ALGO-TEACHER[-LABELS][-KEY=VALUE...]-sSEED``, naming the settings that vary across runs."""
+    env = str(settings["env"]).replace("/", "_")
+    teacher = settings.get("teacher", "oracle")
+    labels = "" if teacher == "true-reward" else f"-{settings.get('labels', TrainConfig.labels)}"
+    named = ("env", "algo", "teacher", "labels", "seed")
+    extra = "".join(f"-{k}={settings[k]}" for k in sorted(varying) if k not in named and k in settings)
+    return f"{env}-{settings.get('algo', 'ppo')}-{teacher}{labels}{extra}-s{settings.get('seed', 0)}"
+
+
+def _combinations(grid: dict[str, list[Any]], seeds: list[int]) -> Iterator[dict[str, Any]]:
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        for seed in seeds:
+            yield {**dict(zip(keys, values)), "seed": seed}
+
+
+def _arguments(settings: dict[str, Any], run_dir: Path) -> list[str]:
+    args = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            args += [flag, *map(str, value)]
+        else:
+            args += [flag, str(value)]
+    return [*args, "--run-dir", str(run_dir), "--no-progress-bar"]
+
+
+def _check(name: str, args: list[str]) -> None:
+    from prefrl.cli import parse
+    from prefrl.spec import resolve
+
+    try:
+        resolve(parse(TrainConfig, list(args), "prefrl train"))
+    except ConfigError as err:
+        raise ConfigError(f"run {name}: {err}") from None
+
+
+# ------------------------------------------------------------------------------------------- running
+def run_task(command: list[str], log: str, cwd: str, env: dict[str, str]) -> int:
+    """One run, as a subprocess that dies with its Ray worker (it checkpoints on the SIGTERM)."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **env},
+            preexec_fn=_die_with_parent,
+        )
+        return proc.wait()
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) -> dict[str, str]:
+    """Run every unfinished run of ``sweep`` on Ray; returns each run's end: finished, failed or skipped."""
+    import ray
+
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    status = {run.name: "skipped (finished earlier)" for run in sweep.runs if run.finished}
+    todo = [run for run in sweep.runs if run.name not in status]
+    if not todo:
+        return status
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=os.cpu_count(),
+            object_store_memory=OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    remote = ray.remote(num_cpus=1 / sweep.runs_per_core, max_retries=0)(run_task)
+    cwd = os.getcwd()  # on a cluster, the same path on every machine
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (cwd, os.environ.get("PYTHONPATH")) if p)}
+    for key in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    pending = {remote.remote(run.command(), str(run.log), cwd, env): run for run in todo}
+    table = _LiveTable(sweep, status)
+    start = time.time()
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), timeout=poll_s, num_returns=len(pending))
+            for ref in done:
+                run = pending.pop(ref)
+                code = ray.get(ref)
+                status[run.name] = "finished" if code == 0 and run.finished else f"failed (exit {code})"
+            table.show(pending.values(), time.time() - start)
+    finally:
+        table.close()
+        ray.shutdown()
+    return status
+
+
+class _LiveTable:
+    """Runs done, running and failed, with steps and time left: a live table on a terminal, else a line per
+    change."""
+
+    def __init__(self, sweep: Sweep, status: dict[str, str]) -> None:
+        self.sweep, self.status, self._last = sweep, status, ""
+        self._start_steps = self._steps()
+        self._live: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(stderr=True), refresh_per_second=1)
+            self._live.start()
+
+    def show(self, running: Any, elapsed: float) -> None:
+        running = list(running)
+        done = sum(s == "finished" or s.startswith("skipped") for s in self.status.values())
+        failed = sum(s.startswith("failed") for s in self.status.values())
+        total, steps = sum(run.steps for run in self.sweep.runs), self._steps()
+        rate = (steps - self._start_steps) / elapsed if elapsed > 0 else 0.0  # steps per second this sitting
+        left = f"about {(total - steps) / rate / 60:.0f} min left" if rate > 0 else "time left unknown yet"
+        line = f"{done} done, {len(running)} running, {failed} failed; {steps:,}/{total:,} steps; {left}"
+        if self._live is None:
+            if line.split(";")[0] != self._last.split(";")[0]:
+                print(line, file=sys.stderr, flush=True)
+            self._last = line
+            return
+        from rich.table import Table
+
+        table = Table(title=line)
+        for column in ("run", "status", "steps"):
+            table.add_column(column)
+        for run in self.sweep.runs:
+            state = self.status.get(run.name, "running" if run in running else "waiting")
+            table.add_row(run.name, state, f"{max(run.steps_done(), run.steps_seen()):,}/{run.steps:,}")
+        self._live.update(table)
+
+    def _steps(self) -> int:
+        return sum(min(run.steps, max(run.steps_done(), run.steps_seen())) for run in self.sweep.runs)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+@dataclass
+class SweepArgs:
+    """Run a grid of `prefrl train` runs on Ray (see prefrl/sweep.py for the spec's format)."""
+
+    spec: Annotated[Path, tyro.conf.Positional]
+    address: str | None = None
+    """An existing Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray on this machine."""
+    check_only: bool = False
+    """Only check the spec and list its runs."""
+
+
+def main(args: list[str]) -> None:
+    from prefrl.cli import parse
+
+    parsed = parse(SweepArgs, args, "prefrl sweep")
+    sweep = load_spec(parsed.spec)
+    if parsed.check_only:
+        for run in sweep.runs:
+            print(f"{run.name}: {'finished' if run.finished else 'to run'}")
+        return
+    status = run_sweep(sweep, address=parsed.address)
+    failed = {name: s for name, s in status.items() if s.startswith("failed")}
+    for run in sweep.runs:
+        print(f"{run.name}: {status[run.name]}")
+        if run.name in failed and run.log.exists():
+            tail = run.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            print("\n".join(f"    {line}" for line in tail))
+    print(f"{len(sweep.runs) - len(failed)} of {len(sweep.runs)} runs finished; runs in {sweep.out}")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,63 @@
+import json
+
+import numpy as np
+import pytest
+
+from prefrl.cli import main
+from prefrl.metrics import MetricsLog
+from prefrl.report import write_report
+
+TASKS = ("prefrl/Hopper-v0", "prefrl/Walker2d-v0", "prefrl/Swimmer-v0")
+
+
+def fake_run(root, env, teacher, seed, final, steps=1000):
+    """A run directory whose true return climbs linearly to ``final``."""
+    labels = 0 if teacher == "true-reward" else 700
+    run_dir = root / f"{env.replace('/', '_')}-{teacher}-s{seed}"
+    run_dir.mkdir(parents=True)
+    config = {"env": env, "algo": "ppo", "teacher": teacher, "labels": labels, "seed": seed, "steps": steps}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    log = MetricsLog(run_dir / "metrics.csv")
+    for step in range(100, steps + 1, 100):
+        value = final * step / steps
+        log.append(step=step, wall_s=step / 10, episodes=1, true_return=value, learned_return=0, labels=0,
+                   val_accuracy=float("nan"))  # fmt: skip
+    return run_dir
+
+
+def test_the_report_normalises_by_the_true_reward_arm_and_takes_the_iqm(tmp_path):
+    # Normalised scores per task: 0.5, 0.9, 1.3 (the same for every seed); the IQM of a 3 × 3 matrix of
+    # those is the mean of the middle 50 %: 0.9.
+    for task, ratio in zip(TASKS, (0.5, 0.9, 1.3)):
+        for seed in range(3):
+            fake_run(tmp_path / "runs", task, "true-reward", seed, 200.0)
+            fake_run(tmp_path / "runs", task, "oracle", seed, 200.0 * ratio)
+    data = write_report([tmp_path / "runs"], tmp_path / "out" / "table")
+    summary = data["summary"]["ppo oracle 700"]
+    assert summary["iqm"] == pytest.approx(0.9, abs=1e-6)
+    assert summary["ci95"][0] <= 0.9 <= summary["ci95"][1]
+    # Final return: mean over the last 10 % of steps, i.e. steps 900 and 1000 of a linear climb.
+    assert summary["per_task"]["prefrl/Swimmer-v0"] == pytest.approx(1.3, rel=1e-6)
+    assert len(data["runs"]) == 18
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert (
+        "| prefrl/Hopper-v0 | ppo oracle 700 | 3/3 |" in markdown and "| ppo oracle 700 | 0.90 |" in markdown
+    )
+    assert (tmp_path / "out" / "table.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unfinished_runs_are_listed_not_scored(tmp_path, capsys):
+    fake_run(tmp_path, TASKS[0], "true-reward", 0, 100.0)
+    short = fake_run(tmp_path, TASKS[0], "oracle", 0, 80.0)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "steps": 10_000}))  # far from done
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["summary"] == {} and any(r["final_true_return"] is None for r in data["runs"])
+    assert "not finished" in capsys.readouterr().out
+    assert np.isfinite([r["final_true_return"] for r in data["runs"] if r["teacher"] == "true-reward"]).all()
+
+
+def test_a_path_without_runs_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no prefrl runs" in capsys.readouterr().err

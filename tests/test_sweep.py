@@ -1,0 +1,146 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
+from prefrl.cli import main
+from prefrl.metrics import read_metrics
+from prefrl.sweep import load_spec
+
+TOY = "prefrl-test/LinearReward-v0"
+
+
+def write_spec(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'out = "{tmp_path / "runs"}"\nimports = ["tests.toy_envs"]\n' + body)
+    return path
+
+
+def test_the_grid_expands_to_one_run_per_combination_and_seed(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        f"""
+steps = 1024
+seeds = [0, 1]
+[grid]
+env = ["{TOY}"]
+teacher = ["true-reward", "oracle"]
+labels = [20, 40]
+[settings]
+segment-length = 10
+[[override]]
+match = {{ labels = 40 }}
+steps = 2048
+""",
+    )
+    sweep = load_spec(spec)
+    names = [run.name for run in sweep.runs]
+    assert len(names) == len(set(names)) == 2 + 2 * 2  # true-reward ignores the label budgets
+    forty = [run for run in sweep.runs if "-oracle-40-" in run.name]
+    assert len(forty) == 2 and all(run.steps == 2048 for run in forty)
+    assert all(
+        "--segment-length" in run.args and run.run_dir.parent == tmp_path / "runs" for run in sweep.runs
+    )
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("[grid\n", "is not valid TOML"),
+        ("steps = 10\n", "needs `out` (a directory) and a [grid] table"),
+        (f'colour = 1\n[grid]\nenv = ["{TOY}"]\n', "unknown keys colour"),
+        (f'[grid]\nenv = ["{TOY}"]\nlabels = [-5]\n', "--labels must be >= 0"),
+        (f'[grid]\nenv = ["{TOY}"]\nalgo = "ppo"\n', "algo must be a non-empty list"),
+        ('[grid]\nenv = ["Nope-v9"]\n', "unknown env id 'Nope-v9'"),
+        (f'[grid]\nenv = ["{TOY}"]\n[settings]\nquery-selection = "clever"\n', "invalid choice 'clever'"),
+    ],
+)
+def test_a_bad_spec_is_a_one_line_error_before_anything_starts(tmp_path, capsys, body, message):
+    spec = write_spec(tmp_path, body)
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("prefrl: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_killed_sweep_run_again_skips_finished_runs_and_resumes_the_rest(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        f"""
+steps = 3072
+seeds = [0, 1]
+runs_per_core = 1
+[grid]
+env = ["{TOY}"]
+teacher = ["true-reward", "oracle"]
+labels = [20]
+[settings]
+segment-length = 10
+reward-update-interval = 512
+checkpoint-interval = 512
+[[override]]
+match = {{ teacher = "oracle" }}
+steps = 12288
+""",
+    )
+    runs = load_spec(spec).runs
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    command = [sys.executable, "-m", "prefrl", "sweep", str(spec)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(run.finished for run in runs):
+        time.sleep(0.5)
+    first.send_signal(signal.SIGINT)  # part way: the short runs may be done, the long ones are not
+    first.communicate(timeout=120)
+    finished_first = {run.name for run in runs if run.finished}
+    checkpointed = {run.name: run.steps_done() for run in runs if 0 < run.steps_done() < run.steps}
+    assert finished_first and len(finished_first) < len(runs)
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert all(run.finished for run in runs)
+    for run in runs:
+        expected = "skipped (finished earlier)" if run.name in finished_first else "finished"
+        assert f"{run.name}: {expected}" in again.stdout
+        if run.name in checkpointed:  # resumed from its checkpoint, not begun again
+            assert (run.run_dir / "logs" / "session-1").exists()
+            steps = read_metrics(run.run_dir / "metrics.csv")["step"]
+            assert (np.diff(steps) > 0).all() and steps[-1] >= run.steps
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        f"""
+steps = 1024
+[grid]
+env = ["{TOY}"]
+teacher = ["true-reward", "oracle"]
+labels = [20]
+[settings]
+segment-length = 10
+""",
+    )
+    runs = load_spec(spec).runs
+    broken = next(run for run in runs if "oracle" in run.name)
+    broken.run_dir.mkdir(parents=True)
+    (broken.run_dir / "config.json").write_text("{ not json")  # resuming it fails at once
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-m", "prefrl", "sweep", str(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert (
+        f"{broken.name}: failed (exit 2)" in done.stdout and "not valid JSON" in done.stdout
+    )  # its log's tail
+    assert all(run.finished for run in runs if run is not broken)
