@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-backflip bench-atari bench-atari-memory clean
+.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-atari bench-atari-memory clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,18 @@ bench-mujoco: install
 
 bench-mujoco-ablations: install
 	$(PY) -m benchmarks.mujoco_ablations
+
+# The paper's Figure 2 on our task variants, as Ray sweeps (tens of core-hours on 2 cores; resumable).
+bench-mujoco-table: install
+	$(VENV)/bin/prefrl sweep benchmarks/specs/mujoco_table.toml
+	$(VENV)/bin/prefrl sweep benchmarks/specs/mujoco_budgets.toml
+	$(VENV)/bin/prefrl sweep benchmarks/specs/mujoco_trpo.toml
+	$(VENV)/bin/prefrl report benchmarks/runs/mujoco_table benchmarks/runs/mujoco_budgets \
+		benchmarks/runs/mujoco_trpo --out benchmarks/results/mujoco_table
+
+# Whole preference runs against the true reward, one after the other on the same cores.
+bench-wall-time: install
+	$(PY) -m benchmarks.wall_time
 
 bench-backflip: install
 	$(PY) -m benchmarks.backflip
