@@ -4,9 +4,9 @@ The whole human path runs, with a scripted person: ``prefrl train --teacher huma
 run's database, ``prefrl label`` (a separate process) renders their clips and serves them, and a scripted
 labeler claims pairs and answers over HTTP at a person's pace (3-5 s per answer) and with a person's noise
 (BPref's stochastic and mistake models, about 10 % wrong), preferring the clip closer to a landed airborne
-backflip (:func:`~prefrl.envs.backflip.backflip_progress`). The final policy is then run for a few episodes
-and its landed airborne backflips are counted from the simulator state by the strict judge
-(:func:`~prefrl.envs.backflip.judge_backflips`), beside its full backward turns however made.
+backflip (:func:`~prefrl.envs.backflip_judge.backflip_progress`). The final policy is then run for a few
+episodes and its landed airborne backflips are counted from the simulator state by the strict judge
+(:func:`~prefrl.envs.backflip_judge.judge_backflips`), beside its full backward turns however made.
 
 Writes ``benchmarks/results/backflip.json`` (``labels``, ``steps``, ``backflips_per_episode``, the machine
 and versions), ``backflip.mp4`` (an episode of the final policy) and ``backflip.png`` (learning curve: the
@@ -36,9 +36,8 @@ import tyro
 from benchmarks.common import RESULTS, machine_info, write_json
 from prefrl import algos
 from prefrl.checkpoint import latest_checkpoint, read_state
-from prefrl.envs.backflip import (
-    BACKFLIP_ID,
-    HORIZON,
+from prefrl.envs.backflip import BACKFLIP_ID, HORIZON
+from prefrl.envs.backflip_judge import (
     BackflipRule,
     backflip_progress,
     count_backward_turns,
@@ -156,9 +155,9 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
     """Run the final policy for ``eval_episodes`` episodes (deterministic actions).
 
     Returns:
-        Landed airborne backflips per episode (:func:`~prefrl.envs.backflip.judge_backflips`), full backward
-        turns however made (:func:`~prefrl.envs.backflip.count_backward_turns`), and the states of the
-        episode with most backflips.
+        Landed airborne backflips per episode (:func:`~prefrl.envs.backflip_judge.judge_backflips`), full
+        backward turns however made (:func:`~prefrl.envs.backflip_judge.count_backward_turns`), and the
+        states of the episode with most backflips.
     """
     from stable_baselines3.common.vec_env import VecNormalize
 

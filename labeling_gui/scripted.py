@@ -2,7 +2,7 @@
 
 It stands in for a person so that the whole human path (queries in the store, clips, claims and answers
 over HTTP, the trainer polling them) runs without one: in the end-to-end test with the oracle and in the
-backflip benchmark with a :class:`NoisyChoice` on :func:`prefrl.envs.backflip.backflip_progress`, at a
+backflip benchmark with a :class:`NoisyChoice` on :func:`prefrl.envs.backflip_judge.backflip_progress`, at a
 person's pace. It reads a claimed pair's segments from the run's database (where a person would watch its
 clips) and picks with ``choose(left, right)``.
 """
@@ -71,7 +71,7 @@ class NoisyChoice:
 
     Args:
         score: how close a segment is to what the person wants (e.g.
-            :func:`prefrl.envs.backflip.backflip_progress` of its states); about 1 per unit of progress.
+            :func:`prefrl.envs.backflip_judge.backflip_progress` of its states); about 1 per unit of progress.
         beta: rationality on score differences.
         epsilon: probability of answering the other way.
         rng: random generator.

@@ -1,0 +1,216 @@
+"""Judging backflips from the simulator state of ``prefrl/HopperBackflip-v0`` (Christiano et al. 2017, §3.2).
+
+No paper defines a numeric measure of the backflip (the paper shows a video: the hopper "performs a
+backflip, lands upright, and repeats"), so ours is stated here, in :class:`BackflipRule`, and computed from
+the saved simulator states ``(steps, nq + nv)`` (qpos then qvel) alone, the way a person watching the clip
+would judge it:
+
+* :func:`judge_backflips`: the strict count, landed airborne backflips (the benchmark's
+  ``backflips_per_episode``).
+* :func:`count_backward_turns`: the lax count, full backward turns however made, rolling on the ground
+  included (``backward_turns_per_episode``).
+* :func:`backflip_progress`: how close a clip is to a landed airborne backflip, the score a scripted person
+  ranks clips by.
+
+Contacts are not in the state, so they are judged from its geometry: :func:`lowest_points` puts each state's
+qpos through MuJoCo's forward kinematics on the Hopper model and takes the lowest point of each body's
+capsule; :func:`floor_contacts` calls a body touching when that point is within a margin of the floor.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium.envs.mujoco
+import mujoco
+import numpy as np
+
+PITCH_INDEX = 2  # qpos[2] is the torso's pitch ("rooty"); it grows as the hopper leans forwards
+HEIGHT_INDEX = 1  # qpos[1] is the height of the torso's centre ("rootz")
+BODIES = ("torso", "thigh", "leg", "foot")
+"""The Hopper's bodies, in the column order of :func:`lowest_points` and :func:`floor_contacts`."""
+
+
+def backward_rotation(states: np.ndarray) -> float:
+    """Net backward rotation of the torso over a segment, in radians.
+
+    Args:
+        states: simulator states ``(steps, nq + nv)``, as saved in a :class:`~prefrl.segments.Segment`.
+    """
+    pitch = np.asarray(states)[:, PITCH_INDEX]
+    return float(pitch[0] - pitch[-1])
+
+
+def count_backward_turns(states: np.ndarray) -> int:
+    """Full backward turns of the torso, however they happened: ``floor(max_t (θ₀ − θₜ) / 2π)``.
+
+    The lax count: a hopper rolling over on the ground scores as well as one flipping in the air. The
+    benchmark reports it as ``backward_turns_per_episode`` beside :func:`judge_backflips`' strict count.
+
+    Args:
+        states: an episode's simulator states ``(steps, nq + nv)``, the first being the reset state.
+    """
+    pitch = np.asarray(states)[:, PITCH_INDEX]
+    return int(np.floor(max(0.0, float(np.max(pitch[0] - pitch))) / (2 * np.pi)))
+
+
+@dataclass(frozen=True)
+class BackflipRule:
+    """What counts as a backflip, judged from the simulator state alone (the values are ours).
+
+    A backflip is a stretch of steps in which the torso turns backwards by a full 2π, then a landing:
+
+    1. **The turn** runs from the last step whose pitch is 2π above the pitch at the step where the turn
+       completes, to that step.
+    2. **Airborne**: at no step of the turn does any body but the foot touch the floor, and at
+       ``min_airborne_share`` (70 %) of its steps nothing touches at all. A body touches when its lowest
+       point (capsule end minus radius, by forward kinematics) is within ``contact_margin`` of the floor.
+    3. **Landed on the foot, upright**: within ``landing_window`` steps after the turn the hopper stands
+       for ``settle_steps`` steps in a row: the foot touches the floor and no other body does, the torso's
+       centre is at least ``min_torso_height`` high and its pitch (mod 2π) within ``max_pitch`` of upright.
+    4. **No crash**: from the start of the turn until ``stay_steps`` after the landing has settled,
+       neither the torso nor the thigh touches the floor (a hopper that lands and then folds over within
+       half a second did not land; at the end of the states the steps left are enough).
+
+    After a landing the next flip is searched from the end of the landing; a turn that fails a rule still
+    counts as a backward turn, not as a backflip.
+    """
+
+    min_airborne_share: float = 0.7
+    contact_margin: float = 0.02
+    """Metres: a body within this of the floor touches it (the state is sampled every 0.02 s)."""
+    landing_window: int = 25
+    """Steps (0.5 s at 50 Hz) after the turn within which the hopper must be standing on its foot."""
+    min_torso_height: float = 0.7
+    """Metres: Hopper-v5's healthy torso height (standing straight, the torso's centre is at 1.2 m)."""
+    max_pitch: float = 0.6
+    """Radians from upright (Hopper-v5's healthy range is ±0.2 while hopping; landing from a flip leans)."""
+    settle_steps: int = 5
+    stay_steps: int = 25
+    """Steps (0.5 s at 50 Hz) after the landing in which the torso and thigh must stay off the floor."""
+
+
+@dataclass(frozen=True)
+class Backflip:
+    """One backflip found by :func:`judge_backflips`: the steps of its turn, where its landing settled, and
+    the share of the turn's steps in which nothing touched the floor."""
+
+    start: int
+    end: int
+    landed: int
+    airborne_share: float
+
+
+def lowest_points(states: np.ndarray) -> np.ndarray:
+    """Height above the floor of each body's lowest point at each step: ``(steps, 4)`` in :data:`BODIES`
+    order, by forward kinematics of each state's qpos on the Hopper model (capsule end less radius).
+
+    The leg's ankle end lies inside the foot's capsule (the ankle is on the foot's axis and the foot is the
+    thicker), so the leg is measured without its last ``foot radius`` of length: otherwise a foot resting
+    on the floor, sunk a few millimetres into it as MuJoCo's soft contacts let it, would make the leg touch.
+    """
+    model, data = _hopper_model()
+    geoms = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{body}_geom") for body in BODIES]
+    leg, foot = BODIES.index("leg"), BODIES.index("foot")
+    ankle = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "foot_joint")
+    states = np.asarray(states, dtype=np.float64)
+    out = np.zeros((len(states), len(BODIES)))
+    for t, state in enumerate(states):
+        data.qpos[:] = state[: model.nq]
+        mujoco.mj_kinematics(model, data)
+        for j, geom in enumerate(geoms):
+            radius, half_length = model.geom_size[geom][:2]
+            axis = data.geom_xmat[geom].reshape(3, 3)[:, 2] * half_length
+            ends = np.stack([data.geom_xpos[geom] + axis, data.geom_xpos[geom] - axis])
+            if j == leg:
+                near = int(np.argmin(np.linalg.norm(ends - data.xanchor[ankle], axis=1)))
+                inside_foot = model.geom_size[geoms[foot]][0] / (2 * half_length)
+                ends[near] += (ends[1 - near] - ends[near]) * inside_foot
+            out[t, j] = ends[:, 2].min() - radius
+    return out
+
+
+def floor_contacts(states: np.ndarray, margin: float = BackflipRule.contact_margin) -> np.ndarray:
+    """Which bodies touch the floor at each step: bool ``(steps, 4)`` in :data:`BODIES` order (lowest point
+    within ``margin`` of the floor, see :func:`lowest_points`)."""
+    return np.asarray(lowest_points(states) <= margin)
+
+
+def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[Backflip]:
+    """The landed airborne backflips in a sequence of simulator states ``(steps, nq + nv)``, by ``rule``."""
+    states = np.asarray(states, dtype=np.float64)
+    pitch, height = states[:, PITCH_INDEX], states[:, HEIGHT_INDEX]
+    touching = floor_contacts(states, rule.contact_margin)
+    foot: np.ndarray = touching[:, BODIES.index("foot")]
+    not_foot = np.asarray(touching[:, :3].any(axis=1))
+    torso_or_thigh = np.asarray(touching[:, :2].any(axis=1))
+    upright = (np.abs(np.angle(np.exp(1j * pitch))) <= rule.max_pitch) & (height >= rule.min_torso_height)
+    standing = foot & upright & ~not_foot
+    flips: list[Backflip] = []
+    t = 0
+    while (end := _turn_end(pitch, t)) is not None:
+        start = t + int(np.flatnonzero(pitch[t:end] >= pitch[end] + 2 * np.pi)[-1])
+        turn = slice(start, end + 1)
+        airborne_share = float(np.mean(~touching[turn].any(axis=1)))
+        landed = _settled(standing, end, rule)
+        if (
+            landed is None
+            or not_foot[turn].any()
+            or airborne_share < rule.min_airborne_share
+            or torso_or_thigh[start : landed + 1 + rule.stay_steps].any()
+        ):
+            t = end  # a backward turn, not a backflip
+            continue
+        flips.append(Backflip(start, end, landed, airborne_share))
+        t = landed
+    return flips
+
+
+def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> float:
+    """How close a clip is to a landed airborne backflip, ranked as a person judging clips would: airborne
+    backward rotation first, then a landing, then height.
+
+    ``airborne turns + 0.5 · landed backflips + 0.05 · (highest torso height − 1.25 m)``, where airborne
+    turns are the backward rotation (in turns of 2π) made between steps in which nothing touches the floor:
+    a full turn in the air scores 1, landing it 1.5, a roll on the ground about 0, and a metre of height
+    counts as much as 18° of airborne turning.
+
+    Args:
+        states: simulator states ``(steps, nq + nv)`` of the clip.
+        rule: the contact margin and what a landed backflip is.
+    """
+    states = np.asarray(states, dtype=np.float64)
+    pitch = states[:, PITCH_INDEX]
+    airborne = ~np.asarray(floor_contacts(states, rule.contact_margin).any(axis=1))
+    backward = pitch[:-1] - pitch[1:]
+    in_air = airborne[:-1] & airborne[1:]
+    airborne_turns = max(0.0, float(backward[in_air].sum())) / (2 * np.pi)
+    landed = len(judge_backflips(states, rule))
+    return airborne_turns + 0.5 * landed + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
+
+
+def _turn_end(pitch: np.ndarray, t: int) -> int | None:
+    """The first step after ``t`` by which the torso has turned 2π backwards from some step since ``t``."""
+    turned = np.maximum.accumulate(pitch[t:]) - pitch[t:]
+    done = np.flatnonzero(turned >= 2 * np.pi)
+    return t + int(done[0]) if len(done) else None
+
+
+def _settled(standing: np.ndarray, end: int, rule: BackflipRule) -> int | None:
+    """The last of the first ``settle_steps`` standing steps in a row that begin in the landing window."""
+    run = 0
+    for t in range(end + 1, min(len(standing), end + 1 + rule.landing_window + rule.settle_steps)):
+        run = run + 1 if standing[t] else 0
+        if run == rule.settle_steps:
+            return t if t - rule.settle_steps + 1 <= end + rule.landing_window else None
+    return None
+
+
+@functools.cache
+def _hopper_model() -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """Gymnasium's Hopper model (the backflip env's, whose changes do not touch its geometry)."""
+    xml = Path(gymnasium.envs.mujoco.__file__).parent / "assets" / "hopper.xml"
+    model = mujoco.MjModel.from_xml_path(str(xml))
+    return model, mujoco.MjData(model)

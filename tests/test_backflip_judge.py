@@ -1,0 +1,123 @@
+"""The strict backflip judge, on state sequences built by hand and on flips simulated in MuJoCo."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from prefrl.envs.backflip import BACKFLIP_ID
+from prefrl.envs.backflip_judge import (
+    BODIES,
+    backflip_progress,
+    count_backward_turns,
+    floor_contacts,
+    judge_backflips,
+    lowest_points,
+)
+
+STAND = 1.22  # torso height at which the straight hopper's foot rests on the floor
+
+
+def states_of(z: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Simulator states ``(steps, 12)`` with torso height ``z``, pitch ``pitch`` and straight joints."""
+    states = np.zeros((len(z), 12))
+    states[:, 1], states[:, 2] = z, pitch
+    return states
+
+
+def flip(after_z: float, after_pitch: float) -> np.ndarray:
+    """Stand, jump, turn 2π backwards in the air, then hold ``(after_z, after_pitch)`` for 20 steps."""
+    flight = np.linspace(0, 1, 51)
+    z = np.concatenate([np.full(10, STAND), STAND + 5.0 * flight * (1 - flight), np.full(20, after_z)])
+    pitch = np.concatenate([np.zeros(10), -2 * np.pi * flight, np.full(20, after_pitch)])
+    return states_of(z, pitch)
+
+
+def rolling(steps: int) -> np.ndarray:
+    """Turning over backwards 1.1 times with the lowest body always on the floor."""
+    states = states_of(np.zeros(steps), -2.2 * np.pi * np.linspace(0, 1, steps))
+    states[:, 1] = -lowest_points(states).min(axis=1)  # lift each pose until it rests on the floor
+    return states
+
+
+def launched(pitch_velocity: float, steps: int = 120) -> np.ndarray:
+    """Simulated states of the hopper thrown upwards at 6 m/s, turning at ``pitch_velocity`` (rad/s), its
+    joints held straight by a PD controller through the flight and the landing."""
+    env = gym.make(BACKFLIP_ID)
+    sim = env.unwrapped
+    env.reset(seed=0)
+    sim.data.qvel[1:3] = 6.0, pitch_velocity
+    states = [sim.state_vector().copy()]
+    for _ in range(steps):
+        hold = np.clip(-2.0 * sim.data.qpos[3:] - 0.2 * sim.data.qvel[3:], -1, 1)
+        env.step(hold)
+        states.append(sim.state_vector().copy())
+    env.close()
+    return np.array(states)
+
+
+def test_a_landed_airborne_turn_is_a_backflip() -> None:
+    states = flip(STAND, -2 * np.pi)
+    flips = judge_backflips(states)
+    assert len(flips) == 1 and flips[0].airborne_share >= 0.7
+    assert count_backward_turns(states) == 1
+    contacts = floor_contacts(states)
+    assert contacts[0, BODIES.index("foot")] and not contacts[0, :3].any()  # standing on the foot
+    assert not contacts[35].any()  # mid-flight
+
+
+def test_a_turn_rolled_on_the_ground_is_not_a_backflip() -> None:
+    states = rolling(60)
+    assert count_backward_turns(states) == 1  # the lax count takes it
+    assert floor_contacts(states)[:, :3].any()
+    assert judge_backflips(states) == []
+
+
+def test_an_airborne_turn_that_ends_in_a_crash_is_not_a_backflip() -> None:
+    lying = flip(0.04, -2.5 * np.pi)  # comes down on its back: the torso hits the floor
+    assert count_backward_turns(lying) == 1 and judge_backflips(lying) == []
+    crouched = flip(0.5, -2 * np.pi)  # upright but too low: the leg and thigh fold onto the floor
+    assert judge_backflips(crouched) == []
+
+
+def test_two_landed_flips_count_twice() -> None:
+    first = flip(STAND, -2 * np.pi)
+    second = flip(STAND, -2 * np.pi)
+    second[:, 2] -= 2 * np.pi  # carries on from where the first left off
+    assert len(judge_backflips(np.concatenate([first, second]))) == 2
+
+
+def test_a_hopper_standing_in_the_simulator_touches_the_floor_with_its_foot_only() -> None:
+    env = gym.make(BACKFLIP_ID)
+    env.reset(seed=0)
+    states = [env.step(np.zeros(3))[4]["sim_state"] for _ in range(30)]
+    contacts = floor_contacts(np.array(states[10:]))  # settled: the foot sunk a few mm into the floor
+    assert contacts[:, BODIES.index("foot")].all() and not contacts[:, :3].any()
+
+
+@pytest.mark.parametrize(
+    "pitch_velocity, turns, backflips",
+    [(-5.0, 1, 1), (-6.0, 1, 0), (-4.0, 0, 0)],
+    ids=["landed", "over-turned-and-crashed", "under-turned"],
+)
+def test_simulated_flips_are_judged(pitch_velocity: float, turns: int, backflips: int) -> None:
+    states = launched(pitch_velocity)
+    assert count_backward_turns(states) == turns
+    assert len(judge_backflips(states)) == backflips
+    if backflips:  # it stands on its foot after the landing, upright and high
+        assert states[-1, 1] > 1.1 and abs(np.angle(np.exp(1j * states[-1, 2]))) < 0.2
+    else:  # it lies on the floor
+        assert floor_contacts(states[-1:])[0, :2].any()
+
+
+def test_progress_ranks_clips_as_a_person_would() -> None:
+    landed, crashed = flip(STAND, -2 * np.pi), flip(0.04, -2.5 * np.pi)
+    rolled = rolling(60)
+    standing = states_of(np.full(60, STAND), np.zeros(60))
+    scores = [backflip_progress(s) for s in (landed, crashed, rolled, standing)]
+    assert scores[0] > scores[1] > scores[2] and scores[0] > 1.4
+    assert abs(scores[2]) < 0.2 and abs(scores[3]) < 0.2  # a roll on the ground is no progress
+    simulated = [backflip_progress(launched(w)) for w in (-5.0, -6.0, -4.0, 0.0)]
+    # landed flip > full airborne turn, crashed > most of a turn > a jump without turning
+    assert simulated[0] > 1.4 > simulated[1] > 1.0 > simulated[2] > simulated[3]
