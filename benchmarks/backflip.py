@@ -8,9 +8,10 @@ backflip (:func:`~prefrl.envs.backflip_judge.backflip_progress`). The final poli
 episodes and its landed airborne backflips are counted from the simulator state by the strict judge
 (:func:`~prefrl.envs.backflip_judge.judge_backflips`), beside its full backward turns however made.
 
-Writes ``benchmarks/results/backflip.json`` (``labels``, ``steps``, ``backflips_per_episode``, the machine
-and versions), ``backflip.mp4`` (an episode of the final policy) and ``backflip.png`` (learning curve: the
-true return is the net backward rotation in radians). Target: ≥ 1 backflip per episode with ≤ 900 labels.
+Writes ``benchmarks/results/backflip.json`` (``{runs: [{algo, labels, steps, seed, backflips_per_episode,
+backward_turns_per_episode, ...}], summary, judge, machine}``), ``backflip.mp4`` (the evaluation episode with
+most backflips) and ``backflip.png`` (learning curve: the true return is the net backward rotation in
+radians). Target: ≥ 1 landed airborne backflip per episode with ≤ 900 labels.
 
     python -m benchmarks.backflip [--labels 900] [--steps 2000000] [--algo ppo] [--n-envs 8]
     python -m benchmarks.backflip --labels 20 --steps 4096 --out /tmp/backflip.json   # a smoke test
@@ -165,7 +166,10 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
 
     checkpoint = latest_checkpoint(args.run_dir)
     if checkpoint is None:
-        raise RuntimeError(f"{args.run_dir} has no checkpoint to evaluate")
+        raise SystemExit(
+            f"{args.run_dir} holds no checkpoint to evaluate (run directories are not committed): train one "
+            "with `python -m benchmarks.backflip`, or pass the run with --run-dir"
+        )
     config = json.loads((args.run_dir / "config.json").read_text())
     base = make_vec_env(BACKFLIP_ID, 1, args.seed + 10_000)
     venv = base
@@ -232,6 +236,7 @@ def main(args: Args) -> None:
             "runs": [run],
             "summary": {
                 "backflips_per_episode": per_episode,
+                "backward_turns_per_episode": float(np.mean(turns)),
                 "labels": labels,
                 "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
                 "target_met": per_episode >= TARGET_BACKFLIPS and labels <= TARGET_LABELS,
@@ -251,7 +256,10 @@ def main(args: Args) -> None:
             "machine": machine_info(),
         },
     )
-    print(f"{per_episode:.2f} backflips per episode with {len(records)} labels; clip {clip}")
+    print(
+        f"{per_episode:.2f} landed airborne backflips and {np.mean(turns):.2f} backward turns per episode "
+        f"with {labels} labels; clip {clip}"
+    )
 
 
 if __name__ == "__main__":
