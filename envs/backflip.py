@@ -41,9 +41,10 @@ HORIZON = 500
 FRAME_SKIP = 10  # 10 × 0.002 s: actions at 50 Hz
 INSTRUCTIONS = (
     "Prefer the clip that is closer to a backflip. The hopper faces right; a backflip turns it over "
-    "backwards: it jumps, its top swings to the left and over (counter-clockwise on screen) and it comes "
-    "round again. More backward turning is better, a full turn best. If neither clip turns backwards, "
-    "prefer the one that leans further back or jumps higher; press ↓ (can't tell) only when you cannot see."
+    "backwards in the air: it jumps, its top swings to the left and over (counter-clockwise on screen) and "
+    "it lands on its foot, upright. More backward turning in the air is better, a full turn best, a full "
+    "turn landed on the foot better still; rolling over on the ground does not count. If neither clip turns "
+    "in the air, prefer the one that jumps higher; press ↓ (can't tell) only when you cannot see."
 )
 CAMERA = {"trackbodyid": 1, "distance": 3.5, "elevation": -10.0, "azimuth": 90.0}
 """MuJoCo tracking camera on the torso, seen from the side (``azimuth`` 90: the hopper faces right)."""
