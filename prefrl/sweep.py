@@ -1,6 +1,6 @@
 """``prefrl sweep SPEC``: a grid of ``prefrl train`` runs as tasks on Ray, resumable.
 
-A spec is a small TOML file::
+A spec is a small TOML file (or YAML, ``.yaml``/``.yml``, with the same keys)::
 
     out = "runs/hopper-grid"            # one directory per run inside it, named after its settings
     imports = []                        # modules that register your own envs, imported by every run
@@ -21,10 +21,11 @@ A spec is a small TOML file::
     match = { env = "prefrl/InvertedPendulum-v0" }
     steps = 200000
 
-Each run's directory is exactly what ``prefrl train`` makes. Running the same command again skips finished
-runs (their latest checkpoint has reached ``steps``) and resumes interrupted ones from their checkpoints. A
-run that fails is reported with the end of its log and the others go on. Every run's settings are checked
-before anything starts, and a bad one is a one-line error.
+Each run's directory is exactly what ``prefrl train`` makes, plus ``train.log`` (the run's output). Running
+the same command again skips finished runs (their latest checkpoint has reached ``steps``, which any run made
+by ``prefrl train`` leaves) and resumes interrupted ones from their checkpoints. A run that fails is reported
+with the end of its log and the others go on. Every run's settings are checked before anything starts, and a
+bad one is a one-line error, as is a run directory that already holds a run with other settings.
 
 Ray: by default the command starts a local Ray on this machine's cores (and stops it at the end); with
 ``--address`` it joins an existing cluster, whose machines must all see ``out`` at the same path.
@@ -32,8 +33,11 @@ Ray: by default the command starts a local Ray on this machine's cores (and stop
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import itertools
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -56,6 +60,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 LOG_TAIL_LINES = 15
+RUNTIME_SETTINGS = ("threads", "fit_threads", "device")
+"""Settings that say how a run is computed, not what: a resumed run takes them from the spec."""
 OBJECT_STORE_BYTES = 200 * 2**20
 """Ray's object store for a local sweep: the runs pass nothing through it but their exit codes."""
 
@@ -71,7 +77,7 @@ class SweepRun:
     imports: tuple[str, ...] = ()
 
     def command(self) -> list[str]:
-        """``prefrl train`` for a new run, ``prefrl resume`` for one begun earlier."""
+        """``prefrl train`` for a new run, ``prefrl resume`` for one begun earlier (this machine's Python)."""
         prefrl = [sys.executable, "-m", "prefrl"]
         if self.imports:
             boot = f"import importlib, sys; [importlib.import_module(m) for m in {list(self.imports)!r}]; "
@@ -81,7 +87,10 @@ class SweepRun:
                 boot + "from prefrl.cli import main; sys.exit(main(sys.argv[1:]))",
             ]
         if (self.run_dir / "config.json").exists():
-            return [*prefrl, "resume", str(self.run_dir), "--no-progress-bar"]
+            runtime = [
+                a for flag, value in zip(self.args, self.args[1:]) if _is_runtime(flag) for a in (flag, value)
+            ]
+            return [*prefrl, "resume", str(self.run_dir), *runtime, "--no-progress-bar"]
         return [*prefrl, "train", *self.args]
 
     def steps_done(self) -> int:
@@ -103,7 +112,11 @@ class SweepRun:
 
     @property
     def log(self) -> Path:
-        return self.run_dir.parent / f"{self.run_dir.name}.log"
+        return self.run_dir / "train.log"
+
+
+def _is_runtime(flag: str) -> bool:
+    return flag.startswith("--") and flag[2:].replace("-", "_") in RUNTIME_SETTINGS
 
 
 @dataclass
@@ -114,13 +127,9 @@ class Sweep:
 
 
 def load_spec(path: Path) -> Sweep:
-    """The sweep described by a TOML file, every run's settings checked (one-line ConfigError otherwise)."""
-    try:
-        spec = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no sweep spec at {path}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    """The sweep described by a TOML or YAML file, every run's settings checked (one-line ConfigError
+    otherwise)."""
+    spec = _read_spec(Path(path))
     known = {"out", "imports", "steps", "seeds", "runs_per_core", "grid", "settings", "override"}
     unknown = set(spec) - known
     if unknown:
@@ -139,7 +148,7 @@ def load_spec(path: Path) -> Sweep:
     runs_per_core = spec.get("runs_per_core", 1)
     if not isinstance(runs_per_core, int | float) or runs_per_core <= 0:
         raise ConfigError(f"{path}: runs_per_core must be a positive number; got {runs_per_core!r}")
-    out = Path(spec["out"])  # relative to the current directory, as --run-dir is
+    out = Path(spec["out"]).absolute()  # relative to the current directory, as --run-dir is
     imports = tuple(spec.get("imports", []))
     for module in imports:
         try:
@@ -161,7 +170,7 @@ def load_spec(path: Path) -> Sweep:
             continue  # e.g. true-reward runs of a grid over label budgets
         names.add(name)
         args = _arguments(settings, out / name)
-        _check(name, args)
+        _check_against_earlier(name, out / name, settings, _check(name, args))
         runs.append(SweepRun(name, out / name, tuple(args), int(settings["steps"]), imports))
     return Sweep(out, runs, float(runs_per_core))
 
@@ -196,20 +205,79 @@ def _arguments(settings: dict[str, Any], run_dir: Path) -> list[str]:
     return [*args, "--run-dir", str(run_dir), "--no-progress-bar"]
 
 
-def _check(name: str, args: list[str]) -> None:
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"no sweep spec at {path}") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+        if not isinstance(spec, dict):
+            raise ConfigError(
+                f"{path}: a spec is a mapping of keys (out, grid, ...); got {type(spec).__name__}"
+            )
+        return spec
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+
+
+def _check(name: str, args: list[str]) -> TrainConfig:
+    """The run's settings parsed and resolved exactly as ``prefrl train`` does, writing nothing."""
     from prefrl.cli import parse
     from prefrl.spec import resolve
 
     try:
-        resolve(parse(TrainConfig, list(args), "prefrl train"))
+        config = parse(TrainConfig, list(args), "prefrl train")
+        resolve(config)
     except ConfigError as err:
         raise ConfigError(f"run {name}: {err}") from None
+    return config
+
+
+def _check_against_earlier(name: str, run_dir: Path, settings: dict[str, Any], config: TrainConfig) -> None:
+    """A run begun by an earlier sweep must have the settings the spec gives it now: ``prefrl resume`` keeps
+    a run's settings, so a changed spec would otherwise be ignored without a word."""
+    try:
+        earlier = TrainConfig.load(run_dir / "config.json").to_json()
+    except (FileNotFoundError, ConfigError):
+        return  # a new run; or a broken one, which fails when it runs and is reported then
+    now = config.to_json()
+    for key in settings:
+        field = key.replace("-", "_")
+        if field in RUNTIME_SETTINGS or field not in now:
+            continue
+        if json.dumps(earlier.get(field)) != json.dumps(now[field]):
+            raise ConfigError(
+                f"run {name}: {run_dir} holds a run with {key} = {earlier.get(field)!r}, the spec now says "
+                f"{now[field]!r}; set another `out`, or delete that run directory to start it again"
+            )
 
 
 # ------------------------------------------------------------------------------------------- running
-def run_task(command: list[str], log: str, cwd: str, env: dict[str, str]) -> int:
-    """One run, as a subprocess that dies with its Ray worker (it checkpoints on the SIGTERM)."""
-    with open(log, "ab") as out:
+def run_task(run: SweepRun, cwd: str, env: dict[str, str]) -> int:
+    """One run, as a subprocess that dies with its Ray worker (it checkpoints on the SIGTERM).
+
+    The run's ``prefrl`` process holds a lock on its log until it exits: the same run started again (a sweep
+    run again at once after a Ctrl-C) waits for the earlier process to write its last checkpoint, and only
+    then chooses between ``train`` and ``resume``.
+    """
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.log, "ab") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # the child shares this open file, so it holds the lock too
+        if run.finished:
+            return 0
+        command = run.command()
+        shown = command[next(i for i, a in enumerate(command) if a in ("train", "resume")) :]
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        out.write(f"== {when} on {os.uname().nodename}: prefrl {' '.join(shown)}\n".encode())
+        out.flush()  # also tells the sweep's table that the run has started
         proc = subprocess.Popen(
             command,
             stdout=out,
@@ -219,6 +287,23 @@ def run_task(command: list[str], log: str, cwd: str, env: dict[str, str]) -> int
             preexec_fn=_die_with_parent,
         )
         return proc.wait()
+
+
+def _wait_for_exit(runs: list[SweepRun], timeout_s: float) -> None:
+    """Wait until the ``prefrl`` processes of ``runs`` have exited (each holds its log's lock till then)."""
+    deadline = time.time() + timeout_s
+    for run in runs:
+        if not run.log.exists():
+            continue
+        with open(run.log, "ab") as log:
+            while True:
+                try:
+                    fcntl.flock(log, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.time() > deadline:
+                        return
+                    time.sleep(0.2)
 
 
 def _die_with_parent() -> None:
@@ -239,14 +324,15 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
     todo = [run for run in sweep.runs if run.name not in status]
     if not todo:
         return status
+    quiet = logging.WARNING  # the table says what happens
     if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
+        ray.init(address=address, log_to_driver=False, logging_level=quiet)
+    else:  # Ray counts the cores this process may use (affinity and container quotas included)
         ray.init(
-            num_cpus=os.cpu_count(),
             object_store_memory=OBJECT_STORE_BYTES,
             include_dashboard=False,
             log_to_driver=False,
+            logging_level=quiet,
         )
     remote = ray.remote(num_cpus=1 / sweep.runs_per_core, max_retries=0)(run_task)
     cwd = os.getcwd()  # on a cluster, the same path on every machine
@@ -254,9 +340,9 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
     for key in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
         if key in os.environ:
             env[key] = os.environ[key]
-    pending = {remote.remote(run.command(), str(run.log), cwd, env): run for run in todo}
-    table = _LiveTable(sweep, status)
     start = time.time()
+    pending = {remote.remote(run, cwd, env): run for run in todo}
+    table = _LiveTable(sweep, status, start)
     try:
         while pending:
             done, _ = ray.wait(list(pending), timeout=poll_s, num_returns=len(pending))
@@ -264,10 +350,13 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
                 run = pending.pop(ref)
                 code = ray.get(ref)
                 status[run.name] = "finished" if code == 0 and run.finished else f"failed (exit {code})"
-            table.show(pending.values(), time.time() - start)
+            table.show(pending.values())
     finally:
         table.close()
-        ray.shutdown()
+        ray.shutdown()  # stops the runs' workers; each run then checkpoints on its SIGTERM and exits
+        if pending:
+            print(f"waiting for {len(pending)} runs to write their checkpoints", file=sys.stderr, flush=True)
+            _wait_for_exit(list(pending.values()), timeout_s=120)
     return status
 
 
@@ -275,8 +364,8 @@ class _LiveTable:
     """Runs done, running and failed, with steps and time left: a live table on a terminal, else a line per
     change."""
 
-    def __init__(self, sweep: Sweep, status: dict[str, str]) -> None:
-        self.sweep, self.status, self._last = sweep, status, ""
+    def __init__(self, sweep: Sweep, status: dict[str, str], start: float) -> None:
+        self.sweep, self.status, self.start, self._last = sweep, status, start, ""
         self._start_steps = self._steps()
         self._live: Any = None
         if sys.stderr.isatty():
@@ -286,14 +375,19 @@ class _LiveTable:
             self._live = Live(console=Console(stderr=True), refresh_per_second=1)
             self._live.start()
 
-    def show(self, running: Any, elapsed: float) -> None:
-        running = list(running)
+    def show(self, pending: Any) -> None:
+        pending = list(pending)
+        running = [run for run in pending if self._started(run)]
         done = sum(s == "finished" or s.startswith("skipped") for s in self.status.values())
         failed = sum(s.startswith("failed") for s in self.status.values())
         total, steps = sum(run.steps for run in self.sweep.runs), self._steps()
+        elapsed = time.time() - self.start
         rate = (steps - self._start_steps) / elapsed if elapsed > 0 else 0.0  # steps per second this sitting
         left = f"about {(total - steps) / rate / 60:.0f} min left" if rate > 0 else "time left unknown yet"
-        line = f"{done} done, {len(running)} running, {failed} failed; {steps:,}/{total:,} steps; {left}"
+        line = (
+            f"{done} done, {len(running)} running, {len(pending) - len(running)} waiting, {failed} failed; "
+            f"{steps:,}/{total:,} steps; {left}"
+        )
         if self._live is None:
             if line.split(";")[0] != self._last.split(";")[0]:
                 print(line, file=sys.stderr, flush=True)
@@ -305,9 +399,16 @@ class _LiveTable:
         for column in ("run", "status", "steps"):
             table.add_column(column)
         for run in self.sweep.runs:
-            state = self.status.get(run.name, "running" if run in running else "waiting")
+            state = self.status.get(run.name, "running" if run in running else "waiting for a core")
             table.add_row(run.name, state, f"{max(run.steps_done(), run.steps_seen()):,}/{run.steps:,}")
         self._live.update(table)
+
+    def _started(self, run: SweepRun) -> bool:
+        """Its task has begun: :func:`run_task` writes a line to the run's log when it starts it."""
+        try:
+            return run.log.stat().st_mtime >= self.start
+        except FileNotFoundError:
+            return False
 
     def _steps(self) -> int:
         return sum(min(run.steps, max(run.steps_done(), run.steps_seen())) for run in self.sweep.runs)
@@ -337,7 +438,11 @@ def main(args: list[str]) -> None:
         for run in sweep.runs:
             print(f"{run.name}: {'finished' if run.finished else 'to run'}")
         return
-    status = run_sweep(sweep, address=parsed.address)
+    try:
+        status = run_sweep(sweep, address=parsed.address)
+    except KeyboardInterrupt:
+        print("prefrl: sweep interrupted; run the same command again to continue it", file=sys.stderr)
+        raise SystemExit(130) from None
     failed = {name: s for name, s in status.items() if s.startswith("failed")}
     for run in sweep.runs:
         print(f"{run.name}: {status[run.name]}")

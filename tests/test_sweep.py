@@ -10,6 +10,7 @@ import pytest
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
 from prefrl.cli import main
+from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.sweep import load_spec
 
@@ -49,6 +50,52 @@ steps = 2048
     )
 
 
+def test_a_yaml_spec_gives_the_same_runs_as_toml(tmp_path):
+    toml = write_spec(
+        tmp_path,
+        f"""
+steps = 1024
+seeds = [0, 1]
+[grid]
+env = ["{TOY}"]
+teacher = ["true-reward", "oracle"]
+labels = [20]
+[settings]
+segment-length = 10
+""",
+    )
+    yaml = tmp_path / "sweep.yaml"
+    yaml.write_text(
+        f"""
+out: {tmp_path / "runs"}
+imports: [tests.toy_envs]
+steps: 1024
+seeds: [0, 1]
+grid:
+  env: ["{TOY}"]
+  teacher: [true-reward, oracle]
+  labels: [20]
+settings:
+  segment-length: 10
+"""
+    )
+    assert [(r.name, r.args) for r in load_spec(yaml).runs] == [
+        (r.name, r.args) for r in load_spec(toml).runs
+    ]
+
+
+def test_a_run_begun_with_other_settings_is_an_error_before_anything_starts(tmp_path, capsys):
+    spec = write_spec(tmp_path, f'steps = 1024\n[grid]\nenv = ["{TOY}"]\n[settings]\nsegment-length = 10\n')
+    (run,) = load_spec(spec).runs
+    run.run_dir.mkdir(parents=True)
+    earlier = TrainConfig(env=TOY, steps=512, segment_length=10, run_dir=run.run_dir)
+    earlier.save(run.run_dir / "config.json")
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a run with steps = 512, the spec now says 1024" in err and "\n" not in err
+    assert sorted(p.name for p in run.run_dir.iterdir()) == ["config.json"]
+
+
 @pytest.mark.parametrize(
     "body, message",
     [
@@ -75,7 +122,7 @@ def test_a_killed_sweep_run_again_skips_finished_runs_and_resumes_the_rest(tmp_p
         f"""
 steps = 3072
 seeds = [0, 1]
-runs_per_core = 1
+runs_per_core = 2   # all four at once on two cores
 [grid]
 env = ["{TOY}"]
 teacher = ["true-reward", "oracle"]
@@ -86,7 +133,7 @@ reward-update-interval = 512
 checkpoint-interval = 512
 [[override]]
 match = {{ teacher = "oracle" }}
-steps = 12288
+steps = 6144
 """,
     )
     runs = load_spec(spec).runs
@@ -94,13 +141,16 @@ steps = 12288
     command = [sys.executable, "-m", "prefrl", "sweep", str(spec)]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while time.time() < deadline and not any(run.finished for run in runs):
+    while time.time() < deadline and not (
+        any(run.finished for run in runs) and any(0 < run.steps_done() < run.steps for run in runs)
+    ):
         time.sleep(0.5)
-    first.send_signal(signal.SIGINT)  # part way: the short runs may be done, the long ones are not
-    first.communicate(timeout=120)
+    first.send_signal(signal.SIGINT)  # part way: a short run is done, a long one has a checkpoint
+    _, stopped = first.communicate(timeout=120)  # after its runs wrote their checkpoints and exited
     finished_first = {run.name for run in runs if run.finished}
     checkpointed = {run.name: run.steps_done() for run in runs if 0 < run.steps_done() < run.steps}
-    assert finished_first and len(finished_first) < len(runs)
+    assert first.returncode == 130 and "run the same command again" in stopped
+    assert finished_first and checkpointed
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
@@ -110,6 +160,7 @@ steps = 12288
         assert f"{run.name}: {expected}" in again.stdout
         if run.name in checkpointed:  # resumed from its checkpoint, not begun again
             assert (run.run_dir / "logs" / "session-1").exists()
+            assert f"prefrl resume {run.run_dir}" in (run.run_dir / "train.log").read_text()
             steps = read_metrics(run.run_dir / "metrics.csv")["step"]
             assert (np.diff(steps) > 0).all() and steps[-1] >= run.steps
 
