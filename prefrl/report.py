@@ -4,9 +4,16 @@ mean with 95 % stratified-bootstrap confidence intervals, and performance profil
 with confidence bands.
 
 A run is any directory ``prefrl train`` made (a sweep's ``out`` holds one per run). Runs are grouped by task
-(env) and arm (algo, teacher, labels); each preference run's score is its final true return divided by the
-mean final true return of the true-reward runs of the same env and algo (or of the same env with any algo,
-when the sweep has one baseline per task). Writes ``OUT.md``, ``OUT.json`` and ``OUT.png``.
+(env) and arm (algo, teacher, labels, and any other setting that differs between the preference runs of a
+task). Each preference run's score puts its final true return on the scale of its task::
+
+    score = (final − untrained) / (true-reward final − untrained)
+
+where ``true-reward final`` is the mean final true return of the true-reward runs of the same env and algo
+(of the same env with any algo, when the sweep has one baseline per task) and ``untrained`` is the mean true
+return of the task's runs' first logged episodes (an untrained policy's). So 0 is no better than the start
+and 1 matches RL on the true reward, also where returns are negative (Reacher), where a plain ratio would
+rank a worse run higher. Writes ``OUT.md``, ``OUT.json`` and ``OUT.png``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from prefrl.config import ConfigError
 from prefrl.metrics import final_true_return, read_metrics
 
 BOOTSTRAP_REPS = 2_000
+PROFILE_TAUS = np.linspace(0.0, 1.5, 61)
+"""Normalised scores at which the performance profiles are read."""
+NOT_ARM_SETTINGS = frozenset(
+    {"env", "seed", "run_dir", "steps", "algo", "teacher", "labels", "threads", "fit_threads", "device"}
+    | {"progress_bar", "format"}
+)
+"""config.json keys that never tell arms apart (the task, the seed, how a run was computed)."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +50,12 @@ class RunResult:
     seed: int
     steps: int
     final_true_return: float | None
+    initial_true_return: float | None
+    """True return of the run's first logged episodes, an untrained policy's (None before any)."""
     wall_s: float | None
     run_dir: Path
-
-    @property
-    def arm(self) -> str:
-        labels = "" if self.teacher == "true-reward" else f" {self.labels}"
-        return f"{self.algo} {self.teacher}{labels}"
+    arm: str
+    """``ALGO TEACHER [LABELS] [KEY=VALUE ...]``; true-reward runs: ``ALGO true-reward``."""
 
 
 def find_runs(paths: list[Path]) -> list[RunResult]:
@@ -57,56 +70,91 @@ def find_runs(paths: list[Path]) -> list[RunResult]:
             raise ConfigError(f"{path} is neither a run directory nor a folder of runs")
     if not dirs:
         raise ConfigError(f"no prefrl runs (directories with config.json) in {', '.join(map(str, paths))}")
-    return [_result(d) for d in dirs]
-
-
-def _result(run_dir: Path) -> RunResult:
-    config = json.loads((run_dir / "config.json").read_text())
-    final = None
-    if (run_dir / "metrics.csv").exists():
+    configs = {}
+    for run_dir in dirs:
         try:
-            final = final_true_return(run_dir / "metrics.csv", config["steps"])
-        except ValueError:
-            final = None  # not far enough yet
-    wall = None
-    metrics = run_dir / "metrics.csv"
-    if metrics.exists():
-        wall_column = read_metrics(metrics)["wall_s"]
-        wall = float(wall_column[-1]) if len(wall_column) else None
-    return RunResult(
-        env=config["env"],
-        algo=config["algo"],
-        teacher=config["teacher"],
-        labels=0 if config["teacher"] == "true-reward" else int(config["labels"]),
-        seed=int(config["seed"]),
-        steps=int(config["steps"]),
-        final_true_return=final,
-        wall_s=wall,
-        run_dir=run_dir,
+            configs[run_dir] = json.loads((run_dir / "config.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{run_dir / 'config.json'} is not valid JSON ({err})") from None
+    varying = _arm_settings(list(configs.values()))
+    return [_result(run_dir, config, varying) for run_dir, config in configs.items()]
+
+
+def _arm_settings(configs: list[dict[str, Any]]) -> list[str]:
+    """Settings that differ between the preference runs of one task (a per-task setting does not)."""
+    by_env: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for config in configs:
+        if config["teacher"] != "true-reward":
+            by_env[config["env"]].append(config)
+    keys = {key for config in configs for key in config} - NOT_ARM_SETTINGS
+    return sorted(
+        key
+        for key in keys
+        if any(len({json.dumps(c.get(key)) for c in members}) > 1 for members in by_env.values())
     )
 
 
+def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunResult:
+    final = initial = wall = None
+    metrics = run_dir / "metrics.csv"
+    if metrics.exists():
+        try:
+            final = final_true_return(metrics, config["steps"])
+        except ValueError:
+            final = None  # not far enough yet
+        m = read_metrics(metrics)
+        if len(m["step"]):
+            initial, wall = float(m["true_return"][0]), float(m["wall_s"][-1])
+    teacher = config["teacher"]
+    arm = f"{config['algo']} {teacher}"
+    if teacher != "true-reward":
+        arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in varying)
+    return RunResult(
+        env=config["env"],
+        algo=config["algo"],
+        teacher=teacher,
+        labels=0 if teacher == "true-reward" else int(config["labels"]),
+        seed=int(config["seed"]),
+        steps=int(config["steps"]),
+        final_true_return=final,
+        initial_true_return=initial,
+        wall_s=wall,
+        run_dir=run_dir,
+        arm=arm,
+    )
+
+
+def normalized_score(run: RunResult, runs: list[RunResult]) -> float | None:
+    """``(final − untrained) / (true-reward final − untrained)`` of a finished preference run on its task
+    (module docstring); None when it has no final return yet, or its task has no true-reward run that did
+    better than the untrained policy."""
+    if run.teacher == "true-reward" or run.final_true_return is None:
+        return None
+    task = [r for r in runs if r.env == run.env]
+    baseline = [r for r in task if r.teacher == "true-reward" and r.final_true_return is not None]
+    baseline = [r for r in baseline if r.algo == run.algo] or baseline
+    starts = [r.initial_true_return for r in task if r.initial_true_return is not None]
+    if not baseline or not starts:
+        return None
+    untrained = float(np.mean(starts))
+    scale = float(np.mean([r.final_true_return for r in baseline])) - untrained
+    return (run.final_true_return - untrained) / scale if scale > 0 else None
+
+
 def normalized_scores(runs: list[RunResult]) -> dict[str, dict[str, list[float]]]:
-    """Per preference arm and task: each finished run's final true return / its task's true-reward mean."""
-    baselines: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for run in runs:
-        if run.teacher == "true-reward" and run.final_true_return is not None:
-            baselines[(run.env, run.algo)].append(run.final_true_return)
+    """Per preference arm and task: the normalised scores of its finished runs, in seed order."""
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        if run.teacher == "true-reward" or run.final_true_return is None:
-            continue
-        base = baselines.get((run.env, run.algo)) or [
-            v for (env, _), values in baselines.items() if env == run.env for v in values
-        ]
-        if not base or np.mean(base) == 0:
-            continue
-        scores[run.arm][run.env].append(run.final_true_return / float(np.mean(base)))
+    for run in sorted(runs, key=lambda r: r.seed):
+        score = normalized_score(run, runs)
+        if score is not None:
+            scores[run.arm][run.env].append(score)
     return {arm: dict(tasks) for arm, tasks in scores.items()}
 
 
 def aggregate(scores: dict[str, dict[str, list[float]]], *, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """IQM of each arm's normalised scores over tasks × seeds, with a 95 % stratified-bootstrap CI.
+    """IQM of each arm's normalised scores over tasks × seeds, with a 95 % stratified-bootstrap CI, and its
+    performance profile (the fraction of runs scoring above τ, with a 95 % bootstrap band) at
+    :data:`PROFILE_TAUS`.
 
     rliable needs a full (runs × tasks) matrix: each arm uses as many seeds as its least-run task has.
     """
@@ -123,13 +171,18 @@ def aggregate(scores: dict[str, dict[str, list[float]]], *, seed: int = 0) -> di
             lambda x: np.array([rly_metrics.aggregate_iqm(x)]),
             reps=BOOTSTRAP_REPS,
         )
+        profile, band = rly.create_performance_profile({arm: matrix}, PROFILE_TAUS, reps=BOOTSTRAP_REPS)
         out[arm] = {
             "iqm": float(point[arm][0]),
             "ci95": [float(interval[arm][0, 0]), float(interval[arm][1, 0])],
             "tasks": len(tasks),
             "runs_per_task": runs,
             "per_task": {t: float(np.mean(v)) for t, v in sorted(tasks.items())},
-            "matrix": matrix,
+            "performance_profile": {
+                "tau": PROFILE_TAUS.tolist(),
+                "fraction": np.asarray(profile[arm]).tolist(),
+                "ci95": np.asarray(band[arm]).tolist(),
+            },
         }
     return out
 
@@ -138,29 +191,33 @@ def write_report(paths: list[Path], out: Path) -> dict[str, Any]:
     runs = find_runs(paths)
     scores = normalized_scores(runs)
     stats = aggregate(scores) if scores else {}
-    summary = {arm: {k: v for k, v in s.items() if k != "matrix"} for arm, s in stats.items()}
     data = {
         "runs": [
             {
                 "env": r.env,
+                "arm": r.arm,
                 "algo": r.algo,
                 "teacher": r.teacher,
                 "labels": r.labels,
                 "steps": r.steps,
                 "seed": r.seed,
                 "final_true_return": r.final_true_return,
+                "initial_true_return": r.initial_true_return,
+                "normalized_score": normalized_score(r, runs),
                 "wall_s": r.wall_s,
                 "run_dir": str(r.run_dir),
             }
             for r in runs
         ],
-        "summary": summary,
-        "statistics": "IQM over tasks × seeds of final true return / the task's true-reward mean; 95 % "
-        f"stratified-bootstrap CI ({BOOTSTRAP_REPS} resamples), rliable (Agarwal et al. 2021)",
+        "summary": stats,
+        "statistics": "score = (final true return - untrained) / (the task's true-reward final - untrained), "
+        "untrained = mean true return of the task's runs' first logged episodes; IQM over tasks × seeds "
+        f"with a 95 % stratified-bootstrap CI and performance profiles ({BOOTSTRAP_REPS} resamples), "
+        "rliable (Agarwal et al. 2021)",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(runs, summary))
+    out.with_suffix(".md").write_text(_markdown(runs, stats))
     _plot(runs, stats, out.with_suffix(".png"))
     return data
 
@@ -179,9 +236,21 @@ def _markdown(runs: list[RunResult], summary: dict[str, Any]) -> str:
         norm = summary.get(arm, {}).get("per_task", {}).get(env)
         norm_text = "" if norm is None else f"{norm:.2f}"
         lines.append(f"| {env} | {arm} | {len(finals)}/{len(members)} | {value} | {norm_text} |")
-    lines += ["", "| arm | IQM normalised score | 95 % CI | tasks |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| arm | IQM normalised score | 95 % CI | tasks | runs per task |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for arm, s in sorted(summary.items()):
-        lines.append(f"| {arm} | {s['iqm']:.2f} | [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}] | {s['tasks']} |")
+        interval = f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+        lines.append(f"| {arm} | {s['iqm']:.2f} | {interval} | {s['tasks']} | {s['runs_per_task']} |")
+    lines += [
+        "",
+        "Normalised score: (final true return − untrained) / (the task's true-reward final − untrained); "
+        "untrained: the mean true return of the task's first logged episodes; final: the mean over the last "
+        f"10 % of steps. IQM over tasks × seeds, 95 % stratified-bootstrap CI ({BOOTSTRAP_REPS} resamples, "
+        "rliable).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -192,9 +261,14 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     envs = sorted({r.env for r in runs})
-    columns = len(envs) + (1 if stats else 0)
-    fig, axes = plt.subplots(1, columns, figsize=(4.2 * columns, 3.6), squeeze=False)
-    for ax, env in zip(axes[0], envs):
+    panels = len(envs) + (1 if stats else 0)  # a panel per task, then the performance profile
+    columns = min(panels, 4)
+    rows = -(-panels // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    for ax, env in zip(axes, envs):
         arms: dict[str, list[RunResult]] = defaultdict(list)
         for run in runs:
             if run.env == env:
@@ -214,14 +288,11 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("true return")
         ax.legend(fontsize=7)
     if stats:
-        from rliable import library as rly
-
-        ax = axes[0][-1]
-        taus = np.linspace(0, 1.5, 61)
-        profiles, bands = rly.create_performance_profile({a: s["matrix"] for a, s in stats.items()}, taus)
+        ax = axes[panels - 1]
         for arm in sorted(stats):
-            ax.plot(taus, profiles[arm], label=arm)
-            ax.fill_between(taus, bands[arm][0], bands[arm][1], alpha=0.2)
+            profile = stats[arm]["performance_profile"]
+            ax.plot(profile["tau"], profile["fraction"], label=arm)
+            ax.fill_between(profile["tau"], *profile["ci95"], alpha=0.2)
         ax.set_title("performance profile", fontsize=9)
         ax.set_xlabel("normalised score τ")
         ax.set_ylabel("fraction of runs > τ")

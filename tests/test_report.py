@@ -10,16 +10,18 @@ from prefrl.report import write_report
 TASKS = ("prefrl/Hopper-v0", "prefrl/Walker2d-v0", "prefrl/Swimmer-v0")
 
 
-def fake_run(root, env, teacher, seed, final, steps=1000):
-    """A run directory whose true return climbs linearly to ``final``."""
+def fake_run(root, env, teacher, seed, final, steps=1000, start=0.0, **settings):
+    """A run directory whose true return climbs linearly from ``start`` (its first episodes, at step 100)
+    to ``final`` at step 800 and stays there: its final true return (last 10 % of steps) is ``final``."""
     labels = 0 if teacher == "true-reward" else 700
-    run_dir = root / f"{env.replace('/', '_')}-{teacher}-s{seed}"
+    name = "".join(f"-{k}={v}" for k, v in settings.items())
+    run_dir = root / f"{env.replace('/', '_')}-{teacher}{name}-s{seed}"
     run_dir.mkdir(parents=True)
     config = {"env": env, "algo": "ppo", "teacher": teacher, "labels": labels, "seed": seed, "steps": steps}
-    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "config.json").write_text(json.dumps({**config, **settings}))
     log = MetricsLog(run_dir / "metrics.csv")
     for step in range(100, steps + 1, 100):
-        value = final * step / steps
+        value = start + (final - start) * min(1.0, (step - 100) / 700)
         log.append(step=step, wall_s=step / 10, episodes=1, true_return=value, learned_return=0, labels=0,
                    val_accuracy=float("nan"))  # fmt: skip
     return run_dir
@@ -36,14 +38,38 @@ def test_the_report_normalises_by_the_true_reward_arm_and_takes_the_iqm(tmp_path
     summary = data["summary"]["ppo oracle 700"]
     assert summary["iqm"] == pytest.approx(0.9, abs=1e-6)
     assert summary["ci95"][0] <= 0.9 <= summary["ci95"][1]
-    # Final return: mean over the last 10 % of steps, i.e. steps 900 and 1000 of a linear climb.
     assert summary["per_task"]["prefrl/Swimmer-v0"] == pytest.approx(1.3, rel=1e-6)
+    profile = summary["performance_profile"]  # a third of the runs score above 1.0, none above 1.3
+    assert profile["fraction"][profile["tau"].index(1.0)] == pytest.approx(1 / 3)
+    assert profile["fraction"][-1] == 0.0 and profile["tau"][-1] == 1.5
     assert len(data["runs"]) == 18
     markdown = (tmp_path / "out" / "table.md").read_text()
     assert (
         "| prefrl/Hopper-v0 | ppo oracle 700 | 3/3 |" in markdown and "| ppo oracle 700 | 0.90 |" in markdown
     )
     assert (tmp_path / "out" / "table.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scores_run_from_the_untrained_policy_to_the_true_reward_arm_even_below_zero(tmp_path):
+    # Reacher-like: returns are negative. The untrained policy gets -40, the true-reward arm -5 and the
+    # preference arm -10: 30/35 of the way, where a plain ratio (-10 / -5 = 2) would call it twice as good.
+    for seed in range(2):
+        fake_run(tmp_path, "prefrl/Reacher-v0", "true-reward", seed, -5.0, start=-40.0)
+        fake_run(tmp_path, "prefrl/Reacher-v0", "oracle", seed, -10.0, start=-40.0)
+    data = write_report([tmp_path], tmp_path / "out")
+    assert data["summary"]["ppo oracle 700"]["iqm"] == pytest.approx(30 / 35)
+    oracle = [r for r in data["runs"] if r["teacher"] == "oracle"]
+    assert [r["normalized_score"] for r in oracle] == pytest.approx([30 / 35] * 2)
+
+
+def test_a_setting_that_differs_between_preference_runs_of_a_task_makes_its_own_arm(tmp_path):
+    for seed in range(2):
+        fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0, query_selection="disagreement")
+        fake_run(tmp_path, TASKS[0], "oracle", seed, 50.0, query_selection="uniform", segment_length=20)
+        fake_run(tmp_path, TASKS[0], "oracle", seed, 80.0, query_selection="disagreement", segment_length=20)
+    summary = write_report([tmp_path], tmp_path / "out")["summary"]
+    assert summary["ppo oracle 700 query_selection=uniform"]["iqm"] == pytest.approx(0.5)
+    assert summary["ppo oracle 700 query_selection=disagreement"]["iqm"] == pytest.approx(0.8)
 
 
 def test_unfinished_runs_are_listed_not_scored(tmp_path, capsys):
