@@ -82,9 +82,10 @@ class TrainConfig:
     reward_update_interval: int = 10_000
     """Env steps between label requests and reward-model updates."""
     reward_updates: RewardUpdates = "async"
-    """async: reward-model updates (fit, renormalisation, query scoring) run in a background thread while
-    the agent goes on, and the new model is swapped in between rollouts (the paper's asynchronous
-    predictor, §2.2). sync: the agent waits for each update, for exact reproducibility."""
+    """async: reward-model updates (fit, renormalisation, query scoring) run in the background (a worker
+    process for vector observations, a thread for frame stacks) while the agent goes on, and the new model
+    is swapped in between rollouts (the paper's asynchronous predictor, §2.2). sync: the agent waits for
+    each update, for exact reproducibility."""
     rate_constant: float | None = None
     """c in the label rate c/(T+c) (default 2e6 for MuJoCo, App. A.1; 5e6 for Atari, App. A.2)."""
     max_labels_kept: int | None = None

@@ -60,6 +60,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 LOG_TAIL_LINES = 15
+STOP_TIMEOUT_S = 300
+"""How long an interrupted sweep waits for its running runs to write their checkpoints."""
 RUNTIME_SETTINGS = ("threads", "fit_threads", "device")
 """Settings that say how a run is computed, not what: a resumed run takes them from the spec."""
 OBJECT_STORE_BYTES = 200 * 2**20
@@ -262,11 +264,12 @@ def _check_against_earlier(name: str, run_dir: Path, settings: dict[str, Any], c
 
 # ------------------------------------------------------------------------------------------- running
 def run_task(run: SweepRun, cwd: str, env: dict[str, str]) -> int:
-    """One run, as a subprocess that dies with its Ray worker (it checkpoints on the SIGTERM).
+    """One run, as a subprocess. Cancelling the task (``ray.cancel``) interrupts the run, which writes a
+    checkpoint and exits; the subprocess dies with its Ray worker.
 
     The run's ``prefrl`` process holds a lock on its log until it exits: the same run started again (a sweep
-    run again at once after a Ctrl-C) waits for the earlier process to write its last checkpoint, and only
-    then chooses between ``train`` and ``resume``.
+    run again after one killed outright) waits for the earlier process to end, and only then chooses between
+    ``train`` and ``resume``.
     """
     run.run_dir.mkdir(parents=True, exist_ok=True)
     with open(run.log, "ab") as out:
@@ -286,24 +289,15 @@ def run_task(run: SweepRun, cwd: str, env: dict[str, str]) -> int:
             env={**os.environ, **env},
             preexec_fn=_die_with_parent,
         )
-        return proc.wait()
-
-
-def _wait_for_exit(runs: list[SweepRun], timeout_s: float) -> None:
-    """Wait until the ``prefrl`` processes of ``runs`` have exited (each holds its log's lock till then)."""
-    deadline = time.time() + timeout_s
-    for run in runs:
-        if not run.log.exists():
-            continue
-        with open(run.log, "ab") as log:
+        try:
             while True:
                 try:
-                    fcntl.flock(log, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.time() > deadline:
-                        return
-                    time.sleep(0.2)
+                    return proc.wait(timeout=1.0)  # short waits let ray.cancel's KeyboardInterrupt in
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)  # prefrl writes a checkpoint and exits 130
+            return proc.wait()
 
 
 def _die_with_parent() -> None:
@@ -326,9 +320,17 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
         return status
     quiet = logging.WARNING  # the table says what happens
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=quiet)
-    else:  # Ray counts the cores this process may use (affinity and container quotas included)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=quiet)
+        except ConnectionError as err:
+            raise ConfigError(
+                f"cannot reach a Ray cluster at {address} ({err}); start one with `ray start --head`, "
+                "or leave out --address to run on this machine"
+            ) from None
+    else:  # a cluster of its own, even where `ray start` left one running; Ray counts the cores this
+        # process may use (affinity and container quotas included)
         ray.init(
+            address="local",
             object_store_memory=OBJECT_STORE_BYTES,
             include_dashboard=False,
             log_to_driver=False,
@@ -348,15 +350,23 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
             done, _ = ray.wait(list(pending), timeout=poll_s, num_returns=len(pending))
             for ref in done:
                 run = pending.pop(ref)
-                code = ray.get(ref)
+                try:
+                    code = ray.get(ref)
+                except ray.exceptions.RayError as err:  # its worker or machine died
+                    status[run.name] = f"failed ({type(err).__name__})"
+                    continue
                 status[run.name] = "finished" if code == 0 and run.finished else f"failed (exit {code})"
             table.show(pending.values())
+    except KeyboardInterrupt:
+        table.close()
+        print(f"stopping: {len(pending)} runs write their checkpoints", file=sys.stderr, flush=True)
+        for ref in pending:
+            ray.cancel(ref)  # a running run is interrupted (see run_task), a waiting one dropped
+        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_TIMEOUT_S)
+        raise
     finally:
         table.close()
-        ray.shutdown()  # stops the runs' workers; each run then checkpoints on its SIGTERM and exits
-        if pending:
-            print(f"waiting for {len(pending)} runs to write their checkpoints", file=sys.stderr, flush=True)
-            _wait_for_exit(list(pending.values()), timeout_s=120)
+        ray.shutdown()
     return status
 
 
@@ -416,6 +426,7 @@ class _LiveTable:
     def close(self) -> None:
         if self._live is not None:
             self._live.stop()
+            self._live = None
 
 
 @dataclass

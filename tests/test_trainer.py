@@ -190,7 +190,9 @@ def test_the_reward_model_is_fitted_on_fit_threads_and_the_agent_keeps_one(tmp_p
         return fit(self, *args, **kwargs)
 
     monkeypatch.setattr(RewardEnsemble, "fit", fit_recording_threads)
-    trainer = PreferenceTrainer(toy_config(tmp_path, steps=4_096, fit_threads=2))
+    # Synchronous updates fit in this process, where the recording is (background ones fit in a worker
+    # process, tested in test_reward_updates).
+    trainer = PreferenceTrainer(toy_config(tmp_path, steps=4_096, fit_threads=2, reward_updates="sync"))
     trainer.train()
     assert len(threads_in_fit) >= 2 and set(threads_in_fit) == {2}  # pre-training and a refit
     assert torch.get_num_threads() == 1  # back to one thread for the agent after each fit
