@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -117,6 +118,8 @@ def load_replay_buffer(buffer: ReplayBuffer, path: str | Path) -> dict[str, np.n
             the saved one (e.g. the replay buffer of a freshly built agent with the run's settings).
     """
     with np.load(path) as data:
+        if "format_version" not in data.files:
+            return _load_as_stored(buffer, data)
         saved_shape, wanted_shape = data["observations"].shape[2:], buffer.obs_shape
         saved = (int(data["buffer_size"]), int(data["n_envs"]), "next_observations_at" not in data.files)
         wanted = (buffer.buffer_size, buffer.n_envs, buffer.optimize_memory_usage)
@@ -139,6 +142,19 @@ def load_replay_buffer(buffer: ReplayBuffer, path: str | Path) -> dict[str, np.n
             flat[data["next_observations_at"]] = data["next_observations"]
         buffer.pos, buffer.full = int(data["pos"]), bool(data["full"])
         return {name[len(_EXTRA) :]: data[name] for name in data.files if name.startswith(_EXTRA)}
+
+
+def _load_as_stored(buffer: ReplayBuffer, data: Any) -> dict[str, np.ndarray]:
+    """Files from before this format (runs of prefrl 0.x): the filled rows of every field as stored, with
+    ``pos``, ``full`` and, for the exploration bonus, ``intrinsic`` and ``moments`` beside them."""
+    rows = len(data["rewards"])
+    if rows > buffer.buffer_size:
+        raise ValueError(f"the file holds {rows} transitions; the buffer has room for {buffer.buffer_size}")
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        if name in data.files and getattr(buffer, name) is not None:
+            getattr(buffer, name)[:rows] = data[name]
+    buffer.pos, buffer.full = int(data["pos"]), bool(data["full"])
+    return {name: data[name] for name in ("intrinsic", "moments") if name in data.files}
 
 
 def _successors(buffer: ReplayBuffer, rows: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from prefrl import algos
 from prefrl.environment import make_vec_env
 from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.observations import ObservationKind, observation_kind
-from prefrl.off_policy import load_replay_buffer
+from prefrl.off_policy import restore_replay_buffer
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
 from prefrl.reward_model import RewardEnsemble
 from prefrl.reward_updates import RewardUpdater
@@ -93,7 +93,7 @@ def build_parts(
             ensemble.load(checkpoint / "reward_model.pt")
         if spec.off_policy:
             assert isinstance(agent, OffPolicyAlgorithm) and agent.replay_buffer is not None
-            load_replay_buffer(agent.replay_buffer, checkpoint / REPLAY_BUFFER_FILE)
+            restore_replay_buffer(agent.replay_buffer, checkpoint / REPLAY_BUFFER_FILE)
     else:
         agent = algos.make_agent(spec, venv)
     agent.set_logger(configure(str(log_dir), ["csv", "tensorboard"]))

@@ -34,7 +34,13 @@ from prefrl.config import TrainConfig
 from prefrl.environment import random_actions
 from prefrl.metrics import MetricsLog, final_true_return
 from prefrl.observations import POOL_CAPACITY
-from prefrl.off_policy import StateEntropyReplayBuffer, relabel_replay_buffer, save_replay_buffer
+from prefrl.off_policy import (
+    RESET_UPDATES,
+    StateEntropyReplayBuffer,
+    checkpoint_replay_buffer,
+    relabel_replay_buffer,
+    reset_critic,
+)
 from prefrl.preference_dataset import preference_to_mu
 from prefrl.query_selection import RandomSelector
 from prefrl.reward_model import FitProgress, FitStats
@@ -217,12 +223,17 @@ class PreferenceTrainer:
     # ------------------------------------------------------------------------------ pre-training
     def _end_unsupervised_exploration(self, step: int) -> None:
         """PEBBLE (Lee et al. 2021, §4.1): after ``unsupervised_steps`` of state-entropy exploration the
-        initial labels come from the segments it produced; then every stored reward is the learned one."""
+        initial labels come from the segments it produced; then every stored reward is the learned one, and
+        the critic, which learnt the bonus's values, starts again on them (B-Pref's reset)."""
         self._pretrain_reward_model(collect_random=False)
         buffer = self._replay_buffer()
         if isinstance(buffer, StateEntropyReplayBuffer):
             buffer.intrinsic = False
         self._relabel_replay_buffer()
+        agent = self.parts.agent
+        if isinstance(agent, OffPolicyAlgorithm):
+            reset_critic(agent)
+            agent.train(gradient_steps=RESET_UPDATES, batch_size=agent.batch_size)
         self.parts.updater.reset_from_live()
         self._next_update = step + self.spec.reward_update_interval
         self._last_fit_step = step
@@ -410,7 +421,7 @@ class PreferenceTrainer:
                 parts.ensemble.save(path / "reward_model.pt")
             buffer = self._replay_buffer()
             if buffer is not None:
-                save_replay_buffer(buffer, path / REPLAY_BUFFER_FILE)
+                checkpoint_replay_buffer(buffer, path / REPLAY_BUFFER_FILE)
 
         in_flight = parts.updater.in_flight
         state = {

@@ -10,15 +10,18 @@ import pytest
 from stable_baselines3.common.buffers import ReplayBuffer
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
+from prefrl.algos import make_agent
 from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.off_policy import (
     StateEntropyReplayBuffer,
+    checkpoint_replay_buffer,
     knn_distance,
-    load_replay_buffer,
     relabel_replay_buffer,
-    save_replay_buffer,
+    reset_critic,
+    restore_replay_buffer,
 )
+from prefrl.spec import resolve
 from prefrl.trainer import PreferenceTrainer
 
 TOY = "prefrl-test/LinearReward-v0"
@@ -80,12 +83,13 @@ def test_a_saved_buffer_loads_back_the_same(tmp_path):
     buffer = filled_buffer(StateEntropyReplayBuffer)
     buffer.sample(64)  # moves the bonus statistics
     buffer.intrinsic = False
-    save_replay_buffer(buffer, tmp_path / "buffer.npz")
+    checkpoint_replay_buffer(buffer, tmp_path / "buffer.npz")
     copy = StateEntropyReplayBuffer(2_000, OBS, ACT, n_envs=2)
-    load_replay_buffer(copy, tmp_path / "buffer.npz")
+    restore_replay_buffer(copy, tmp_path / "buffer.npz")
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         np.testing.assert_array_equal(getattr(copy, name), getattr(buffer, name))
     assert (copy.pos, copy.full, copy.intrinsic, copy._count) == (700, False, False, buffer._count)
+    assert (copy._mean, copy._m2) == (buffer._mean, buffer._m2)
     assert (tmp_path / "buffer.npz").stat().st_size < 1_000 * 2 * (4 + 4 + 3 + 3) * 4 * 1.1  # filled rows
 
 
@@ -111,6 +115,28 @@ def test_sac_with_pebble_raises_the_true_return(tmp_path):
     first, last = m["true_return"][:4].mean(), m["true_return"][-4:].mean()
     assert last > first + 30, (first, last)  # a random policy scores about 0; the best about 240
     assert stats.labels >= 40 and np.nanmax(m["val_accuracy"]) > 0.7
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_resetting_the_critic_keeps_the_actor_and_restarts_the_critic_and_its_target(tmp_path, algo):
+    import torch
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    spec = resolve(sac_config(tmp_path, algo=algo))
+    agent = make_agent(spec, DummyVecEnv([lambda: gym.make(TOY)]))
+    policy = agent.policy
+    with torch.no_grad():  # stand-ins for trained weights
+        for p in list(policy.critic.parameters()) + list(policy.actor.parameters()):
+            p.add_(1.0)
+        policy.critic_target.load_state_dict(policy.critic.state_dict())
+    policy.critic.optimizer.state[next(policy.critic.parameters())] = {"step": torch.tensor(5.0)}
+    actor, critic = ([p.clone() for p in module.parameters()] for module in (policy.actor, policy.critic))
+    reset_critic(agent)
+    assert all(torch.equal(a, b) for a, b in zip(actor, policy.actor.parameters()))
+    assert not any(torch.equal(a, b) for a, b in zip(critic, policy.critic.parameters()) if a.dim() == 2)
+    for p, q in zip(policy.critic.parameters(), policy.critic_target.parameters()):
+        assert torch.equal(p, q)
+    assert not policy.critic.optimizer.state  # Adam's moments belonged to the old weights
 
 
 BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -130,3 +130,14 @@ def test_an_agent_goes_on_with_the_buffer_it_saved(tmp_path, algo):
         )
     resumed.learn(100, reset_num_timesteps=False)  # trains on the loaded transitions and adds to them
     assert resumed.replay_buffer.pos == 400
+
+
+def test_a_file_from_before_the_compact_format_still_loads(tmp_path):
+    buffer = played_buffer(1_000, 300)
+    with open(tmp_path / "old.npz", "wb") as f:  # the earlier writer: filled rows as stored, pos and full
+        fields = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+        np.savez(f, **{name: getattr(buffer, name)[:300] for name in fields}, pos=300, full=False)
+    copy = ReplayBuffer(1_000, buffer.observation_space, buffer.action_space, n_envs=buffer.n_envs)
+    assert load_replay_buffer(copy, tmp_path / "old.npz") == {}
+    np.testing.assert_array_equal(copy.next_observations, buffer.next_observations)
+    assert (copy.pos, copy.full) == (300, False)
