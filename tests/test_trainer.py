@@ -113,6 +113,13 @@ def test_resume_after_sigkill_loses_no_labels(tmp_path):
     assert m["step"][-1] >= 16_000 and m["labels"][-1] >= answers_before - 5
 
 
+def has_a_row(metrics_csv) -> bool:
+    try:
+        return len(read_metrics(metrics_csv)["step"]) > 0
+    except (OSError, ValueError):  # not written yet, or a row half written
+        return False
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(tmp_path, stop):
     run_dir = tmp_path / "run"
@@ -122,9 +129,8 @@ def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(tmp_path, stop):
     ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
     proc = start_cli(args.split(), stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
     deadline = time.time() + 120
-    while time.time() < deadline and not (run_dir / "metrics.csv").exists():
-        time.sleep(0.2)
-    time.sleep(3)  # some training
+    while time.time() < deadline and not has_a_row(run_dir / "metrics.csv"):
+        time.sleep(0.2)  # the file's header is written before training starts; a row, after an episode
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "prefrl resume" in err
