@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-atari bench-atari-memory clean
+.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-atari bench-atari-memory bench-peers clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,13 @@ bench-atari: install
 
 bench-atari-memory: install
 	$(PY) -m benchmarks.atari_memory
+
+# prefrl beside imitation's preference comparisons on the same Hopper task, each against its own PPO on
+# the true reward, and the reward-model epoch of each. Builds imitation's own virtualenv under
+# benchmarks/runs/peers (it pins gymnasium 0.29 and SB3 2.2). 3 seeds x 4 arms x 1M steps is many
+# core-hours; resumable: rerun to continue, or add --max-minutes N, --steps, --seeds, --cpu.
+bench-peers: install
+	$(PY) -m benchmarks.peers
 
 clean:
 	rm -rf $(VENV) runs
