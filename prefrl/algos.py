@@ -13,11 +13,22 @@ from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 
 from prefrl.off_policy import StateEntropyReplayBuffer
 from prefrl.spec import RunSpec
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "trpo": TRPO, "sac": SAC, "td3": TD3}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+"""Activations that ``policy_kwargs`` in ``--agent-kwargs`` may name (RL Zoo writes ``nn.ReLU``; our settings
+stay JSON)."""
 
 TD3_NOISE_STD = 0.1
 """Gaussian exploration noise of TD3, as a share of the action range's half-width (RL Zoo's MuJoCo
@@ -28,6 +39,10 @@ def make_agent(spec: RunSpec, venv: VecEnv) -> BaseAlgorithm:
     """A new agent for ``spec`` on ``venv``, with the spec's hyper-parameters."""
     policy = "CnnPolicy" if spec.observations == "frame-stack" else "MlpPolicy"
     kwargs = dict(spec.agent_hyperparams)
+    if isinstance(kwargs.get("policy_kwargs", {}).get("activation_fn"), str):
+        policy_kwargs = dict(kwargs["policy_kwargs"])
+        policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+        kwargs["policy_kwargs"] = policy_kwargs
     if spec.off_policy and spec.unsupervised_steps > 0:
         kwargs["replay_buffer_class"] = StateEntropyReplayBuffer  # PEBBLE's exploration bonus first
     if spec.algo == "td3":

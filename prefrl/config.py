@@ -42,6 +42,10 @@ class TrainConfig:
     upright=penalty for prefrl/Hopper-v0."""
     algo: Algo = "ppo"
     """RL algorithm (sac and td3 learn off-policy and need continuous actions)."""
+    agent_kwargs: list[str] = dataclasses.field(default_factory=list)
+    """KEY=VALUE keyword arguments of the SB3 algorithm (values read as JSON, else as text), each replacing
+    the family default of that key, e.g. gamma=0.98 n_steps=512 'policy_kwargs={"net_arch": [256, 256],
+    "activation_fn": "relu"}' (RL Zoo's per-task settings; activation_fn by name)."""
     teacher: TeacherName = "oracle"
     """Who labels: the BPref synthetic teachers, human (people in the labeling GUI), or true-reward (no
     preferences: train on the env's reward)."""
@@ -113,16 +117,11 @@ class TrainConfig:
 
     def make_kwargs(self) -> dict[str, Any]:
         """``--env-kwargs`` as a dict for ``gym.make``."""
-        kwargs: dict[str, Any] = {}
-        for item in self.env_kwargs:
-            key, sep, text = item.partition("=")
-            if not sep or not key.isidentifier():
-                raise ConfigError(f"--env-kwargs takes KEY=VALUE items, e.g. height_weight=3; got {item!r}")
-            try:
-                kwargs[key] = json.loads(text)
-            except json.JSONDecodeError:
-                kwargs[key] = text
-        return kwargs
+        return key_values(self.env_kwargs, "--env-kwargs", "height_weight=3")
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        """``--agent-kwargs`` as a dict (checked against the algorithm in :func:`prefrl.spec.resolve`)."""
+        return key_values(self.agent_kwargs, "--agent-kwargs", "gamma=0.98")
 
     @property
     def learns_reward(self) -> bool:
@@ -167,3 +166,17 @@ def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
             data[name] = None
     data.setdefault("reward_updates", "sync")  # what those runs did
     return data
+
+
+def key_values(items: list[str], option: str, example: str) -> dict[str, Any]:
+    """KEY=VALUE items as a dict, each value read as JSON where it parses, else kept as text."""
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{option} takes KEY=VALUE items, e.g. {example}; got {item!r}")
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text
+    return kwargs

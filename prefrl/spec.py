@@ -11,6 +11,7 @@ message says what to do.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -317,7 +318,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         unsupervised_steps=unsupervised_steps,
         output_std=_given(config.output_std, table.output_std),
         n_envs=_given(config.n_envs, agent.n_envs),
-        agent_hyperparams=agent.hyperparams,
+        agent_hyperparams=_agent_hyperparams(config, agent.hyperparams),
         normalize_observations=config.algo not in OFF_POLICY and family != "atari",
         fit_threads=_given(config.fit_threads, fit_threads),
     )
@@ -326,6 +327,51 @@ def resolve(config: TrainConfig) -> RunSpec:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return spec
+
+
+AGENT_KWARGS_SET_BY_PREFRL = {
+    "policy": "the policy follows the observations",
+    "env": "the env is --env",
+    "seed": "use --seed",
+    "device": "use --device",
+    "verbose": "prefrl logs the run itself",
+    "tensorboard_log": "the run's logs/ holds TensorBoard's files",
+    "replay_buffer_class": "PEBBLE chooses the buffer (--unsupervised-steps)",
+}
+
+
+def _agent_hyperparams(config: TrainConfig, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The family's agent defaults with ``--agent-kwargs`` over them (``policy_kwargs`` merged key by key),
+    each given key checked against the SB3 class's arguments."""
+    from prefrl.algos import ACTIVATIONS, ALGO_CLASSES  # (algos builds agents from a RunSpec)
+
+    given = config.algo_kwargs()
+    cls = ALGO_CLASSES[config.algo]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for key in given:
+        if key in AGENT_KWARGS_SET_BY_PREFRL:
+            raise ConfigError(f"--agent-kwargs {key}: set by prefrl ({AGENT_KWARGS_SET_BY_PREFRL[key]})")
+        if key not in accepted:
+            raise ConfigError(
+                f"--agent-kwargs {key}: {cls.__name__} takes no such argument; "
+                f"it takes {', '.join(sorted(accepted - set(AGENT_KWARGS_SET_BY_PREFRL)))}"
+            )
+    policy_kwargs = given.get("policy_kwargs", {})
+    if not isinstance(policy_kwargs, dict):
+        raise ConfigError(
+            f"--agent-kwargs policy_kwargs must be a JSON object, e.g. '{{\"net_arch\": [256, 256]}}'; "
+            f"got {policy_kwargs!r}"
+        )
+    activation = policy_kwargs.get("activation_fn", "tanh")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"--agent-kwargs policy_kwargs activation_fn {activation!r}: "
+            f"choose one of {', '.join(ACTIVATIONS)}"
+        )
+    merged = {**defaults, **given}
+    if "policy_kwargs" in given:
+        merged["policy_kwargs"] = {**defaults.get("policy_kwargs", {}), **policy_kwargs}
+    return merged
 
 
 def check_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> None:

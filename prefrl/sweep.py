@@ -131,34 +131,40 @@ class Sweep:
 def load_spec(path: Path) -> Sweep:
     """The sweep described by a TOML or YAML file, every run's settings checked (one-line ConfigError
     otherwise)."""
-    spec = _read_spec(Path(path))
+    return sweep_from_spec(_read_spec(Path(path)), where=str(path))
+
+
+def sweep_from_spec(spec: dict[str, Any], *, where: str = "spec") -> Sweep:
+    """The sweep of a spec already read (the keys of a spec file), every run's settings checked; ``where``
+    names it in errors. Lets a script derive sweeps from a spec file (fewer steps, other teachers)."""
     known = {"out", "imports", "steps", "seeds", "runs_per_core", "grid", "settings", "override"}
     unknown = set(spec) - known
     if unknown:
         raise ConfigError(
-            f"{path}: unknown keys {', '.join(sorted(unknown))}; a spec has {', '.join(sorted(known))}"
+            f"{where}: unknown keys {', '.join(sorted(unknown))}; a spec has {', '.join(sorted(known))}"
         )
     if "out" not in spec or "grid" not in spec:
-        raise ConfigError(f"{path}: a spec needs `out` (a directory) and a [grid] table")
+        raise ConfigError(f"{where}: a spec needs `out` (a directory) and a [grid] table")
     grid = spec["grid"]
     if "env" not in grid:
-        raise ConfigError(f"{path}: [grid] needs `env`, a list of env ids")
+        raise ConfigError(f"{where}: [grid] needs `env`, a list of env ids")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{path}: [grid] {key} must be a non-empty list; got {values!r}")
+            raise ConfigError(f"{where}: [grid] {key} must be a non-empty list; got {values!r}")
     seeds = spec.get("seeds", [0])
     runs_per_core = spec.get("runs_per_core", 1)
     if not isinstance(runs_per_core, int | float) or runs_per_core <= 0:
-        raise ConfigError(f"{path}: runs_per_core must be a positive number; got {runs_per_core!r}")
+        raise ConfigError(f"{where}: runs_per_core must be a positive number; got {runs_per_core!r}")
     out = Path(spec["out"]).absolute()  # relative to the current directory, as --run-dir is
     imports = tuple(spec.get("imports", []))
     for module in imports:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            raise ConfigError(f"{path}: cannot import {module!r} ({err}); check `imports`") from None
+            raise ConfigError(f"{where}: cannot import {module!r} ({err}); check `imports`") from None
     runs, names = [], set()
-    varying = set(grid) | {k for o in spec.get("override", []) for k in o if k not in ("match", "steps")}
+    # Names carry the grid's keys: an override's values follow from the keys it matches, so they add none.
+    varying = set(grid)
     for combination in _combinations(grid, seeds):
         settings = {"steps": spec.get("steps", TrainConfig.steps), **spec.get("settings", {}), **combination}
         for override in spec.get("override", []):
@@ -287,7 +293,7 @@ def run_task(run: SweepRun, cwd: str, env: dict[str, str]) -> int:
             stderr=subprocess.STDOUT,
             cwd=cwd,
             env={**os.environ, **env},
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             while True:
@@ -300,7 +306,8 @@ def run_task(run: SweepRun, cwd: str, env: dict[str, str]) -> int:
             return proc.wait()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """For ``subprocess.Popen(preexec_fn=...)``: the child gets SIGTERM when its parent dies (Linux)."""
     try:
         import ctypes
 

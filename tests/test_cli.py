@@ -54,6 +54,14 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--env-kwargs", "obs_dim"], "--env-kwargs takes KEY=VALUE items"),
         (["--env", TOY, "--env-kwargs", "colour=red"], "does not accept --env-kwargs colour='red'"),
         (["--env", "prefrl/Hopper-v0", "--env-kwargs", "upright=alive"], "unknown upright term 'alive'"),
+        (["--env", TOY, "--agent-kwargs", "gamma"], "--agent-kwargs takes KEY=VALUE items"),
+        (["--env", TOY, "--agent-kwargs", "n_step=512"], "--agent-kwargs n_step: PPO takes no such argument"),
+        (["--env", TOY, "--agent-kwargs", "seed=3"], "--agent-kwargs seed: set by prefrl (use --seed)"),
+        (["--env", TOY, "--agent-kwargs", "policy_kwargs=[64]"], "policy_kwargs must be a JSON object"),
+        (
+            ["--env", TOY, "--agent-kwargs", 'policy_kwargs={"activation_fn": "nn.ReLU"}'],
+            "activation_fn 'nn.ReLU': choose one of tanh, relu",
+        ),
     ],
 )
 def test_train_errors_are_one_line(capsys, tmp_path, args, message):

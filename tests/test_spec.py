@@ -48,6 +48,37 @@ def test_a_value_the_user_sets_is_never_replaced(tmp_path):
     assert (spec.reward_pairs_per_step, spec.n_envs) == (0, 3)
 
 
+def test_agent_kwargs_replace_the_family_defaults_and_reach_the_agent(tmp_path):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+    from torch import nn
+
+    from prefrl.algos import make_agent
+    from prefrl.environment import make_env
+
+    zoo = [  # RL Zoo's Hopper-v3 PPO settings, in part
+        "gamma=0.999",
+        "n_steps=512",
+        'policy_kwargs={"log_std_init": -2, "ortho_init": false, "activation_fn": "relu", '
+        '"net_arch": {"pi": [256, 256], "vf": [256, 256]}}',
+    ]
+    spec = resolve(TrainConfig(env="prefrl/Hopper-v0", agent_kwargs=zoo, run_dir=tmp_path / "run"))
+    assert spec.agent_hyperparams["gamma"] == 0.999 and spec.agent_hyperparams["n_steps"] == 512
+    assert spec.agent_hyperparams["batch_size"] == 64  # a default the user left alone
+    agent = make_agent(spec, DummyVecEnv([lambda: make_env(spec.env, spec.env_kwargs)]))
+    assert (agent.gamma, agent.n_steps) == (0.999, 512)
+    assert agent.policy.activation_fn is nn.ReLU and agent.policy.log_std.detach().mean().item() == -2
+    assert json.dumps(spec.summary())  # spec.json stays JSON
+    other = resolve(  # policy_kwargs merge key by key with the family's
+        TrainConfig(
+            env="Pendulum-v1",
+            algo="sac",
+            agent_kwargs=['policy_kwargs={"activation_fn": "relu"}'],
+            run_dir="r",
+        )
+    )
+    assert other.agent_hyperparams["policy_kwargs"] == {"net_arch": [64, 64], "activation_fn": "relu"}
+
+
 def test_mujoco_defaults_and_clips_people_can_judge(tmp_path):
     spec = resolve(TrainConfig(env="prefrl/Hopper-v0", labels=700, run_dir=tmp_path / "run"))
     assert (spec.family, spec.observations, spec.algo) == ("mujoco", "vector", "ppo")

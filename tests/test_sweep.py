@@ -38,6 +38,7 @@ segment-length = 10
 [[override]]
 match = {{ labels = 40 }}
 steps = 2048
+n-envs = 2
 """,
     )
     sweep = load_spec(spec)
@@ -45,6 +46,8 @@ steps = 2048
     assert len(names) == len(set(names)) == 2 + 2 * 2  # true-reward ignores the label budgets
     forty = [run for run in sweep.runs if "-oracle-40-" in run.name]
     assert len(forty) == 2 and all(run.steps == 2048 for run in forty)
+    assert all("--n-envs" in run.args and "2" in run.args for run in forty)  # named by their labels only
+    assert all("n-envs" not in run.name for run in sweep.runs)
     assert all(
         "--segment-length" in run.args and run.run_dir.parent == tmp_path / "runs" for run in sweep.runs
     )
