@@ -4,23 +4,25 @@
     prefrl label --pairs FILE [--run-dir DIR]        # a saved set of pairs, no training attached
     prefrl labels export SOURCE [--out answers.jsonl]
     prefrl labels import answers.jsonl --into TARGET
+    prefrl labels compare SET [--people a.jsonl ...] [--out PREFIX]   # label sources on the same pairs
 
 Importing this module registers both subcommands with :func:`prefrl.cli.register`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
-from prefrl.cli import register
+from prefrl.cli import parse, register
 from prefrl.config import ConfigError
 
 LOOPBACK_NAMES = {"localhost"}
@@ -143,7 +145,99 @@ class ImportArgs:
     """A run directory or labels.sqlite holding the pairs."""
 
 
-LABELS_USAGE = "usage: prefrl labels {export,import} ...  (prefrl labels export --help)"
+BPrefTeacher = Literal["oracle", "stochastic", "myopic", "mistake", "skip", "equal"]
+
+
+@dataclass
+class CompareArgs:
+    """Compare label sources on one set of pairs: people's exported answers, the oracle, BPref's synthetic
+    teachers and a scripted person answering through the labeling server. Prints a table and writes
+    PREFIX.json and PREFIX.png (label-efficiency curves, agreement matrix)."""
+
+    pairs: Annotated[Path, tyro.conf.Positional]
+    """The set of pairs: a run directory or labels.sqlite (its queries, repeats left out), e.g. the one whose
+    pairs people labelled with `prefrl label --pairs`."""
+    people: list[Path] = dataclasses.field(default_factory=list)
+    """Files written by `prefrl labels export` after labeling these pairs; one source each, named after
+    the file."""
+    teachers: list[BPrefTeacher] = dataclasses.field(
+        default_factory=lambda: ["stochastic", "myopic", "mistake", "skip", "equal"]
+    )
+    """BPref teachers to compare (the oracle is always included)."""
+    person: bool = True
+    """Include the scripted person (it labels the pairs through the labeling server's HTTP API)."""
+    person_pace: tuple[float, float] = (3.0, 5.0)
+    """A person's seconds per pair (App. B: 3-5 s), drawn uniformly before each answer."""
+    pace_scale: float = 0.1
+    """The scripted person waits person_pace x pace_scale (0: answers at once); reported as such."""
+    person_beta: float = 50.0
+    """The scripted person's BPref rationality on the true reward per step."""
+    person_epsilon: float = 0.05
+    """The scripted person's BPref mistake rate."""
+    held_out: float = 0.2
+    """Share of the pairs kept out of every fit; the curves are scored on them against the oracle."""
+    labels: list[int] | None = None
+    """The N of the efficiency curves, beside all of a source's answers (default 25 50 100 200 ...)."""
+    epochs: int = 50
+    """Epochs of each reward-model fit (a run's first fit)."""
+    fits: int = 1
+    """Fits per N, with their own seeds, averaged."""
+    seed: int = 0
+    threads: int = 1
+    """Torch threads for the fits (1 suits the small MLPs)."""
+    out: Path = Path("label_compare")
+    """Output prefix: PREFIX.json and PREFIX.png."""
+
+
+def cmd_compare(argv: list[str]) -> None:
+    import torch
+
+    from .compare import CompareSettings, PersonSettings, compare_sources, gather_sources, load_pair_set
+    from .compare_report import format_table, plot_comparison, write_json
+
+    args = parse(CompareArgs, argv, "prefrl labels compare")
+    if not 0 < args.held_out < 1:
+        raise ConfigError(f"--held-out must be in (0, 1); got {args.held_out}")
+    if args.pace_scale < 0 or not 0 <= args.person_pace[0] <= args.person_pace[1]:
+        raise ConfigError("--person-pace must be LOW HIGH with 0 <= LOW <= HIGH, and --pace-scale >= 0")
+    if args.epochs < 1 or args.fits < 1 or args.threads < 1 or any(n < 1 for n in args.labels or []):
+        raise ConfigError("--epochs, --fits, --threads and every --labels count must be >= 1")
+    for path in args.people:
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist (give files written by `prefrl labels export`)")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    torch.set_num_threads(args.threads)
+    person = PersonSettings(args.person_beta, args.person_epsilon, args.person_pace, args.pace_scale)
+    try:
+        pair_set = load_pair_set(args.pairs)
+        sources = gather_sources(
+            pair_set,
+            people=args.people,
+            teachers=args.teachers,
+            person=person if args.person else None,
+            seed=args.seed,
+            log=log,
+        )
+        settings = CompareSettings(
+            args.held_out, tuple(args.labels) if args.labels else None, args.epochs, args.fits, args.seed
+        )
+        result = compare_sources(pair_set, sources, settings, log=log)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    print(format_table(result))
+    json_path, png_path = (
+        args.out.with_name(args.out.name + ".json"),
+        args.out.with_name(args.out.name + ".png"),
+    )
+    write_json(result, json_path)
+    plot_comparison(result, png_path)
+    print(f"wrote {json_path} and {png_path}")
+
+
+LABELS_USAGE = "usage: prefrl labels {export,import,compare} ...  (prefrl labels compare --help)"
 
 
 def cmd_labels(argv: list[str]) -> None:
@@ -151,6 +245,9 @@ def cmd_labels(argv: list[str]) -> None:
 
     from .transfer import export_answers, import_answers, store_path
 
+    if argv and argv[0] == "compare":
+        cmd_compare(argv[1:])
+        return
     if not argv or argv[0] not in ("export", "import"):
         if argv and argv[0] in ("-h", "--help"):
             print(LABELS_USAGE)

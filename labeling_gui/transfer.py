@@ -96,6 +96,16 @@ class ImportStats:
     unknown_pairs: int = 0
 
 
+def parse_answers(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Exported answers, checked: a malformed line raises ValueError naming its line number.
+
+    Each item has the line's keys, ``choice`` as a Preference name in lower case, ``created`` and ``seconds``
+    as floats (``seconds`` 0 and ``created`` now where missing) and ``line``, its line number. Blank lines
+    are skipped.
+    """
+    return [_parse_line(i, text) for i, text in enumerate(lines, 1) if text.strip()]
+
+
 def _parse_line(number: int, text: str) -> dict[str, Any]:
     try:
         item = json.loads(text)
@@ -115,6 +125,7 @@ def _parse_line(number: int, text: str) -> dict[str, Any]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"line {number}: {key!r} must be a number >= 0")
         item[key] = float(value)
+    item["line"] = number
     return item
 
 
@@ -125,7 +136,7 @@ def import_answers(store: LabelStore, lines: Iterable[str]) -> ImportStats:
     imported. An answer whose pair is not in the store counts as ``unknown_pairs``; one whose pair (and every
     repeat of it) is already answered counts as ``already_answered``.
     """
-    items = [_parse_line(i, text) for i, text in enumerate(lines, 1) if text.strip()]
+    items = parse_answers(lines)
     digests = query_digests(store)
     answered = {r["query_id"] for r in store.answer_records()}
     open_queries: dict[str, list[int]] = {}
