@@ -15,7 +15,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from prefrl.off_policy import StateEntropyReplayBuffer
+from prefrl.off_policy import HybridReplayBuffer, StateEntropyReplayBuffer
 from prefrl.spec import RunSpec
 
 ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "trpo": TRPO, "sac": SAC, "td3": TD3}
@@ -45,6 +45,14 @@ def make_agent(spec: RunSpec, venv: VecEnv) -> BaseAlgorithm:
         kwargs["policy_kwargs"] = policy_kwargs
     if spec.off_policy and spec.unsupervised_steps > 0:
         kwargs["replay_buffer_class"] = StateEntropyReplayBuffer  # PEBBLE's exploration bonus first
+    elif spec.off_policy and spec.hybrid_replay_share > 0:
+        kwargs["replay_buffer_class"] = HybridReplayBuffer
+    if spec.off_policy and spec.hybrid_replay_share > 0 and spec.policy_aligned_steps:
+        kwargs["replay_buffer_kwargs"] = {
+            **kwargs.get("replay_buffer_kwargs", {}),
+            "recent_rows": max(1, spec.policy_aligned_steps // spec.n_envs),  # a row holds one step per env
+            "recent_share": spec.hybrid_replay_share,
+        }
     if spec.algo == "td3":
         shape = venv.action_space.shape or ()
         half_range = (venv.action_space.high - venv.action_space.low) / 2  # type: ignore[attr-defined]

@@ -68,6 +68,13 @@ class TrainConfig:
     """random, disagreement (ensemble variance, the paper's) or entropy (BPref)."""
     oversample: int = 10
     """Candidate pairs drawn per query for disagreement/entropy selection (paper: 10)."""
+    policy_aligned_steps: int | None = None
+    """QPA (Hu et al. 2024): draw query candidates only from the segments of the newest N env steps (the
+    current policy's behaviour) instead of the whole pool; off-policy agents also take
+    --hybrid-replay-share of each replay batch from those steps (hybrid experience replay). Default: off."""
+    hybrid_replay_share: float | None = None
+    """With --policy-aligned-steps and an off-policy agent: the share of each replay batch drawn from the
+    newest --policy-aligned-steps transitions (QPA's hybrid experience replay; default 0.5)."""
     ensemble_size: int = 3
     """Reward predictors in the ensemble (App. A: 3)."""
     reward_epochs: int = 10

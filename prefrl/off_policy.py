@@ -78,9 +78,30 @@ def relabel_replay_buffer(
     return len(obs)
 
 
-class StateEntropyReplayBuffer(ReplayBuffer):
+class HybridReplayBuffer(ReplayBuffer):
+    """A replay buffer that draws ``recent_share`` of each batch from its newest ``recent_rows`` rows and the
+    rest uniformly (QPA's hybrid experience replay, Hu et al. 2024: the critic sees more of the current
+    policy's behaviour, the part the learned reward was fitted and queried on). ``recent_share=0`` samples
+    as :class:`ReplayBuffer` does."""
+
+    def __init__(self, *args: Any, recent_rows: int = 0, recent_share: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recent_rows, self.recent_share = recent_rows, recent_share
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        rows = filled_rows(self)
+        recent = min(self.recent_rows, rows)
+        if self.recent_share <= 0 or recent <= 0 or self.optimize_memory_usage:
+            return super().sample(batch_size, env)  # (SB3's memory-saving layout: uniform, as it samples)
+        newest = round(self.recent_share * batch_size)
+        older = np.random.randint(0, rows, batch_size - newest)
+        recent_rows = (self.pos - 1 - np.random.randint(0, recent, newest)) % self.buffer_size
+        return self._get_samples(np.concatenate([older, recent_rows]), env)
+
+
+class StateEntropyReplayBuffer(HybridReplayBuffer):
     """A replay buffer that, while ``intrinsic`` is True, replaces sampled rewards by PEBBLE's state-entropy
-    bonus of the next states (§4.1); otherwise an ordinary :class:`ReplayBuffer`."""
+    bonus of the next states (§4.1); otherwise a :class:`HybridReplayBuffer`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

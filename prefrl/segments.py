@@ -207,15 +207,20 @@ class SegmentPool:
     def clear(self) -> None:
         self._segments.clear()
 
-    def sample_pairs(self, n: int, rng: np.random.Generator) -> list[tuple[Segment, Segment]]:
-        """``n`` pairs of distinct segments drawn uniformly (fewer if the pool is too small)."""
+    def sample_pairs(
+        self, n: int, rng: np.random.Generator, *, newest: int | None = None
+    ) -> list[tuple[Segment, Segment]]:
+        """``n`` pairs of distinct segments drawn uniformly (fewer if the pool is too small); with ``newest``,
+        only from the ``newest`` most recent segments (QPA's policy-aligned queries)."""
         size = len(self._segments)
-        if size < 2 or n <= 0:
+        window = size if newest is None else min(newest, size)
+        if window < 2 or n <= 0:
             return []
-        left = rng.integers(0, size, n)
-        # Offset in [1, size) guarantees right != left.
-        right = (left + rng.integers(1, size, n)) % size
-        return [(self._segments[a], self._segments[b]) for a, b in zip(left, right)]
+        left = rng.integers(0, window, n)
+        # Offset in [1, window) guarantees right != left.
+        right = (left + rng.integers(1, window, n)) % window
+        first = size - window
+        return [(self._segments[first + a], self._segments[first + b]) for a, b in zip(left, right)]
 
     def observations(self, max_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``max_steps`` (obs, act) rows from random pool segments, for reward normalisation."""

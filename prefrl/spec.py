@@ -203,6 +203,8 @@ class RunSpec:
     max_labels_kept: int | None
     dropout: float
     unsupervised_steps: int
+    policy_aligned_steps: int | None
+    hybrid_replay_share: float
     output_std: float
     n_envs: int
     agent_hyperparams: Mapping[str, Any]
@@ -292,6 +294,28 @@ def resolve(config: TrainConfig) -> RunSpec:
             f"--unsupervised-steps {unsupervised_steps} leaves no steps to learn from preferences in "
             f"--steps {config.steps}; lower it or raise --steps"
         )
+    hybrid_replay_share = 0.0
+    if config.hybrid_replay_share is not None:
+        if not (config.policy_aligned_steps and config.algo in OFF_POLICY):
+            raise ConfigError(
+                "--hybrid-replay-share is QPA's replay for off-policy agents with --policy-aligned-steps; "
+                "use --algo sac or td3 and set --policy-aligned-steps, or leave it unset"
+            )
+        if not 0 <= config.hybrid_replay_share <= 1:
+            raise ConfigError(f"--hybrid-replay-share is a share in [0, 1]; got {config.hybrid_replay_share}")
+        hybrid_replay_share = config.hybrid_replay_share
+    elif config.policy_aligned_steps and config.algo in OFF_POLICY:
+        hybrid_replay_share = QPA_HYBRID_REPLAY_SHARE
+    if config.policy_aligned_steps is not None and not config.learns_reward:
+        raise ConfigError(
+            "--policy-aligned-steps chooses queries (QPA); a --teacher true-reward run asks none: "
+            "leave it unset"
+        )
+    if config.policy_aligned_steps is not None and config.policy_aligned_steps < 2 * segment_length:
+        raise ConfigError(
+            f"--policy-aligned-steps {config.policy_aligned_steps} holds fewer than two segments of "
+            f"{segment_length} steps; raise it to at least {2 * segment_length}"
+        )
     cores = os.cpu_count() or 1
     if observations == "vector":
         fit_threads = 1  # more threads only slow a 64×64 MLP
@@ -316,6 +340,8 @@ def resolve(config: TrainConfig) -> RunSpec:
         max_labels_kept=_given(config.max_labels_kept, table.max_labels_kept),
         dropout=_given(config.dropout, table.dropout),
         unsupervised_steps=unsupervised_steps,
+        policy_aligned_steps=config.policy_aligned_steps,
+        hybrid_replay_share=hybrid_replay_share,
         output_std=_given(config.output_std, table.output_std),
         n_envs=_given(config.n_envs, agent.n_envs),
         agent_hyperparams=_agent_hyperparams(config, agent.hyperparams),
@@ -329,6 +355,9 @@ def resolve(config: TrainConfig) -> RunSpec:
     return spec
 
 
+QPA_HYBRID_REPLAY_SHARE = 0.5
+"""Share of each replay batch from the policy-aligned transitions (QPA's hybrid experience replay)."""
+
 AGENT_KWARGS_SET_BY_PREFRL = {
     "policy": "the policy follows the observations",
     "env": "the env is --env",
@@ -336,7 +365,7 @@ AGENT_KWARGS_SET_BY_PREFRL = {
     "device": "use --device",
     "verbose": "prefrl logs the run itself",
     "tensorboard_log": "the run's logs/ holds TensorBoard's files",
-    "replay_buffer_class": "PEBBLE chooses the buffer (--unsupervised-steps)",
+    "replay_buffer_class": "PEBBLE and QPA choose the buffer (--unsupervised-steps, --hybrid-replay-share)",
 }
 
 
@@ -455,6 +484,7 @@ def _check_ranges(c: TrainConfig) -> None:
         "--n-envs": (c.n_envs, 1),
         "--unsupervised-steps": (c.unsupervised_steps, 0),
         "--reward-pairs-per-step": (c.reward_pairs_per_step, 0),
+        "--policy-aligned-steps": (c.policy_aligned_steps, 2),
     }
     for flag, (number, low) in at_least.items():
         if number is not None and number < low:

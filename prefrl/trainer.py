@@ -178,9 +178,11 @@ class PreferenceTrainer:
         due = self.spec.schedule.labels_due(step) - self.labels_requested
         norm_obs, norm_acts = self._normalization_sample()
         selector = self.parts.updater.selector
-        candidates = (
-            self.parts.reward_env.pool.sample_pairs(due * selector.oversample, self.rng) if due > 0 else []
-        )
+        newest = None  # QPA: only the current policy's segments (segments of one env do not overlap)
+        if self.spec.policy_aligned_steps:
+            newest = max(2, self.spec.policy_aligned_steps // self.spec.segment_length)
+        pool = self.parts.reward_env.pool
+        candidates = pool.sample_pairs(due * selector.oversample, self.rng, newest=newest) if due > 0 else []
         return UpdateRequest(step, epochs, sample_size, norm_obs, norm_acts, candidates, max(due, 0))
 
     def _apply(self, result: UpdateResult | None, *, ask: bool = True) -> None:

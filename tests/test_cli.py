@@ -55,6 +55,12 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--env-kwargs", "colour=red"], "does not accept --env-kwargs colour='red'"),
         (["--env", "prefrl/Hopper-v0", "--env-kwargs", "upright=alive"], "unknown upright term 'alive'"),
         (["--env", TOY, "--agent-kwargs", "gamma"], "--agent-kwargs takes KEY=VALUE items"),
+        (["--env", TOY, "--policy-aligned-steps", "15"], "holds fewer than two segments of 30 steps"),
+        (["--env", TOY, "--hybrid-replay-share", "0.5"], "--hybrid-replay-share is QPA's replay"),
+        (
+            ["--env", TOY, "--teacher", "true-reward", "--policy-aligned-steps", "1000"],
+            "--policy-aligned-steps chooses queries (QPA)",
+        ),
         (["--env", TOY, "--agent-kwargs", "n_step=512"], "--agent-kwargs n_step: PPO takes no such argument"),
         (["--env", TOY, "--agent-kwargs", "seed=3"], "--agent-kwargs seed: set by prefrl (use --seed)"),
         (["--env", TOY, "--agent-kwargs", "policy_kwargs=[64]"], "policy_kwargs must be a JSON object"),

@@ -14,6 +14,7 @@ from prefrl.algos import make_agent
 from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.off_policy import (
+    HybridReplayBuffer,
     StateEntropyReplayBuffer,
     checkpoint_replay_buffer,
     knn_distance,
@@ -109,6 +110,32 @@ def sac_config(tmp_path, **overrides):
     return TrainConfig(**{**settings, **overrides})
 
 
+def test_hybrid_replay_draws_its_share_from_the_newest_rows():
+    buffer = filled_buffer(HybridReplayBuffer, size=2_000, rows=700, n_envs=2)
+    buffer.recent_rows, buffer.recent_share = 20, 0.5
+    newest = buffer.observations[680:700].reshape(-1, 4)
+    batch = buffer.sample(4_000).observations.numpy()
+    from_newest = (batch[:, None, :] == newest[None]).all(-1).any(-1)
+    assert from_newest[2_000:].all()  # the second half: the newest 20 rows
+    assert 0.01 < from_newest[:2_000].mean() < 0.06  # the first: uniform over 700 rows (20/700 ≈ 0.03)
+    buffer.recent_share = 0.0
+    assert (buffer.sample(4_000).observations.numpy()[:, None, :] == newest[None]).all(-1).any(
+        -1
+    ).mean() < 0.06
+
+
+def test_qpa_gives_an_off_policy_agent_a_hybrid_replay_buffer(tmp_path):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    spec = resolve(sac_config(tmp_path, policy_aligned_steps=300, unsupervised_steps=0))
+    assert spec.hybrid_replay_share == 0.5  # QPA's default share
+    buffer = make_agent(spec, DummyVecEnv([lambda: gym.make(TOY)])).replay_buffer
+    assert type(buffer) is HybridReplayBuffer and (buffer.recent_rows, buffer.recent_share) == (300, 0.5)
+    pebble = resolve(sac_config(tmp_path, policy_aligned_steps=300, hybrid_replay_share=0.25))
+    buffer = make_agent(pebble, DummyVecEnv([lambda: gym.make(TOY)])).replay_buffer
+    assert isinstance(buffer, StateEntropyReplayBuffer) and buffer.recent_share == 0.25
+
+
 def test_sac_with_pebble_raises_the_true_return(tmp_path):
     stats = PreferenceTrainer(sac_config(tmp_path)).train()
     m = read_metrics(tmp_path / "run" / "metrics.csv")
@@ -142,8 +169,8 @@ def test_resetting_the_critic_keeps_the_actor_and_restarts_the_critic_and_its_ta
 BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
-def test_an_off_policy_run_resumes_after_sigkill_with_its_replay_buffer(tmp_path, algo):
+@pytest.mark.parametrize("algo, extra", [("sac", ""), ("td3", "--policy-aligned-steps 200")])  # td3: with QPA
+def test_an_off_policy_run_resumes_after_sigkill_with_its_replay_buffer(tmp_path, algo, extra):
     import sqlite3
 
     from prefrl.checkpoint import latest_checkpoint, read_state
@@ -151,7 +178,7 @@ def test_an_off_policy_run_resumes_after_sigkill_with_its_replay_buffer(tmp_path
     run_dir = tmp_path / "run"
     args = f"train --env {TOY} --algo {algo} --labels 40 --steps 2000 --segment-length 10 "
     args += "--reward-update-interval 400 --unsupervised-steps 300 --checkpoint-interval 500 "
-    args += f"--run-dir {run_dir} --no-progress-bar"
+    args += f"--run-dir {run_dir} --no-progress-bar {extra}"
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen([sys.executable, "-c", BOOT, *args.split()], env=env)
     deadline = time.time() + 180

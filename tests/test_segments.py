@@ -107,6 +107,18 @@ def test_pool_is_bounded_and_pairs_are_distinct(rng):
     assert obs.shape == (5, 2) and acts.shape == (5, 1)
 
 
+def test_policy_aligned_pairs_come_from_the_newest_segments_only(rng):
+    c = make_collector(length=1)
+    pool = SegmentPool(capacity=100)
+    for t in range(100):
+        pool.extend(step(c, t))
+    newest = {id(pool[i]) for i in range(90, 100)}
+    pairs = pool.sample_pairs(500, rng, newest=10)
+    assert len(pairs) == 500 and all(a is not b for a, b in pairs)
+    assert {id(s) for pair in pairs for s in pair} == newest  # all ten drawn, none older
+    assert pool.sample_pairs(5, rng, newest=1) == []  # a window of one segment makes no pair
+
+
 def test_default_segment_length_follows_paper_range():
     assert default_segment_length(0.05) == 30  # 1.5 s
     assert default_segment_length(0.008) == 60  # Hopper: clamped to 60
