@@ -152,8 +152,8 @@ def normalized_scores(runs: list[RunResult]) -> dict[str, dict[str, list[float]]
 
 
 def aggregate(scores: dict[str, dict[str, list[float]]], *, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """IQM of each arm's normalised scores over tasks × seeds, with a 95 % stratified-bootstrap CI, and its
-    performance profile (the fraction of runs scoring above τ, with a 95 % bootstrap band) at
+    """IQM and mean of each arm's normalised scores over tasks × seeds, each with a 95 % stratified-bootstrap
+    CI, and its performance profile (the fraction of runs scoring above τ, with a 95 % bootstrap band) at
     :data:`PROFILE_TAUS`.
 
     rliable needs a full (runs × tasks) matrix: each arm uses as many seeds as its least-run task has.
@@ -168,13 +168,15 @@ def aggregate(scores: dict[str, dict[str, list[float]]], *, seed: int = 0) -> di
         np.random.seed(seed)  # rliable draws its bootstrap from numpy's global generator
         point, interval = rly.get_interval_estimates(
             {arm: matrix},
-            lambda x: np.array([rly_metrics.aggregate_iqm(x)]),
+            lambda x: np.array([rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x)]),
             reps=BOOTSTRAP_REPS,
         )
         profile, band = rly.create_performance_profile({arm: matrix}, PROFILE_TAUS, reps=BOOTSTRAP_REPS)
         out[arm] = {
             "iqm": float(point[arm][0]),
             "ci95": [float(interval[arm][0, 0]), float(interval[arm][1, 0])],
+            "mean": float(point[arm][1]),
+            "mean_ci95": [float(interval[arm][0, 1]), float(interval[arm][1, 1])],
             "tasks": len(tasks),
             "runs_per_task": runs,
             "per_task": {t: float(np.mean(v)) for t, v in sorted(tasks.items())},
@@ -274,13 +276,13 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
             if run.env == env:
                 arms[run.arm].append(run)
         for arm, members in sorted(arms.items()):
-            grid, curves = _curves(members)
+            grid, curves = learning_curves(members)
             if not curves:
                 continue
             with warnings.catch_warnings():  # steps before a run's first episode have no value yet
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(curves, axis=0)
-                low, high = _bootstrap_band(np.array(curves))
+                low, high = bootstrap_band(np.array(curves))
             ax.plot(grid, mean, label=f"{arm} ({len(curves)})")
             ax.fill_between(grid, low, high, alpha=0.2)
         ax.set_title(env, fontsize=9)
@@ -302,8 +304,9 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _curves(members: list[RunResult], points: int = 50) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Each run's true return interpolated onto one step grid."""
+def learning_curves(members: list[RunResult], points: int = 50) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each run's true return interpolated onto one step grid of ``points`` steps from 0 to the longest
+    run's steps (NaN outside a run's logged episodes); runs with fewer than two logged rows are left out."""
     steps = max(r.steps for r in members)
     grid = np.linspace(0, steps, points)
     curves = []
@@ -319,8 +322,8 @@ def _curves(members: list[RunResult], points: int = 50) -> tuple[np.ndarray, lis
     return grid, curves
 
 
-def _bootstrap_band(curves: np.ndarray, reps: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """95 % bootstrap interval of the mean curve over runs."""
+def bootstrap_band(curves: np.ndarray, reps: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """95 % bootstrap interval of the mean curve over runs; ``curves`` is ``(runs, points)``."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(curves), (reps, len(curves)))
     means = np.nanmean(curves[picks], axis=1)

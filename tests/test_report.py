@@ -38,6 +38,7 @@ def test_the_report_normalises_by_the_true_reward_arm_and_takes_the_iqm(tmp_path
     summary = data["summary"]["ppo oracle 700"]
     assert summary["iqm"] == pytest.approx(0.9, abs=1e-6)
     assert summary["ci95"][0] <= 0.9 <= summary["ci95"][1]
+    assert summary["mean"] == pytest.approx(0.9) and summary["mean_ci95"][0] <= 0.9 <= summary["mean_ci95"][1]
     assert summary["per_task"]["prefrl/Swimmer-v0"] == pytest.approx(1.3, rel=1e-6)
     profile = summary["performance_profile"]  # a third of the runs score above 1.0, none above 1.3
     assert profile["fraction"][profile["tau"].index(1.0)] == pytest.approx(1 / 3)
