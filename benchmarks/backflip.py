@@ -23,10 +23,7 @@ A run directory that already holds this run is resumed (``prefrl resume``); a fi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +43,7 @@ from prefrl.envs.backflip_judge import (
 )
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
-from prefrl.labeling_gui.scripted import NoisyChoice, ScriptedLabeler, wait_for_server
+from prefrl.labeling_gui.scripted import NoisyChoice, train_with_scripted_person
 
 TARGET_BACKFLIPS, TARGET_LABELS = 1.0, 900
 
@@ -105,50 +102,27 @@ def train_with_scripted_labeler(args: Args) -> float:
     cmd = train_command(args)
     if cmd is None:
         return 0.0
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    log = (args.run_dir / "benchmark.log").open("a")
-    server_cmd = [*_python(), "label", "--run-dir", str(args.run_dir), "--port", str(args.port)]
-    server = subprocess.Popen(
-        server_cmd + ([] if args.clips else ["--no-clips"]), stdout=log, stderr=log, env=env
+    person = NoisyChoice(
+        lambda segment: backflip_progress(segment.states),
+        beta=args.person_beta,
+        epsilon=args.person_epsilon,
+        rng=np.random.default_rng(args.seed),
     )
     start = time.time()
-    stop = threading.Event()
-    try:
-        url = f"http://127.0.0.1:{args.port}"
-        wait_for_server(url, timeout_s=120)
-        trainer = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
-        person = NoisyChoice(
-            lambda segment: backflip_progress(segment.states),
-            beta=args.person_beta,
-            epsilon=args.person_epsilon,
-            rng=np.random.default_rng(args.seed),
-        )
-        labeler = ScriptedLabeler(
-            url,
-            args.run_dir / "labels.sqlite",
-            person,
-            name="scripted-person",
-            pace_s=args.pace_s,
-            rng=np.random.default_rng(args.seed + 1),
-        )
-        thread = threading.Thread(target=labeler.run, args=(stop,), daemon=True)
-        thread.start()
-        print(" ".join(cmd[2:]), flush=True)
-        while trainer.poll() is None:
-            time.sleep(5)
-            if not thread.is_alive():
-                trainer.terminate()
-                raise RuntimeError(f"the scripted labeler stopped; see {args.run_dir / 'benchmark.log'}")
-        if trainer.returncode != 0:
-            raise RuntimeError(
-                f"training failed (exit {trainer.returncode}); see {args.run_dir / 'benchmark.log'}"
-            )
-    finally:
-        stop.set()
-        server.terminate()
-        server.wait(30)
-        log.close()
+    print(" ".join(cmd[2:]), flush=True)
+    log = args.run_dir / "benchmark.log"
+    code = train_with_scripted_person(
+        cmd,
+        args.run_dir,
+        person,
+        log=log,
+        port=args.port,
+        clips=args.clips,
+        pace_s=args.pace_s,
+        rng=np.random.default_rng(args.seed + 1),
+    )
+    if code != 0:
+        raise RuntimeError(f"training failed (exit {code}); see {log}")
     return time.time() - start
 
 

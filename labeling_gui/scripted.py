@@ -1,20 +1,28 @@
 """A scripted labeler: answers through the labeling server's HTTP API, as a person's browser does.
 
 It stands in for a person so that the whole human path (queries in the store, clips, claims and answers
-over HTTP, the trainer polling them) runs without one: in the end-to-end test with the oracle and in the
+over HTTP, the trainer polling them) runs without one: in the end-to-end test with the oracle, in the
 backflip benchmark with a :class:`NoisyChoice` on :func:`prefrl.envs.backflip_judge.backflip_progress`, at a
-person's pace. It reads a claimed pair's segments from the run's database (where a person would watch its
-clips) and picks with ``choose(left, right)``.
+person's pace, and in the online comparison of label sources (``benchmarks/teachers_online.py``) with a
+:class:`NoisyChoice` on the true reward. It reads a claimed pair's segments from the run's database (where a
+person would watch its clips) and picks with ``choose(left, right)``. :func:`train_with_scripted_person` runs
+a whole ``prefrl train --teacher human`` run that way: trainer, labeling server and scripted person.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +30,7 @@ import numpy as np
 
 from prefrl.label_store import LabelStore
 from prefrl.segments import Segment
+from prefrl.sweep import die_with_parent
 from prefrl.teachers import Preference, SyntheticTeacher
 
 Chooser = Callable[[Segment, Segment], Preference]
@@ -59,6 +68,13 @@ def oracle_choice(left: Segment, right: Segment) -> Preference:
     if left.true_return == right.true_return:
         return Preference.EQUAL
     return Preference.LEFT if left.true_return > right.true_return else Preference.RIGHT
+
+
+def true_reward_per_step(segment: Segment) -> float:
+    """A scripted person's score on a task with a true reward: the segment's mean true reward per step,
+    what the task's instructions ask people to look for (Hopper: moving right, then height), in units that
+    do not depend on the segment's length."""
+    return float(np.mean(segment.true_rewards))
 
 
 class NoisyChoice:
@@ -192,3 +208,112 @@ def wait_for_server(base_url: str, *, token: str | None = None, timeout_s: float
         if time.monotonic() > deadline:
             raise TimeoutError(f"the labeling server at {base_url} did not start within {timeout_s:.0f} s")
         time.sleep(0.2)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def train_with_scripted_person(
+    command: Sequence[str],
+    run_dir: Path,
+    choose: Chooser,
+    *,
+    log: Path,
+    port: int | None = None,
+    clips: bool = False,
+    pace_s: tuple[float, float] | None = None,
+    rng: np.random.Generator | None = None,
+    name: str = "scripted-person",
+    stop: threading.Event | None = None,
+    server_timeout_s: float = 120.0,
+) -> int:
+    """Run a trainer whose run a scripted person teaches through the labeling GUI, as a person would.
+
+    ``command`` (``prefrl train --teacher human ... --run-dir RUN_DIR``, or ``prefrl resume RUN_DIR``) runs in
+    a subprocess; the run's labeling server (``prefrl label --run-dir RUN_DIR``) in another; a
+    :class:`ScriptedLabeler` named ``name`` claims its pairs and answers them over HTTP with ``choose``, in a
+    thread of this process, until the trainer ends. Everything the trainer and the server print is appended
+    to ``log``, which stays locked while the trainer runs (the same run started again waits for it).
+
+    Args:
+        port: the server's port (default: a free one).
+        clips: render the clips of every query, as for a person (``choose`` reads the segments, so the
+            scripted person needs none).
+        pace_s: ``(low, high)`` seconds to wait before each answer, as a person watching the clips (App. B:
+            3-5 s); None answers as soon as a pair is claimed.
+        rng: draws the pace.
+        stop: when set (e.g. by another thread), the trainer is interrupted as by Ctrl-C.
+
+    Returns:
+        The trainer's exit status (130 when interrupted: it wrote a checkpoint, ``prefrl resume`` goes on).
+
+    Raises:
+        RuntimeError: the scripted person failed (the trainer is interrupted first, so no label is lost).
+        KeyboardInterrupt: on Ctrl-C, once the trainer has written its checkpoint and exited.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = port if port is not None else free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    stop = stop if stop is not None else threading.Event()
+    finished = threading.Event()
+    failure: list[Exception] = []
+    with open(log, "ab") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # the trainer shares this open file, so it holds the lock too
+        shown = next((i for i, a in enumerate(command) if a in ("train", "resume")), 0)
+        out.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')}: prefrl {' '.join(command[shown:])}\n".encode())
+        out.flush()
+        server_cmd = [sys.executable, "-m", "prefrl", "label", "--run-dir", str(run_dir), "--port", str(port)]
+        server = subprocess.Popen(
+            server_cmd + ([] if clips else ["--no-clips"]),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=die_with_parent,
+        )
+        trainer: subprocess.Popen[bytes] | None = None
+        try:
+            wait_for_server(url, timeout_s=server_timeout_s)
+            trainer = subprocess.Popen(
+                list(command), stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
+            )
+            labeler = ScriptedLabeler(
+                url, run_dir / "labels.sqlite", choose, name=name, pace_s=pace_s, rng=rng
+            )
+
+            def label() -> None:
+                try:
+                    labeler.run(finished)
+                except Exception as err:  # reported by the loop below, which stops the trainer
+                    failure.append(err)
+
+            threading.Thread(target=label, name=f"{name} on {run_dir.name}", daemon=True).start()
+            while trainer.poll() is None:
+                if stop.wait(1.0) or failure:
+                    _interrupt(trainer)
+            if failure:
+                raise RuntimeError(f"the scripted person stopped ({failure[0]!r}); see {log}") from failure[0]
+            return int(trainer.returncode)
+        except KeyboardInterrupt:
+            if trainer is not None:
+                _interrupt(trainer)
+            raise
+        finally:
+            finished.set()
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _interrupt(trainer: subprocess.Popen[bytes]) -> None:
+    """As Ctrl-C: the trainer writes its checkpoint and exits (``prefrl resume`` continues it)."""
+    if trainer.poll() is None:
+        trainer.send_signal(signal.SIGINT)
+    trainer.wait()

@@ -11,9 +11,16 @@ import pytest
 
 from prefrl.envs.backflip_judge import backflip_progress
 from prefrl.label_store import LabelStore
-from prefrl.labeling_gui.scripted import NoisyChoice, ScriptedLabeler, oracle_choice
+from prefrl.labeling_gui.scripted import (
+    NoisyChoice,
+    ScriptedLabeler,
+    oracle_choice,
+    train_with_scripted_person,
+)
 from prefrl.labeling_gui.server import ServerSettings, create_app
+from prefrl.report import find_runs
 from prefrl.segments import Segment
+from prefrl.sweep import sweep_from_spec
 from prefrl.teachers import Preference
 from tests.labeling_helpers import fill_fake, serve
 from tests.test_backflip_judge import launched
@@ -82,3 +89,47 @@ def test_the_scripted_person_prefers_the_landed_flip_over_the_gui(tmp_path: Path
     with LabelStore(tmp_path / "labels.sqlite") as store:
         (record,) = store.answer_records()
     assert (record["query_id"], record["choice"]) == (query.query_id, "right")
+
+
+def test_a_sweep_run_taught_by_the_scripted_person_through_the_gui_is_resumed_and_finishes(
+    tmp_path: Path,
+) -> None:
+    # The scripted-person arm of benchmarks/teachers_online.py: a sweep's run with --teacher human, its
+    # labeling server in a subprocess and the person answering over HTTP; stopped part way (as Ctrl-C), then
+    # resumed by the same call to its end.
+    spec = {
+        "out": str(tmp_path / "runs"),
+        "imports": ["tests.toy_envs"],
+        "steps": 2048,
+        "grid": {"env": ["prefrl-test/LinearReward-v0"], "teacher": ["human"], "labels": [30]},
+        "settings": {  # sync updates: no worker process to start, on a busy CI machine
+            "segment-length": 10,
+            "reward-update-interval": 256,
+            "checkpoint-interval": 512,
+            "reward-updates": "sync",
+        },
+    }
+    (run,) = sweep_from_spec(spec).runs
+    stop = threading.Event()
+
+    def stop_after_first_checkpoint() -> None:
+        while not stop.is_set() and run.steps_done() == 0:
+            time.sleep(0.1)
+        stop.set()
+
+    watcher = threading.Thread(target=stop_after_first_checkpoint, daemon=True)
+    watcher.start()
+    code = train_with_scripted_person(run.command(), run.run_dir, oracle_choice, log=run.log, stop=stop)
+    assert code == 130 and 0 < run.steps_done() < run.steps  # interrupted, with a checkpoint to go on from
+    assert run.command()[-3:-1] == ["resume", str(run.run_dir)]
+
+    assert train_with_scripted_person(run.command(), run.run_dir, oracle_choice, log=run.log) == 0
+    assert run.finished
+    with LabelStore(run.run_dir / "labels.sqlite") as store:
+        records = store.answer_records()
+        queries = store.num_queries()
+    # The 8 initial labels, then answers during RL (the last queries may still be unanswered at the end).
+    assert 8 < len(records) <= queries == 30 and {r["labeler"] for r in records} == {"scripted-person"}
+    (result,) = find_runs([tmp_path / "runs"])  # prefrl report scores it beside the sweep's own runs
+    assert result.teacher == "human" and result.final_true_return is not None
+    assert run.log.read_text().count("== ") == 2  # both sessions logged in the run's train.log
