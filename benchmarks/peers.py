@@ -205,7 +205,9 @@ def preference_set(pairs: int, length: int, seed: int = 0) -> dict[str, np.ndarr
     }
 
 
-def prefrl_epoch_seconds(data: dict[str, np.ndarray], epochs: int, repeats: int) -> list[float]:
+def prefrl_epoch_seconds(
+    data: dict[str, np.ndarray], epochs: int, repeats: int, seed: int = 0
+) -> list[float]:
     """prefrl's default ensemble (3 MLPs of 64-64, batch 64), seconds per epoch of ``RewardEnsemble.fit``."""
     import gymnasium as gym
     import torch
@@ -222,7 +224,7 @@ def prefrl_epoch_seconds(data: dict[str, np.ndarray], epochs: int, repeats: int)
         left, right = (Segment(obs[i, :-1], acts[i], rewards[i]) for i in (0, 1))
         dataset.add(left, right, float(mu))
     times = []
-    for r in range(repeats):
+    for r in range(seed, seed + repeats):
         rng = np.random.default_rng(r)
         ensemble = RewardEnsemble.for_spaces(env.observation_space, env.action_space)
         ensemble.fit(dataset, epochs=1, rng=rng)  # warm-up
@@ -239,19 +241,16 @@ def epoch_times(args: Args, python: Path) -> dict[str, Any]:
     data = preference_set(args.epoch_pairs, args.epoch_segment_length)
     pairs_path = args.runs_dir / "epoch_pairs.npz"
     np.savez(pairs_path, obs=data["obs"], acts=data["acts"], rewards=data["rewards"], mu=data["mu"])
-    ours = prefrl_epoch_seconds(data, args.epochs_timed, args.epoch_repeats)
-    theirs_path = args.runs_dir / "epoch_times_imitation.json"
-    cmd = [str(python), str(IMITATION_SCRIPT), "epochs", str(pairs_path)]
-    cmd += [
-        "--epochs",
-        str(args.epochs_timed),
-        "--repeats",
-        str(args.epoch_repeats),
-        "--out",
-        str(theirs_path),
-    ]
-    subprocess.check_call(_pinned(cmd, args.cpu), env=_one_thread_env())
-    theirs = json.loads(theirs_path.read_text())
+    # The repeats alternate between the libraries, so that a busy moment of the machine falls on both.
+    ours: list[float] = []
+    theirs: list[dict[str, Any]] = []
+    for r in range(args.epoch_repeats):
+        ours += prefrl_epoch_seconds(data, args.epochs_timed, repeats=1, seed=r)
+        theirs_path = args.runs_dir / f"epoch_times_imitation_{r}.json"
+        cmd = [str(python), str(IMITATION_SCRIPT), "epochs", str(pairs_path), "--out", str(theirs_path)]
+        cmd += ["--epochs", str(args.epochs_timed), "--repeats", "1", "--seed", str(r)]
+        subprocess.check_call(_pinned(cmd, args.cpu), env=_one_thread_env())
+        theirs.append(json.loads(theirs_path.read_text()))
     n_val = int(args.epoch_pairs / math.e)
     result = {
         "pairs": args.epoch_pairs,
@@ -264,8 +263,11 @@ def epoch_times(args: Args, python: Path) -> dict[str, Any]:
             # each member: one pass over a bootstrap sample of the 1 - 1/e not held out, then validation
             "pairs_per_epoch": 3 * (args.epoch_pairs - n_val),
         },
-        "imitation": theirs["default"],
-        "imitation_ensemble_3": theirs["ensemble_3"],
+        "imitation": {**theirs[0]["default"], "seconds": [t["default"]["seconds"][0] for t in theirs]},
+        "imitation_ensemble_3": {
+            **theirs[0]["ensemble_3"],
+            "seconds": [t["ensemble_3"]["seconds"][0] for t in theirs],
+        },
     }
     write_json(path, result)
     return result

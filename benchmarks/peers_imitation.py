@@ -18,7 +18,7 @@ ingredient's 8 envs. The true-reward baseline is plain SB3 PPO with the same set
 
     python benchmarks/peers_imitation.py parity OUT.npz
     python benchmarks/peers_imitation.py train {preferences,true-reward} --steps N --seed S --out DIR
-    python benchmarks/peers_imitation.py epochs PAIRS.npz --epochs E --repeats R --out OUT.json
+    python benchmarks/peers_imitation.py epochs PAIRS.npz --epochs E --repeats R --seed S --out OUT.json
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def train(arm: str, steps: int, seed: int, labels: int, out: Path) -> None:
 # --- reward-model epochs ------------------------------------------------------------------------------------
 
 
-def epochs(pairs_path: Path, num_epochs: int, repeats: int, out: Path) -> None:
+def epochs(pairs_path: Path, num_epochs: int, repeats: int, seed: int, out: Path) -> None:
     """Seconds per epoch of imitation's reward trainers on a fixed preference set.
 
     ``pairs_path`` holds ``obs (P, 2, L + 1, obs_dim)``, ``acts (P, 2, L, act_dim)``,
@@ -277,7 +277,7 @@ def epochs(pairs_path: Path, num_epochs: int, repeats: int, out: Path) -> None:
 
     def seconds_per_epoch(make_trainer: Any) -> list[float]:
         times = []
-        for r in range(repeats):
+        for r in range(seed, seed + repeats):
             trainer = make_trainer(np.random.default_rng(r))
             trainer.train(dataset, epoch_multiplier=1 / num_epochs)  # one warm-up epoch
             begin = time.perf_counter()
@@ -331,6 +331,7 @@ def main() -> None:
     e.add_argument("pairs", type=Path)
     e.add_argument("--epochs", type=int, default=5)
     e.add_argument("--repeats", type=int, default=3)
+    e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "parity":
@@ -338,7 +339,7 @@ def main() -> None:
     elif args.command == "train":
         train(args.arm, args.steps, args.seed, args.labels, args.out)
     else:
-        epochs(args.pairs, args.epochs, args.repeats, args.out)
+        epochs(args.pairs, args.epochs, args.repeats, args.seed, args.out)
 
 
 if __name__ == "__main__":
