@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-atari bench-atari-memory bench-peers clean
+.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-teachers-online bench-atari bench-atari-memory bench-peers clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench-wall-time: install
 
 bench-backflip: install
 	$(PY) -m benchmarks.backflip
+
+# Label sources online: the oracle, BPref's noisy teachers (a sweep) and a scripted person answering through
+# the labeling GUI, 700 labels on Hopper, 3 seeds, beside the true reward (≈ 8 core-hours; resumable).
+bench-teachers-online: install
+	$(PY) -m benchmarks.teachers_online
 
 # Atari (App. A.2): Pong from 3.3k oracle labels vs the true reward (days on a CPU; resumable: rerun to
 # continue, or add --max-minutes N), and the memory of a 3,000-pair preference set.

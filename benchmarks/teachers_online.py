@@ -1,0 +1,403 @@
+"""Label sources against each other, online: what an agent learns from each (issue 13).
+
+The same task (``prefrl/Hopper-v0``, PPO, 700 labels, 1M steps, 3 seeds) trained from the oracle, from each of
+BPref's noisy teachers (Lee et al. 2021: stochastic, myopic, mistake, skip, equal) and from a scripted person
+answering through the labeling GUI (Christiano et al. 2017, §3.1, human against synthetic labels, with a
+simulated person), beside PPO on the true reward, which fixes each run's normalised score
+(:func:`prefrl.report.normalized_score`: 0 = the untrained policy, 1 = RL on the true reward).
+
+* The synthetic teachers and the true-reward arm are the sweep ``benchmarks/specs/teachers_online.toml``
+  (:mod:`prefrl.sweep`: finished runs skipped, interrupted ones resumed).
+* The scripted person's runs are ``prefrl train --teacher human`` with the spec's settings, into the same
+  ``out`` and named as the sweep names its runs (so ``prefrl report OUT`` includes them), each taught by
+  :func:`prefrl.labeling_gui.scripted.train_with_scripted_person`: the run's labeling server in a
+  subprocess, and a :class:`~prefrl.labeling_gui.scripted.ScriptedLabeler` claiming pairs and answering them
+  over HTTP. The person prefers the clip with the higher true reward per step (the Hopper's instructions:
+  further right, then taller), with BPref's noise: Boltzmann-rational with ``--person-beta`` 50 on that
+  score, then a mistake with probability ``--person-epsilon`` 0.05. On the 2,091 pairs the three 1M-step
+  oracle runs of ``benchmarks/mujoco_feedback.py`` asked about (disagreement-selected, so mostly close
+  calls) that model gets 10.4 % wrong: 6 % from close calls and the rest from mistakes. By default it answers
+  as soon as a pair is claimable, so it keeps up with the agent as the synthetic teachers do, whatever the
+  machine's speed (only queries asked in a run's last moments can go unanswered: ``labels`` in the JSON);
+  ``--pace-s 3 5`` makes it wait as a person would, and then it falls behind a fast agent. Every source sees
+  the same 60-step segments (the spec's ``segment-length``); clips are not rendered unless ``--clips``.
+
+Writes ``benchmarks/results/teachers_online.json`` (``{partial, runs_done, runs_not_done, sources: {name:
+{normalized: {iqm, iqm_ci95, mean, mean_ci95, per_seed}, final_true_return, labels, curve}}, ...}``) and
+``.png`` (learning curves; normalised final scores). ``partial`` is true unless every run of the full
+benchmark (the spec's steps and seeds, every source) has finished.
+
+    python -m benchmarks.teachers_online                          # everything (≈ 8 core-hours), resumable
+    python -m benchmarks.teachers_online --steps 100000 --seeds 0  # a smaller piece, in OUT-100000-steps
+    python -m benchmarks.teachers_online --report-only            # rewrite the JSON/PNG from the runs
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+
+from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl.config import ConfigError
+from prefrl.label_store import LabelStore
+from prefrl.labeling_gui.scripted import NoisyChoice, train_with_scripted_person, true_reward_per_step
+from prefrl.report import (
+    RunResult,
+    aggregate,
+    bootstrap_band,
+    find_runs,
+    learning_curves,
+    normalized_score,
+)
+from prefrl.sweep import Sweep, SweepRun, run_sweep, sweep_from_spec
+from prefrl.teachers import Preference
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SPEC = Path("benchmarks/specs/teachers_online.toml")
+PERSON = "scripted-person"
+"""The source name of the scripted person's runs (their teacher is ``human``)."""
+BASELINE = "true-reward"
+
+
+@dataclass
+class Args:
+    spec: Path = SPEC
+    """The sweep spec of the synthetic teachers and the true-reward arm."""
+    steps: int | None = None
+    """Env steps per run (default: the spec's); other than the spec's, runs go to OUT-STEPS-steps."""
+    seeds: list[int] | None = None
+    """Seeds (default: the spec's)."""
+    sources: list[str] | None = None
+    """Label sources (default: the spec's teachers and scripted-person); the true reward always runs."""
+    parallel: int | None = None
+    """The scripted person's runs at a time (default: the cores this process may use)."""
+    person_beta: float = 50.0
+    """The person's BPref rationality on differences of true reward per step."""
+    person_epsilon: float = 0.05
+    """The person's BPref mistake rate."""
+    pace_s: tuple[float, float] | None = None
+    """Seconds the person waits before each answer, drawn uniformly (e.g. 3 5); default: none."""
+    clips: bool = False
+    """Render the clips of the scripted person's queries, as for people (the person reads the segments)."""
+    report_only: bool = False
+    """Only rewrite the JSON/PNG from the runs as they are now."""
+    out: Path = RESULTS / "teachers_online.json"
+
+
+# ------------------------------------------------------------------------------------------- the runs
+def read_spec(args: Args) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(the spec file's keys, those of this invocation)``: steps, seeds and teachers as asked; a step count
+    other than the spec's goes to its own ``out`` (a run's settings never change under it)."""
+    full = tomllib.loads(args.spec.read_text())
+    spec = {**full, "grid": dict(full["grid"])}
+    teachers = [t for t in full["grid"]["teacher"] if t != BASELINE]
+    sources = args.sources if args.sources is not None else [*teachers, PERSON]
+    unknown = set(sources) - {*teachers, PERSON}
+    if unknown:
+        raise ConfigError(f"unknown sources {', '.join(sorted(unknown))}; choose from {teachers + [PERSON]}")
+    spec["grid"]["teacher"] = [BASELINE, *(t for t in teachers if t in sources)]
+    spec["sources"] = sources
+    if args.seeds is not None:
+        spec["seeds"] = args.seeds
+    if args.steps is not None and args.steps != full.get("steps"):
+        spec["steps"], spec["out"] = args.steps, f"{full['out']}-{args.steps}-steps"
+    return full, spec
+
+
+def sweeps(spec: dict[str, Any], where: Path) -> tuple[Sweep, list[SweepRun]]:
+    """The sweep of the synthetic teachers and the true reward, and the scripted person's runs: the same
+    settings with ``--teacher human``, checked as the sweep checks its own."""
+    sweep_keys = {k: v for k, v in spec.items() if k != "sources"}
+    synthetic = sweep_from_spec(sweep_keys, where=str(where))
+    person: list[SweepRun] = []
+    if PERSON in spec["sources"]:
+        human = {**sweep_keys, "grid": {**sweep_keys["grid"], "teacher": ["human"]}}
+        person = sweep_from_spec(human, where=f"{where} (the scripted person's runs)").runs
+    return synthetic, person
+
+
+def run_person(runs: Sequence[SweepRun], args: Args) -> dict[str, str]:
+    """The scripted person's unfinished runs, ``parallel`` at a time; each run's end by name."""
+    todo = [run for run in runs if not run.finished]
+    status = {run.name: "skipped (finished earlier)" for run in runs if run.finished}
+    if not todo:
+        return status
+    stop = threading.Event()
+
+    def teach(run: SweepRun) -> str:
+        if stop.is_set():
+            return "not started"
+        seed = int(run.args[run.args.index("--seed") + 1])
+        person = NoisyChoice(
+            true_reward_per_step,
+            beta=args.person_beta,
+            epsilon=args.person_epsilon,
+            rng=np.random.default_rng(seed),
+        )
+        print(f"{run.name}: the scripted person labels through the GUI (log: {run.log})", flush=True)
+        try:
+            code = train_with_scripted_person(
+                run.command(),
+                run.run_dir,
+                person,
+                log=run.log,
+                clips=args.clips,
+                pace_s=args.pace_s,
+                rng=np.random.default_rng(seed + 1),
+                stop=stop,
+            )
+        except RuntimeError as err:
+            return f"failed ({err})"
+        if code == 0 and run.finished:
+            return "finished"
+        return (
+            "interrupted (resume: run the same command again)" if stop.is_set() else f"failed (exit {code})"
+        )
+
+    parallel = args.parallel or len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {run.name: pool.submit(teach, run) for run in todo}
+        try:
+            for name, future in futures.items():
+                status[name] = future.result()
+        except KeyboardInterrupt:
+            stop.set()  # each trainer writes its checkpoint and exits
+            raise
+    return status
+
+
+# ----------------------------------------------------------------------------------------- the report
+def source_of(run: RunResult) -> str:
+    return PERSON if run.teacher == "human" else run.teacher
+
+
+def label_stats(run_dir: Path) -> dict[str, Any]:
+    """The answers a run received: how many, and how they compare with the oracle's."""
+    path = run_dir / "labels.sqlite"
+    if not path.exists():
+        return {"answers": 0}
+    with LabelStore(path) as store:
+        answered = list(store.answered_pairs())
+        seconds = [r["seconds"] for r in store.answer_records() if r["repeat_of"] is None]
+    truth = np.array([np.sign(q.left.true_return - q.right.true_return) for q, _ in answered])
+    choice = np.array([int(p) for _, p in answered])
+    decided = (truth != 0) & np.isin(choice, [Preference.LEFT, Preference.RIGHT])
+    agree = np.where(choice == Preference.LEFT, 1, -1) == truth
+    n = max(len(answered), 1)
+    return {
+        "answers": len(answered),
+        "agreement_with_oracle": float(agree[decided].mean()) if decided.any() else None,
+        "equal_share": float(np.sum(choice == Preference.EQUAL) / n),
+        "skip_share": float(np.sum(choice == Preference.SKIP) / n),
+        "seconds_per_answer": float(np.mean(seconds)) if seconds else None,
+    }
+
+
+def summarise(
+    args: Args, full: dict[str, Any], spec: dict[str, Any], planned: list[SweepRun]
+) -> dict[str, Any]:
+    out_dir = Path(spec["out"])
+    names = {run.name for run in planned}
+    try:
+        runs = [r for r in find_runs([out_dir]) if r.run_dir.name in names]
+    except ConfigError:
+        runs = []
+    done = sorted(run.name for run in planned if run.finished)
+    not_done = {run.name: f"{run.steps_done():,}/{run.steps:,} steps" for run in planned if not run.finished}
+    is_full = (
+        spec["steps"] == full["steps"]
+        and set(full.get("seeds", [0])) <= set(spec.get("seeds", [0]))
+        and set(spec["sources"]) == {*(t for t in full["grid"]["teacher"] if t != BASELINE), PERSON}
+    )
+    by_source: dict[str, list[RunResult]] = {}
+    for run in sorted(runs, key=lambda r: r.seed):
+        by_source.setdefault(source_of(run), []).append(run)
+    finished = {
+        source: [r for r in members if r.run_dir.name in done and r.final_true_return is not None]
+        for source, members in by_source.items()
+    }
+    scores: dict[str, dict[str, list[float]]] = {}  # {source: {env: [normalised score per seed]}}
+    for source, members in finished.items():
+        values = [s for r in members if (s := normalized_score(r, runs)) is not None]
+        if source != BASELINE and values:
+            scores[source] = {members[0].env: values}
+    stats = aggregate(scores) if scores else {}
+    sources = {}
+    for source in [BASELINE, *(t for t in full["grid"]["teacher"] if t != BASELINE), PERSON]:
+        members = by_source.get(source, [])
+        if not members:
+            continue
+        ended = finished[source]
+        returns = [float(r.final_true_return) for r in ended if r.final_true_return is not None]
+        entry: dict[str, Any] = {
+            "teacher": "human" if source == PERSON else source,
+            "runs": [r.run_dir.name for r in members],
+            "finished": len(ended),
+            "final_true_return": {
+                "mean": float(np.mean(returns)) if returns else None,
+                "std": float(np.std(returns)) if returns else None,
+                "per_seed": {r.seed: r.final_true_return for r in ended},
+            },
+            "curve": curve(members),
+        }
+        if source != BASELINE:
+            agg = stats.get(source, {})
+            entry["normalized"] = {
+                "iqm": agg.get("iqm"),
+                "iqm_ci95": agg.get("ci95"),
+                "mean": agg.get("mean"),
+                "mean_ci95": agg.get("mean_ci95"),
+                "per_seed": {r.seed: normalized_score(r, runs) for r in ended},
+            }
+            entry["labels"] = [label_stats(r.run_dir) | {"seed": r.seed} for r in members]
+        sources[source] = entry
+    return {
+        "partial": not (is_full and not not_done),
+        "runs_done": done,
+        "runs_not_done": not_done,
+        "task": {
+            "env": spec["grid"]["env"],
+            "algo": spec["grid"]["algo"],
+            "labels": spec["grid"]["labels"],
+            "steps": spec["steps"],
+            "seeds": spec.get("seeds", [0]),
+            "settings": spec.get("settings", {}),
+        },
+        "full_benchmark": {"steps": full["steps"], "seeds": full.get("seeds", [0]), "spec": str(args.spec)},
+        "runs_dir": str(out_dir),
+        "sources": sources,
+        "scripted_person": {
+            "score": "true reward per step of the segment (true_reward_per_step)",
+            "beta": args.person_beta,
+            "epsilon": args.person_epsilon,
+            "pace_s": list(args.pace_s) if args.pace_s else None,
+            "clips_rendered": args.clips,
+            "path": "prefrl train --teacher human; prefrl label (subprocess); ScriptedLabeler over HTTP",
+        },
+        "statistics": "normalised score = (final true return - untrained) / (true-reward arm's final - "
+        "untrained), prefrl.report.normalized_score; final = mean true return over the last 10 % of steps; "
+        "IQM and mean over seeds with 95 % stratified-bootstrap CIs (rliable); curves: mean true return with "
+        "a 95 % bootstrap band over seeds",
+        "command": " ".join(["python -m benchmarks.teachers_online", *sys.argv[1:]]),
+        "machine": machine_info(),
+    }
+
+
+def curve(members: list[RunResult], points: int = 41) -> dict[str, Any]:
+    grid, curves = learning_curves(members, points)
+    if not curves:
+        return {}
+    with warnings.catch_warnings():  # steps before a run's first episode have no value yet
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(curves, axis=0)
+        low, high = bootstrap_band(np.array(curves))
+
+    def rounded(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(v) else round(float(v), 1) for v in values]
+
+    return {
+        "step": grid.astype(int).tolist(),
+        "true_return": rounded(mean),
+        "ci95": [rounded(low), rounded(high)],
+    }
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_curve, ax_score) = plt.subplots(1, 2, figsize=(12, 4.4), width_ratios=(3, 2))
+    names = list(results["sources"])
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    for name, entry in results["sources"].items():
+        c = entry["curve"]
+        if not c:
+            continue
+        mean = np.array(c["true_return"], dtype=float)
+        ax_curve.plot(c["step"], mean, color=colours[name], label=f"{name} ({len(entry['runs'])})")
+        low, high = (np.array(v, dtype=float) for v in c["ci95"])
+        ax_curve.fill_between(c["step"], low, high, color=colours[name], alpha=0.15)
+    ax_curve.set_xlabel("env steps")
+    ax_curve.set_ylabel("true episode return")
+    ax_curve.set_title("learning curves (mean, 95 % bootstrap band; runs)", fontsize=9)
+    ax_curve.legend(fontsize=7)
+    scored = [n for n in names if n != BASELINE]
+    for i, name in enumerate(scored):
+        norm = results["sources"][name]["normalized"]
+        seeds = [v for v in norm["per_seed"].values() if v is not None]
+        ax_score.scatter([i - 0.2] * len(seeds), seeds, color=colours[name], alpha=0.5, s=14)
+        if norm["iqm"] is not None:
+            low, high = norm["iqm_ci95"]
+            ax_score.errorbar(i, norm["iqm"], yerr=[[norm["iqm"] - low], [high - norm["iqm"]]], fmt="o",
+                              color=colours[name], capsize=4)  # fmt: skip
+            ax_score.scatter([i + 0.2], [norm["mean"]], marker="x", color=colours[name])
+    ax_score.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax_score.axhline(0.0, color="grey", lw=0.8)
+    ax_score.set_xticks(range(len(scored)), scored, rotation=30, ha="right", fontsize=8)
+    ax_score.set_ylabel("normalised final score")
+    ax_score.set_title("IQM with 95 % CI; ×: mean; dots: seeds", fontsize=9)
+    task = results["task"]
+    title = f"{task['env'][0]}, {task['algo'][0]}, {task['labels'][0]} labels, {task['steps']:,} steps"
+    fig.suptitle(title + (" (partial)" if results["partial"] else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(args: Args) -> int:
+    full, spec = read_spec(args)
+    synthetic, person = sweeps(spec, args.spec)
+    planned = [*synthetic.runs, *person]
+    failed: dict[str, str] = {}
+    if not args.report_only:
+        try:
+            status = run_sweep(synthetic)
+            status.update(run_person(person, args))
+        except KeyboardInterrupt:
+            print("interrupted: run the same command again to continue", file=sys.stderr)
+            return 130
+        failed = {name: s for name, s in status.items() if s.startswith("failed")}
+        for name, s in failed.items():
+            print(f"{name}: {s}; see {Path(spec['out']) / name / 'train.log'}", file=sys.stderr)
+    results = summarise(args, full, spec, planned)
+    write_json(args.out, results)
+    plot(results, args.out.with_suffix(".png"))
+    for name, entry in results["sources"].items():
+        norm = entry.get("normalized", {})
+        finals = entry["final_true_return"]
+        line = f"{name:>16}: {entry['finished']}/{len(entry['runs'])} runs done"
+        if finals["mean"] is not None:
+            line += f", final true return {finals['mean']:.0f} ± {finals['std']:.0f}"
+        if norm.get("iqm") is not None:
+            line += (
+                f", normalised IQM {norm['iqm']:.2f} [{norm['iqm_ci95'][0]:.2f}, {norm['iqm_ci95'][1]:.2f}]"
+            )
+            line += f", mean {norm['mean']:.2f}"
+        print(line)
+    whole = results["full_benchmark"]
+    print(
+        f"partial: {results['partial']} ({len(results['runs_done'])} of the {len(planned)} runs of this "
+        f"piece done, {spec['steps']:,} steps, seeds {spec.get('seeds', [0])}; the full benchmark: "
+        f"{whole['steps']:,} steps, seeds {whole['seeds']}, every source)"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(tyro.cli(Args)))
