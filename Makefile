@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -c constraints.txt
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-teachers-online bench-atari bench-atari-memory bench-peers clean
+.PHONY: install demo test lint type bench-overhead bench-mujoco bench-mujoco-ablations bench-mujoco-table bench-wall-time bench-backflip bench-teachers-online bench-label-sources bench-atari bench-atari-memory bench-peers clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ bench-backflip: install
 # the labeling GUI, 700 labels on Hopper, 3 seeds, beside the true reward (≈ 8 core-hours; resumable).
 bench-teachers-online: install
 	$(PY) -m benchmarks.teachers_online
+
+# Label sources offline: the oracle, BPref's teachers and the scripted person on the same 1,000 Hopper pairs
+# (agreement, efficiency curves of the reward ensemble); ≈ 15 min on 2 cores, 7 of them the person's pace.
+bench-label-sources: install
+	$(PY) -m benchmarks.label_sources
 
 # Atari (App. A.2): Pong from 3.3k oracle labels vs the true reward (days on a CPU; resumable: rerun to
 # continue, or add --max-minutes N), and the memory of a 3,000-pair preference set.
