@@ -44,7 +44,7 @@ from prefrl.label_store import LabelStore
 from prefrl.segments import Pair, Segment
 from prefrl.teachers import TEACHER_PRESETS, Preference, make_synthetic_teacher
 
-from .scripted import NoisyChoice, ScriptedLabeler
+from .scripted import NoisyChoice, ScriptedLabeler, true_reward_per_step
 from .server import ServerSettings, create_app
 from .tasks import env_id_of
 from .transfer import copy_pairs, export_answers, parse_answers, query_digests, store_path
@@ -168,14 +168,9 @@ def synthetic_answers(name: str, pair_set: PairSet, rng: np.random.Generator) ->
     return SourceAnswers(name, kind, answers, settings={"bpref": TEACHER_PRESETS[name]})
 
 
-def person_score(segment: Segment) -> float:
-    """What the scripted person looks for: the true reward per step (Hopper: moving right, then height)."""
-    return float(np.mean(segment.true_rewards))
-
-
 @dataclass(frozen=True)
 class PersonSettings:
-    """The scripted person: BPref noise on :func:`person_score`, and a person's pace (App. B: 3-5 s).
+    """The scripted person: BPref noise on :func:`~prefrl.labeling_gui.scripted.true_reward_per_step`, and a person's pace (App. B: 3-5 s).
 
     ``pace_scale`` shrinks the pace to save time (0: answer at once); the seconds reported are the scaled
     ones.
@@ -219,7 +214,7 @@ def scripted_person_answers(
         store_file = Path(tmp) / "labels.sqlite"
         with LabelStore(store_file) as store:
             copy_pairs(pair_set.path, store)
-        choose = NoisyChoice(person_score, beta=person.beta, epsilon=person.epsilon, rng=choose_rng)
+        choose = NoisyChoice(true_reward_per_step, beta=person.beta, epsilon=person.epsilon, rng=choose_rng)
         stop = threading.Event()
         timeout_s = 120 + 3 * len(pair_set) * (pace[1] + 0.05)
         timer = threading.Timer(timeout_s, stop.set)
