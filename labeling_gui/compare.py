@@ -41,7 +41,7 @@ from fastapi import FastAPI
 
 from prefrl.label_efficiency import FIT_EPOCHS, efficiency_curve, spaces_of
 from prefrl.label_store import LabelStore
-from prefrl.segments import Pair, Segment
+from prefrl.segments import Pair
 from prefrl.teachers import TEACHER_PRESETS, Preference, make_synthetic_teacher
 
 from .scripted import NoisyChoice, ScriptedLabeler, true_reward_per_step
@@ -170,7 +170,8 @@ def synthetic_answers(name: str, pair_set: PairSet, rng: np.random.Generator) ->
 
 @dataclass(frozen=True)
 class PersonSettings:
-    """The scripted person: BPref noise on :func:`~prefrl.labeling_gui.scripted.true_reward_per_step`, and a person's pace (App. B: 3-5 s).
+    """The scripted person: BPref noise on the true reward per step
+    (:func:`~prefrl.labeling_gui.scripted.true_reward_per_step`), and a person's pace (App. B: 3-5 s).
 
     ``pace_scale`` shrinks the pace to save time (0: answer at once); the seconds reported are the scaled
     ones.
