@@ -486,6 +486,11 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
             "on gymnasium 0.29 Hopper-v4 with the same settings and height term, same MuJoCo build"
         ),
         "final": "mean true return of the training episodes finished in the last 10 % of the agent's steps",
+        "times": (
+            "wall_s: elapsed seconds as each library counts them (prefrl: from its checkpoints, over all "
+            "sittings; imitation: from building the envs to the end of training); cpu_s: user + system "
+            "seconds of the arm's processes, less sensitive than wall time to other work on the machine"
+        ),
         "settings": {
             "steps": args.steps,
             "seeds": args.seeds,
@@ -535,7 +540,8 @@ def plot(args: Args, runs: list[dict[str, Any]], epochs: dict[str, Any] | None) 
         ax_ret.plot(m["step"], m["true_return"], color=colours[arm], alpha=0.8, lw=1, label=label)
     ax_ret.set_xlabel("agent env steps")
     ax_ret.set_ylabel("true episode return")
-    ax_ret.set_title(f"{ENV}, {args.labels} labels, one core per arm")
+    seeds = sorted({int(r["seed"]) for r in runs})
+    ax_ret.set_title(f"{ENV}, {args.labels} labels, {args.steps:,} steps, seeds {seeds}, one core per arm")
     ax_ret.legend(fontsize=8)
     if epochs:
         names = ["prefrl", "imitation", "imitation_ensemble_3"]
