@@ -265,10 +265,12 @@ def summarise(
             }
             entry["labels"] = [label_stats(r.run_dir) | {"seed": r.seed} for r in members]
         sources[source] = entry
+    partial = not (is_full and not not_done)
     return {
-        "partial": not (is_full and not not_done),
+        "partial": partial,
         "runs_done": done,
         "runs_not_done": not_done,
+        "note": note(spec, full) if partial else "the full benchmark",
         "task": {
             "env": spec["grid"]["env"],
             "algo": spec["grid"]["algo"],
@@ -292,9 +294,22 @@ def summarise(
         "untrained), prefrl.report.normalized_score; final = mean true return over the last 10 % of steps; "
         "IQM and mean over seeds with 95 % stratified-bootstrap CIs (rliable); curves: mean true return with "
         "a 95 % bootstrap band over seeds",
-        "command": " ".join(["python -m benchmarks.teachers_online", *sys.argv[1:]]),
-        "machine": machine_info(),
+        "command": " ".join(  # what runs (or ran) this piece
+            ["python -m benchmarks.teachers_online", *(a for a in sys.argv[1:] if a != "--report-only")]
+        ),
+        "machine": {**machine_info(), "cores_this_process_may_use": len(os.sched_getaffinity(0))},
     }
+
+
+def note(spec: dict[str, Any], full: dict[str, Any]) -> str:
+    seeds = spec.get("seeds", [0])
+    text = (
+        f"a piece of the benchmark: {spec['steps']:,} steps, seeds {seeds}, sources {spec['sources']}; the "
+        f"full benchmark is {full['steps']:,} steps, seeds {full.get('seeds', [0])}, every source"
+    )
+    if len(seeds) == 1:
+        text += "; with one seed per source each CI is a single point and the order is within seed noise"
+    return text
 
 
 def curve(members: list[RunResult], points: int = 41) -> dict[str, Any]:
