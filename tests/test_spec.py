@@ -76,7 +76,8 @@ def test_agent_kwargs_replace_the_family_defaults_and_reach_the_agent(tmp_path):
             run_dir="r",
         )
     )
-    assert other.agent_hyperparams["policy_kwargs"] == {"net_arch": [64, 64], "activation_fn": "relu"}
+    merged = other.agent_hyperparams["policy_kwargs"]
+    assert merged["net_arch"] == [64, 64] and merged["activation_fn"] == "relu"  # the family's and the user's
 
 
 def test_mujoco_defaults_and_clips_people_can_judge(tmp_path):
