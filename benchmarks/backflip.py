@@ -170,7 +170,19 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
     return flips, turns, best
 
 
+def earlier_published(out: Path) -> list[dict[str, object]]:
+    """Figures published before under ``out`` with another measure, to keep beside the new ones."""
+    if not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    if "earlier_published" in old:
+        return list(old["earlier_published"])
+    first = old.get("summary", {}).get("earlier_published")  # the file's format before the list
+    return [{**first, "runs": old.get("runs", []), "note": old.get("note", "")}] if first else []
+
+
 def main(args: Args) -> None:
+    earlier = earlier_published(args.out)
     wall_s = 0.0 if args.evaluate_only else train_with_scripted_labeler(args)
     flips, turns, best = evaluate(args)
     clip = args.out.with_suffix(".mp4")
@@ -224,6 +236,7 @@ def main(args: Args) -> None:
             if not args.evaluate_only
             else "as recorded in the run's labels.sqlite",
             "clips_rendered": args.clips,
+            "earlier_published": earlier,
             "wall_s_this_session": round(wall_s, 1),
             "clip": clip.name,
             "plot": plot.name,

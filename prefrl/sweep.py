@@ -7,6 +7,7 @@ A spec is a small TOML file (or YAML, ``.yaml``/``.yml``, with the same keys)::
     steps = 1000000
     seeds = [0, 1, 2]
     runs_per_core = 1                   # how many runs share a core (each task asks 1/runs_per_core CPUs)
+    keep = "results/hopper-grid-runs"   # optional: a record of every finished run, to commit (below)
 
     [grid]                              # every combination of these lists is a run (× seeds)
     env = ["prefrl/Hopper-v0", "prefrl/Walker2d-v0"]
@@ -23,7 +24,11 @@ A spec is a small TOML file (or YAML, ``.yaml``/``.yml``, with the same keys)::
 
 Each run's directory is exactly what ``prefrl train`` makes, plus ``train.log`` (the run's output). Running
 the same command again skips finished runs (their latest checkpoint has reached ``steps``, which any run made
-by ``prefrl train`` leaves) and resumes interrupted ones from their checkpoints. A run that fails is reported
+by ``prefrl train`` leaves) and resumes interrupted ones from their checkpoints. With ``keep``, each finished
+run's record (``config.json``, ``spec.json``, ``metrics.csv`` and ``record.json``: a few tens of kB, all that
+``prefrl report`` reads) is copied to ``keep/NAME``, and a run whose record is there counts as finished even
+when its directory is gone: commit ``keep`` and a long sweep goes on in a later sitting, or on another
+machine, from what is committed. A run that fails is reported
 with the end of its log and the others go on. Every run's settings are checked before anything starts, and a
 bad one is a one-line error, as is a run directory that already holds a run with other settings.
 
@@ -39,6 +44,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +70,8 @@ STOP_TIMEOUT_S = 300
 """How long an interrupted sweep waits for its running runs to write their checkpoints."""
 RUNTIME_SETTINGS = ("threads", "fit_threads", "device")
 """Settings that say how a run is computed, not what: a resumed run takes them from the spec."""
+RECORD_FILES = ("config.json", "spec.json", "metrics.csv")
+"""What a run's record keeps: what ``prefrl report`` reads and what ``prefrl train`` was asked."""
 OBJECT_STORE_BYTES = 200 * 2**20
 """Ray's object store for a local sweep: the runs pass nothing through it but their exit codes."""
 
@@ -77,6 +85,8 @@ class SweepRun:
     args: tuple[str, ...]
     steps: int
     imports: tuple[str, ...] = ()
+    record_dir: Path | None = None
+    """Where the finished run's record is kept (the spec's ``keep``), if anywhere."""
 
     def command(self) -> list[str]:
         """``prefrl train`` for a new run, ``prefrl resume`` for one begun earlier (this machine's Python)."""
@@ -96,15 +106,43 @@ class SweepRun:
         return [*prefrl, "train", *self.args]
 
     def steps_done(self) -> int:
-        """Env steps of the latest checkpoint (0 before the first)."""
+        """Env steps of the latest checkpoint, or of the kept record (0 before either)."""
         checkpoint = latest_checkpoint(self.run_dir)
-        return int(read_state(checkpoint)["step"]) if checkpoint is not None else 0
+        done = int(read_state(checkpoint)["step"]) if checkpoint is not None else 0
+        return max(done, self.recorded_steps())
+
+    def recorded_steps(self) -> int:
+        """Env steps of the run's kept record (0 when there is none)."""
+        if self.record_dir is None:
+            return 0
+        try:
+            return int(json.loads((self.record_dir / "record.json").read_text())["steps"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return 0
+
+    def keep_record(self) -> None:
+        """Copy the finished run's record to ``record_dir`` (written whole or not at all)."""
+        if self.record_dir is None or self.recorded_steps() >= self.steps:
+            return
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            return
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (self.run_dir / name).exists():
+                shutil.copyfile(self.run_dir / name, self.record_dir / f".{name}.tmp")
+                os.replace(self.record_dir / f".{name}.tmp", self.record_dir / name)
+        state = read_state(checkpoint)
+        record = {"name": self.name, "steps": int(state["step"]), "wall_s": state.get("wall_s")}
+        tmp = self.record_dir / ".record.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, self.record_dir / "record.json")  # last: the record counts once this exists
 
     def steps_seen(self) -> int:
         """Env steps of the last logged episodes (moves on between checkpoints)."""
         path = self.run_dir / "metrics.csv"
         if not path.exists():
-            return 0
+            return self.recorded_steps()
         steps = read_metrics(path)["step"]
         return int(steps[-1]) if len(steps) else 0
 
@@ -137,7 +175,7 @@ def load_spec(path: Path) -> Sweep:
 def sweep_from_spec(spec: dict[str, Any], *, where: str = "spec") -> Sweep:
     """The sweep of a spec already read (the keys of a spec file), every run's settings checked; ``where``
     names it in errors. Lets a script derive sweeps from a spec file (fewer steps, other teachers)."""
-    known = {"out", "imports", "steps", "seeds", "runs_per_core", "grid", "settings", "override"}
+    known = {"out", "keep", "imports", "steps", "seeds", "runs_per_core", "grid", "settings", "override"}
     unknown = set(spec) - known
     if unknown:
         raise ConfigError(
@@ -156,6 +194,11 @@ def sweep_from_spec(spec: dict[str, Any], *, where: str = "spec") -> Sweep:
     if not isinstance(runs_per_core, int | float) or runs_per_core <= 0:
         raise ConfigError(f"{where}: runs_per_core must be a positive number; got {runs_per_core!r}")
     out = Path(spec["out"]).absolute()  # relative to the current directory, as --run-dir is
+    if not isinstance(spec.get("keep", ""), str):
+        raise ConfigError(f"{where}: keep must be a directory's path; got {spec['keep']!r}")
+    keep = Path(spec["keep"]).absolute() if spec.get("keep") else None
+    if keep is not None and keep == out:
+        raise ConfigError(f"{where}: `keep` must be another directory than `out` ({out})")
     imports = tuple(spec.get("imports", []))
     for module in imports:
         try:
@@ -178,8 +221,12 @@ def sweep_from_spec(spec: dict[str, Any], *, where: str = "spec") -> Sweep:
             continue  # e.g. true-reward runs of a grid over label budgets
         names.add(name)
         args = _arguments(settings, out / name)
-        _check_against_earlier(name, out / name, settings, _check(name, args))
-        runs.append(SweepRun(name, out / name, tuple(args), int(settings["steps"]), imports))
+        config = _check(name, args)
+        _check_against_earlier(name, out / name, settings, config)
+        if keep is not None:
+            _check_against_earlier(name, keep / name, settings, config)
+        record_dir = keep / name if keep is not None else None
+        runs.append(SweepRun(name, out / name, tuple(args), int(settings["steps"]), imports, record_dir))
     return Sweep(out, runs, float(runs_per_core))
 
 
@@ -316,12 +363,28 @@ def die_with_parent() -> None:
         pass
 
 
-def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) -> dict[str, str]:
-    """Run every unfinished run of ``sweep`` on Ray; returns each run's end: finished, failed or skipped."""
+def local_cpus(requested: int | None = None) -> int | None:
+    """Cores for a local Ray: ``requested``, else those this process may run on where that is fewer than the
+    machine has (``taskset``; Ray itself counts the machine's cores and container quotas, not affinity), else
+    None (Ray's own count)."""
+    if requested is not None:
+        return requested
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return allowed if allowed is not None and allowed < (os.cpu_count() or allowed) else None
+
+
+def run_sweep(
+    sweep: Sweep, *, address: str | None = None, cpus: int | None = None, poll_s: float = 2.0
+) -> dict[str, str]:
+    """Run every unfinished run of ``sweep`` on Ray; returns each run's end: finished, failed or skipped.
+    ``cpus`` bounds a local Ray's cores (default: :func:`local_cpus`)."""
     import ray
 
     sweep.out.mkdir(parents=True, exist_ok=True)
     status = {run.name: "skipped (finished earlier)" for run in sweep.runs if run.finished}
+    for run in sweep.runs:
+        if run.name in status:
+            run.keep_record()  # a run finished before `keep` was set
     todo = [run for run in sweep.runs if run.name not in status]
     if not todo:
         return status
@@ -334,10 +397,10 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
                 f"cannot reach a Ray cluster at {address} ({err}); start one with `ray start --head`, "
                 "or leave out --address to run on this machine"
             ) from None
-    else:  # a cluster of its own, even where `ray start` left one running; Ray counts the cores this
-        # process may use (affinity and container quotas included)
+    else:  # a cluster of its own, even where `ray start` left one running
         ray.init(
             address="local",
+            num_cpus=local_cpus(cpus),
             object_store_memory=OBJECT_STORE_BYTES,
             include_dashboard=False,
             log_to_driver=False,
@@ -363,6 +426,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, poll_s: float = 2.0) 
                     status[run.name] = f"failed ({type(err).__name__})"
                     continue
                 status[run.name] = "finished" if code == 0 and run.finished else f"failed (exit {code})"
+                if status[run.name] == "finished":
+                    run.keep_record()
             table.show(pending.values())
     except KeyboardInterrupt:
         table.close()
@@ -443,6 +508,8 @@ class SweepArgs:
     spec: Annotated[Path, tyro.conf.Positional]
     address: str | None = None
     """An existing Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray on this machine."""
+    cpus: int | None = None
+    """Cores a local Ray uses (default: those this process may run on); e.g. 1 to leave a core free."""
     check_only: bool = False
     """Only check the spec and list its runs."""
 
@@ -451,13 +518,19 @@ def main(args: list[str]) -> None:
     from prefrl.cli import parse
 
     parsed = parse(SweepArgs, args, "prefrl sweep")
+    if parsed.cpus is not None and parsed.cpus < 1:
+        raise ConfigError(f"--cpus must be >= 1; got {parsed.cpus}")
+    if parsed.cpus is not None and parsed.address:
+        raise ConfigError(
+            "--cpus applies to a local Ray; a cluster at --address has the cores it was started with"
+        )
     sweep = load_spec(parsed.spec)
     if parsed.check_only:
         for run in sweep.runs:
             print(f"{run.name}: {'finished' if run.finished else 'to run'}")
         return
     try:
-        status = run_sweep(sweep, address=parsed.address)
+        status = run_sweep(sweep, address=parsed.address, cpus=parsed.cpus)
     except KeyboardInterrupt:
         print("prefrl: sweep interrupted; run the same command again to continue it", file=sys.stderr)
         raise SystemExit(130) from None

@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +106,7 @@ def test_a_run_begun_with_other_settings_is_an_error_before_anything_starts(tmp_
         ("[grid\n", "is not valid TOML"),
         ("steps = 10\n", "needs `out` (a directory) and a [grid] table"),
         (f'colour = 1\n[grid]\nenv = ["{TOY}"]\n', "unknown keys colour"),
+        (f'keep = 3\n[grid]\nenv = ["{TOY}"]\n', "keep must be a directory's path"),
         (f'[grid]\nenv = ["{TOY}"]\nlabels = [-5]\n', "--labels must be >= 0"),
         (f'[grid]\nenv = ["{TOY}"]\nalgo = "ppo"\n', "algo must be a non-empty list"),
         ('[grid]\nenv = ["Nope-v9"]\n', "unknown env id 'Nope-v9'"),
@@ -168,11 +170,12 @@ steps = 6144
             assert (np.diff(steps) > 0).all() and steps[-1] >= run.steps
 
 
-def test_a_failed_run_is_reported_and_the_others_finish(tmp_path):
+def test_a_failed_run_is_reported_and_the_others_finish_and_are_kept(tmp_path):
     spec = write_spec(
         tmp_path,
         f"""
 steps = 1024
+keep = "{tmp_path / "kept"}"
 [grid]
 env = ["{TOY}"]
 teacher = ["true-reward", "oracle"]
@@ -198,3 +201,41 @@ segment-length = 10
         f"{broken.name}: failed (exit 2)" in done.stdout and "not valid JSON" in done.stdout
     )  # its log's tail
     assert all(run.finished for run in runs if run is not broken)
+
+    # The finished runs' records are kept: with their directories gone they still count as finished
+    # (a later sitting goes on from what is committed) and `prefrl report` reads them.
+    good = [run for run in runs if run is not broken]
+    assert not (tmp_path / "kept" / broken.name).exists()
+    for run in good:
+        assert sorted(p.name for p in run.record_dir.iterdir()) == [
+            "config.json",
+            "metrics.csv",
+            "record.json",
+            "spec.json",
+        ]
+        shutil.rmtree(run.run_dir)
+    assert all(run.finished for run in load_spec(spec).runs if run.name != broken.name)
+    assert main(["report", str(tmp_path / "kept"), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report.json").exists()
+
+
+def test_a_local_sweep_uses_only_the_cores_it_may_run_on(monkeypatch):
+    from prefrl import sweep
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert sweep.local_cpus() == 1  # `taskset -c 3`: Ray alone would count 16
+    assert sweep.local_cpus(4) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert sweep.local_cpus() is None  # every core: Ray's own count (container quotas included)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--cpus", "0"], "--cpus must be >= 1"), (["--cpus", "2", "--address", "auto"], "local Ray")],
+)
+def test_bad_sweep_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+    spec = write_spec(tmp_path, f'[grid]\nenv = ["{TOY}"]\n')
+    assert main(["sweep", str(spec), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not (tmp_path / "runs").exists()
