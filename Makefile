@@ -52,11 +52,7 @@ bench-mujoco-ablations: install
 
 # The paper's Figure 2 on our task variants, as Ray sweeps (tens of core-hours on 2 cores; resumable).
 bench-mujoco-table: install
-	$(VENV)/bin/prefrl sweep benchmarks/specs/mujoco_table.toml
-	$(VENV)/bin/prefrl sweep benchmarks/specs/mujoco_budgets.toml
-	$(VENV)/bin/prefrl sweep benchmarks/specs/mujoco_trpo.toml
-	$(VENV)/bin/prefrl report benchmarks/runs/mujoco_table benchmarks/runs/mujoco_budgets \
-		benchmarks/runs/mujoco_trpo --out benchmarks/results/mujoco_table
+	$(PY) -m benchmarks.mujoco_table
 
 # Whole preference runs against the true reward, one after the other on the same cores.
 bench-wall-time: install
