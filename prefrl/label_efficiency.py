@@ -14,14 +14,14 @@ carries no preference and is not trained on; "equally good" is trained as ½ : �
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
-from prefrl.reward_model import RewardEnsemble
+from prefrl.reward_model import RewardEnsemble, SemiSupervision
 from prefrl.segments import Pair, Segment
 from prefrl.teachers import Preference
 
@@ -108,6 +108,9 @@ def efficiency_curve(
     ensemble_size: int = 3,
     fits: int = 1,
     seed: int = 0,
+    semi: SemiSupervision | None = None,
+    unlabeled: Sequence[Pair] = (),
+    unlabeled_per_label: int = 10,
 ) -> list[EfficiencyPoint]:
     """Held-out accuracy of an ensemble fitted on the first N of ``answers``, for each N of ``counts``.
 
@@ -124,6 +127,9 @@ def efficiency_curve(
         ensemble_size: members of the ensemble (App. A: 3).
         fits: fits per N, each with its own seed (their accuracies are averaged).
         seed: base seed of weights, bootstrap samples and validation splits.
+        semi: fit with SURF's pseudo-labels and cropping (:class:`~prefrl.reward_model.SemiSupervision`);
+            the fit at N gets the first ``unlabeled_per_label``·N of ``unlabeled`` as its unlabelled pairs
+            (SURF adds 10 unlabelled pairs per query).
     """
     if len(pairs) != len(answers):
         raise ValueError(f"{len(pairs)} pairs but {len(answers)} answers")
@@ -137,6 +143,12 @@ def efficiency_curve(
         for (left, right), answer in zip(pairs[:n], answers[:n]):
             if answer != Preference.SKIP:
                 dataset.add(left, right, preference_to_mu(answer))
+        fit_semi = semi
+        if semi is not None and unlabeled:
+            pool = PreferenceDataset()
+            for left, right in unlabeled[: unlabeled_per_label * n]:
+                pool.add(left, right, 0.5)  # μ is never read for unlabelled pairs
+            fit_semi = replace(semi, unlabeled=pool)
         accuracies: list[float] = []
         for fit in range(fits if len(dataset) else 0):
             with torch.random.fork_rng(devices=[]):  # the initial weights, without touching global state
@@ -144,7 +156,7 @@ def efficiency_curve(
                 ensemble = RewardEnsemble.for_spaces(
                     observation_space, action_space, ensemble_size=ensemble_size
                 )
-            ensemble.fit(dataset, epochs=epochs, rng=np.random.default_rng([seed, fit, n]))
+            ensemble.fit(dataset, epochs=epochs, rng=np.random.default_rng([seed, fit, n]), semi=fit_semi)
             accuracies.append(held_out_accuracy(ensemble, held_out, truth))
         accuracy = float(np.mean(accuracies)) if accuracies else None
         points.append(EfficiencyPoint(n, len(dataset), accuracy, tuple(accuracies)))

@@ -196,3 +196,43 @@ def test_a_fixed_sample_size_bounds_the_pairs_each_member_trains_on(rng):
     default = []
     ens.fit(train, epochs=1, rng=rng, on_epoch=default.append)
     assert [len(t) for t in default[-1].train_idx] == [300 - int(300 / np.e)] * 3
+
+
+def test_temporal_cropping_takes_a_window_of_each_segment_at_its_own_offset():
+    from prefrl.reward_model import crop_pairs
+
+    obs = np.broadcast_to(np.arange(20.0)[None, None, :, None], (64, 2, 20, 3)).copy()
+    obs[:, 1] += 100  # tells the sides apart
+    acts = obs[..., :2].copy()
+    cropped, cropped_acts = crop_pairs(obs, acts, 5, np.random.default_rng(3))
+    cut = 20 - cropped.shape[2]
+    assert 1 <= cut <= 5 and cropped.shape[3:] == (3,) and np.array_equal(cropped[..., :2], cropped_acts)
+    steps = np.diff(cropped[..., 0], axis=-1)
+    assert (steps == 1).all()  # contiguous windows of the same segment and side
+    starts = cropped[:, :, 0, 0] - np.array([0, 100])
+    assert ((starts >= 0) & (starts <= cut)).all() and len(np.unique(starts)) > 1  # offsets vary
+    assert not np.array_equal(starts[:, 0], starts[:, 1])  # the two sides are not cropped alike
+    assert crop_pairs(obs, acts, 0, np.random.default_rng(0))[0] is obs
+
+
+def test_pseudo_labels_make_the_members_confident_on_unlabelled_pairs(rng):
+    """SURF: unlabelled pairs a member orders with P̂ > τ are trained on as labelled, so the members grow
+    more confident on the unlabelled pairs than a fit on the labels alone."""
+    from prefrl.reward_model import SemiSupervision
+
+    train, test = linear_task(rng, n_train=40, n_test=300)
+    unlabeled, _ = linear_task(np.random.default_rng(7), n_train=400, n_test=0)
+    obs, acts, _ = unlabeled.batch(np.arange(len(unlabeled)))
+
+    def confidence(semi):
+        torch.manual_seed(0)
+        ens = RewardEnsemble.for_spaces(OBS, ACT)
+        ens.fit(train, epochs=100, rng=np.random.default_rng(0), semi=semi)
+        p = ens.preference_probs(obs, acts)
+        return float(np.maximum(p, 1 - p).mean())
+
+    plain = confidence(None)
+    pseudo = confidence(SemiSupervision(unlabeled=unlabeled, threshold=0.6))
+    never = confidence(SemiSupervision(unlabeled=unlabeled, threshold=1.0))  # no pair is confident enough
+    assert pseudo > plain + 0.03
+    assert abs(never - plain) < 0.02  # no confident pair: the labels' fit alone
