@@ -75,6 +75,14 @@ class TrainConfig:
     hybrid_replay_share: float | None = None
     """With --policy-aligned-steps and an off-policy agent: the share of each replay batch drawn from the
     newest --policy-aligned-steps transitions (QPA's hybrid experience replay; default 0.5)."""
+    pseudo_label_threshold: float | None = None
+    """SURF (Park et al. 2022): every reward-model fit also trains on random unlabelled pairs of the run's
+    segments (10 per label, at most 2,000) that a member already orders with P̂ above this threshold, as if
+    answered so (4 unlabelled pairs per labelled one in each batch, weight 1; SURF's scripts use 0.99).
+    Vector observations only. Default: off."""
+    crop_steps: int = 0
+    """SURF's temporal cropping: the reward model trains on windows of each segment up to this many steps
+    shorter, at random offsets (SURF: 5). Default 0: off."""
     ensemble_size: int = 3
     """Reward predictors in the ensemble (App. A: 3)."""
     reward_epochs: int = 10
