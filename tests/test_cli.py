@@ -63,7 +63,10 @@ def run_cli(capsys, *args):
             ["--env", TOY, "--teacher", "true-reward", "--crop-steps", "5"],
             "--crop-steps is for runs that learn",
         ),
-        (["--env", "prefrl/PongNoScore-v0", "--pseudo-label-threshold", "0.99"], "is for vector observations"),
+        (
+            ["--env", "prefrl/PongNoScore-v0", "--pseudo-label-threshold", "0.99"],
+            "is for vector observations",
+        ),
         (
             ["--env", TOY, "--teacher", "true-reward", "--policy-aligned-steps", "1000"],
             "--policy-aligned-steps chooses queries (QPA)",
