@@ -10,7 +10,8 @@ them), in four arms with the same seeds, initial weights and data splits per N:
 
 * ``plain``: prefrl's fit (3 MLPs, bootstrap, adaptive L2, 50 epochs);
 * ``pseudo-labels``: + SURF's pseudo-labels, τ = 0.99, μ = 4 unlabelled pairs per labelled one in each
-  batch, λ = 1 (SURF's scripts), 10 unlabelled pairs per label (SURF's ``inv_label_ratio``);
+  batch, λ = 1 (SURF's scripts), 10 unlabelled pairs per label (SURF's ``inv_label_ratio``); and with
+  τ = 0.95 (SURF's config file);
 * ``crop``: + temporal cropping, windows of 55-60 of the 60 steps (SURF's ``crop_range`` 5);
 * ``surf``: both.
 
@@ -40,11 +41,13 @@ from prefrl.reward_model import SemiSupervision
 from prefrl.teachers import Preference
 
 ARMS = {
-    "plain": None,
-    "pseudo-labels": SemiSupervision(threshold=0.99, ratio=4, weight=1.0),
-    "crop": SemiSupervision(crop=5),
-    "surf": SemiSupervision(threshold=0.99, ratio=4, weight=1.0, crop=5),
+    "plain": (None, False),
+    "pseudo-labels": (SemiSupervision(threshold=0.99, ratio=4, weight=1.0), True),
+    "pseudo-labels tau=0.95": (SemiSupervision(threshold=0.95, ratio=4, weight=1.0), True),
+    "crop": (SemiSupervision(crop=5), False),
+    "surf": (SemiSupervision(threshold=0.99, ratio=4, weight=1.0, crop=5), True),
 }
+"""Each arm's fit settings, and whether it gets unlabelled pairs (pseudo-labels are on exactly then)."""
 
 
 @dataclass
@@ -82,7 +85,7 @@ def main(args: Args) -> None:
         unlabeled += [(segments[a], segments[b]) for a, b in zip(shuffled[::2], shuffled[1::2])]
     obs_space, act_space = spaces_of(train[0][0])
     arms = {}
-    for name, semi in ARMS.items():
+    for name, (semi, pseudo) in ARMS.items():
         started = time.monotonic()
         points = efficiency_curve(
             train,
@@ -95,10 +98,12 @@ def main(args: Args) -> None:
             fits=args.fits,
             seed=args.seed,
             semi=semi,
-            unlabeled=unlabeled,
+            unlabeled=unlabeled if pseudo else (),
         )
         arms[name] = {
-            "settings": None if semi is None else {k: v for k, v in vars(semi).items() if k != "unlabeled"},
+            "settings": None
+            if semi is None
+            else {k: v for k, v in vars(semi).items() if k != "unlabeled" and (pseudo or k == "crop")},
             "curve": [
                 {"labels": p.labels, "accuracy": p.accuracy, "accuracies": list(p.accuracies)} for p in points
             ],
@@ -141,9 +146,14 @@ def plot(data: dict, path: Path) -> None:
         labels = [p["labels"] for p in arm["curve"]]
         ax.plot(labels, [p["accuracy"] for p in arm["curve"]], marker="o", label=name)
     ax.set_xscale("log")
+    counts = [p["labels"] for p in data["arms"]["plain"]["curve"]]
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off()
     ax.set_xlabel("oracle labels")
     ax.set_ylabel("held-out accuracy")
-    ax.set_title(f"SURF's additions, reward model only ({data['held_out_pairs']} held-out Hopper pairs)")
+    ax.set_title(
+        f"SURF's additions, reward model only\n({data['held_out_pairs']} held-out Hopper pairs)", fontsize=10
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
