@@ -14,7 +14,7 @@ carries no preference and is not trained on; "equally good" is trained as ½ : �
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -143,12 +143,7 @@ def efficiency_curve(
         for (left, right), answer in zip(pairs[:n], answers[:n]):
             if answer != Preference.SKIP:
                 dataset.add(left, right, preference_to_mu(answer))
-        fit_semi = semi
-        if semi is not None and unlabeled:
-            pool = PreferenceDataset()
-            for left, right in unlabeled[: unlabeled_per_label * n]:
-                pool.add(left, right, 0.5)  # μ is never read for unlabelled pairs
-            fit_semi = replace(semi, unlabeled=pool)
+        fit_semi = None if semi is None else semi.with_pairs(unlabeled[: unlabeled_per_label * n])
         accuracies: list[float] = []
         for fit in range(fits if len(dataset) else 0):
             with torch.random.fork_rng(devices=[]):  # the initial weights, without touching global state

@@ -19,8 +19,8 @@ cropped in time so that the members see shifted windows of what was judged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from prefrl.preference_dataset import PreferenceDataset
+from prefrl.segments import Segment
 
 RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(obs ``(N, *obs_shape)``, acts ``(N, *act_shape)``) -> rewards ``(N,)``: what the wrappers need."""
@@ -111,6 +112,13 @@ class SemiSupervision:
     ratio: int = 4
     weight: float = 1.0
     crop: int = 0
+
+    def with_pairs(self, pairs: Sequence[tuple[Segment, Segment]]) -> SemiSupervision:
+        """These settings with ``pairs`` as the unlabelled pairs (none: no pseudo-labels)."""
+        unlabeled = PreferenceDataset()
+        for left, right in pairs:
+            unlabeled.add(left, right, 0.5)  # μ is never read for unlabelled pairs
+        return replace(self, unlabeled=unlabeled if len(pairs) else None)
 
 
 def crop_pairs(

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -300,12 +300,7 @@ def _worker_update(
 
 def with_unlabeled(semi: SemiSupervision | None, pairs: list[Pair]) -> SemiSupervision | None:
     """``semi`` with ``pairs`` as its unlabelled pairs (None stays None: SURF is off)."""
-    if semi is None:
-        return None
-    unlabeled = PreferenceDataset()
-    for left, right in pairs:
-        unlabeled.add(left, right, 0.5)  # μ is never read for unlabelled pairs
-    return replace(semi, unlabeled=unlabeled if pairs else None)
+    return None if semi is None else semi.with_pairs(pairs)
 
 
 def _arrays_as_pairs(obs: np.ndarray, acts: np.ndarray) -> list[Pair]:
