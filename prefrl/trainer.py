@@ -51,10 +51,10 @@ from prefrl.spec import RunSpec, check_run_dir, resolve
 from prefrl.teachers import Preference, Query, Teacher
 
 PRETRAIN_SAVE_S = 60.0
+"""Seconds between saves of the reward model's pre-training progress (``pretraining.pt``)."""
 UNLABELED_PER_LABEL, MAX_UNLABELED = 10, 2_000
 """SURF's unlabelled pairs for a fit: 10 per label (its ``inv_label_ratio``), at most 2,000 (what a worker
 process is sent with every update stays a few MB)."""
-"""Seconds between saves of the reward model's pre-training progress (``pretraining.pt``)."""
 
 
 @dataclass
