@@ -18,10 +18,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from prefrl.frame_storage import FrameStackCollector, FrameStackSegment, FrameStore
 from prefrl.reward_model import RewardFn
-from prefrl.segments import Segment, SegmentPool
+from prefrl.segments import Pair, Segment, SegmentPool
 from prefrl.wrappers import LearnedRewardVecEnv
-
-Pair = tuple[Segment, Segment]
 
 
 class ClipSegment(FrameStackSegment):
