@@ -34,6 +34,7 @@ import tyro
 from benchmarks.common import RESULTS, machine_info, write_json
 from prefrl import algos
 from prefrl.checkpoint import latest_checkpoint, read_state
+from prefrl.cli import stop_signals_checkpoint
 from prefrl.envs.backflip import BACKFLIP_ID, HORIZON
 from prefrl.envs.backflip_judge import (
     BackflipRule,
@@ -250,4 +251,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    with stop_signals_checkpoint():  # `kill` or Ctrl-C, even when started with `&`: runs checkpoint
+        main(tyro.cli(Args))

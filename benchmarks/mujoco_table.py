@@ -35,6 +35,7 @@ import numpy as np
 import tyro
 
 from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl.cli import stop_signals_checkpoint
 from prefrl.report import write_report
 from prefrl.sweep import Sweep, SweepRun, load_spec, run_sweep
 
@@ -163,4 +164,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    with stop_signals_checkpoint():  # `kill` or Ctrl-C, even when started with `&`: runs checkpoint
+        main(tyro.cli(Args))

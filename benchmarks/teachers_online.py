@@ -48,6 +48,7 @@ import numpy as np
 import tyro
 
 from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl.cli import stop_signals_checkpoint
 from prefrl.config import ConfigError
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.scripted import NoisyChoice, train_with_scripted_person, true_reward_per_step
@@ -415,4 +416,5 @@ def main(args: Args) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(tyro.cli(Args)))
+    with stop_signals_checkpoint():  # `kill` or Ctrl-C, even when started with `&`: runs checkpoint
+        raise SystemExit(main(tyro.cli(Args)))

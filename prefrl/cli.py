@@ -187,9 +187,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _stop_signals_checkpoint() -> Iterator[None]:
+def stop_signals_checkpoint() -> Iterator[None]:
     """SIGINT and SIGTERM (Ctrl-C, ``kill``, a scheduler or ``docker stop``) raise KeyboardInterrupt, which
-    the trainer turns into a checkpoint, even where the parent left SIGINT ignored (a job run with ``&``)."""
+    the trainer turns into a checkpoint, even where the parent left SIGINT ignored (a job run with ``&``).
+
+    Scripts that drive runs themselves (the long benchmarks) wrap their ``main`` in it too."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command is None:
             raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
-        with _stop_signals_checkpoint():
+        with stop_signals_checkpoint():
             command(argv[1:])
     except ConfigError as err:
         print(f"prefrl: error: {err}", file=sys.stderr)

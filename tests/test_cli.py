@@ -1,10 +1,13 @@
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import tests.toy_envs  # noqa: F401
-from prefrl.cli import main
+from prefrl.cli import main, stop_signals_checkpoint
 
 TOY = "prefrl-test/LinearReward-v0"
 
@@ -180,3 +183,20 @@ def test_resume_may_change_how_a_run_is_computed_but_not_what(capsys, tmp_path, 
     capsys.readouterr()
     code, err = run_cli(capsys, "resume", str(run_dir), "--labels", "80")
     assert code == 2 and "--labels" in err and "\n" not in err  # the experiment is fixed
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signals_interrupt_even_where_sigint_is_ignored(stop):
+    """A script started with `&` inherits SIGINT ignored; inside the context both stop signals interrupt it
+    (so a benchmark's runs write their checkpoints), and the old handlers come back afterwards."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    term_before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(KeyboardInterrupt, match=stop.name):
+            with stop_signals_checkpoint():
+                os.kill(os.getpid(), stop)
+                time.sleep(5)  # the handler interrupts this sleep
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is term_before
+    finally:
+        signal.signal(signal.SIGINT, before)
