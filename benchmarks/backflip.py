@@ -6,12 +6,14 @@ labeler claims pairs and answers over HTTP at a person's pace (3-5 s per answer)
 (BPref's stochastic and mistake models, about 10 % wrong), preferring the clip closer to a landed airborne
 backflip (:func:`~prefrl.envs.backflip_judge.backflip_progress`). The final policy is then run for a few
 episodes and its landed airborne backflips are counted from the simulator state by the strict judge
-(:func:`~prefrl.envs.backflip_judge.judge_backflips`), beside its full backward turns however made.
+(:func:`~prefrl.envs.backflip_judge.judge_turns`), beside its airborne backward turns, landed or not, and
+its full backward turns however made.
 
 Writes ``benchmarks/results/backflip.json`` (``{runs: [{algo, labels, steps, seed, backflips_per_episode,
-backward_turns_per_episode, ...}], summary, judge, machine}``), ``backflip.mp4`` (the evaluation episode with
-most backflips) and ``backflip.png`` (learning curve: the true return is the net backward rotation in
-radians). Target: ≥ 1 landed airborne backflip per episode with ≤ 900 labels.
+airborne_turns_per_episode, backward_turns_per_episode, ...}], summary, judge, machine}``), ``backflip.mp4``
+(the evaluation episode with most backflips, then most airborne turns) and ``backflip.png`` (learning
+curve: the true return is the net backward rotation in radians). Target: ≥ 1 landed airborne backflip per
+episode with ≤ 900 labels.
 
     python -m benchmarks.backflip [--labels 900] [--steps 2000000] [--algo ppo] [--n-envs 8]
     python -m benchmarks.backflip --labels 20 --steps 4096 --out /tmp/backflip.json   # a smoke test
@@ -40,7 +42,7 @@ from prefrl.envs.backflip_judge import (
     BackflipRule,
     backflip_progress,
     count_backward_turns,
-    judge_backflips,
+    judge_turns,
 )
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
@@ -127,13 +129,14 @@ def train_with_scripted_labeler(args: Args) -> float:
     return time.time() - start
 
 
-def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
+def evaluate(args: Args) -> tuple[list[int], list[int], list[int], np.ndarray]:
     """Run the final policy for ``eval_episodes`` episodes (deterministic actions).
 
     Returns:
-        Landed airborne backflips per episode (:func:`~prefrl.envs.backflip_judge.judge_backflips`), full
-        backward turns however made (:func:`~prefrl.envs.backflip_judge.count_backward_turns`), and the
-        states of the episode with most backflips.
+        Per episode, landed airborne backflips and airborne backward turns, landed or not
+        (:func:`~prefrl.envs.backflip_judge.judge_turns`), and full backward turns however made
+        (:func:`~prefrl.envs.backflip_judge.count_backward_turns`); and the states of the episode with most
+        backflips (then most airborne turns).
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -152,7 +155,7 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
         venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base)
         venv.training, venv.norm_reward = False, False
     agent = algos.ALGO_CLASSES[config["algo"]].load(checkpoint / "agent.zip", device="cpu")
-    flips, turns, best = [], [], np.zeros((0, 12))
+    flips, airborne, turns, best = [], [], [], np.zeros((0, 12))
     for _ in range(args.eval_episodes):
         obs = venv.reset()
         states = [base.reset_infos[0]["sim_state"]]
@@ -163,12 +166,14 @@ def evaluate(args: Args) -> tuple[list[int], list[float], np.ndarray]:
             if dones[0]:
                 break
         episode = np.array(states)
-        flips.append(len(judge_backflips(episode)))
+        judged = judge_turns(episode)
+        flips.append(sum(turn.is_backflip for turn in judged))
+        airborne.append(sum(turn.airborne for turn in judged))
         turns.append(count_backward_turns(episode))
-        if flips[-1] >= max(flips) or not len(best):
+        if (flips[-1], airborne[-1]) >= max(zip(flips, airborne)) or not len(best):
             best = episode
     venv.close()
-    return flips, turns, best
+    return flips, airborne, turns, best
 
 
 def earlier_published(out: Path) -> list[dict[str, object]]:
@@ -185,7 +190,7 @@ def earlier_published(out: Path) -> list[dict[str, object]]:
 def main(args: Args) -> None:
     earlier = earlier_published(args.out)
     wall_s = 0.0 if args.evaluate_only else train_with_scripted_labeler(args)
-    flips, turns, best = evaluate(args)
+    flips, airborne, turns, best = evaluate(args)
     clip = args.out.with_suffix(".mp4")
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
     try:
@@ -209,8 +214,10 @@ def main(args: Args) -> None:
         "steps": int(state["step"]),
         "seed": config["seed"],
         "backflips_per_episode": per_episode,
+        "airborne_turns_per_episode": float(np.mean(airborne)),
         "backward_turns_per_episode": float(np.mean(turns)),
         "backflips_each_episode": flips,
+        "airborne_turns_each_episode": airborne,
         "backward_turns_each_episode": turns,
         "labelers": sorted({r["labeler"] for r in records}),
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
@@ -223,6 +230,7 @@ def main(args: Args) -> None:
             "runs": [run],
             "summary": {
                 "backflips_per_episode": per_episode,
+                "airborne_turns_per_episode": float(np.mean(airborne)),
                 "backward_turns_per_episode": float(np.mean(turns)),
                 "labels": labels,
                 "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
@@ -245,7 +253,8 @@ def main(args: Args) -> None:
         },
     )
     print(
-        f"{per_episode:.2f} landed airborne backflips and {np.mean(turns):.2f} backward turns per episode "
+        f"{per_episode:.2f} landed airborne backflips, {np.mean(airborne):.2f} airborne backward turns "
+        f"(landed or not) and {np.mean(turns):.2f} backward turns however made per episode "
         f"with {labels} labels; clip {clip}"
     )
 

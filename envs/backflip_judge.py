@@ -7,6 +7,7 @@ would judge it:
 
 * :func:`judge_backflips`: the strict count, landed airborne backflips (the benchmark's
   ``backflips_per_episode``).
+* :func:`judge_turns`: every full backward turn with the rule's verdicts (airborne, landed, crashed).
 * :func:`count_backward_turns`: the lax count, full backward turns however made, rolling on the ground
   included (``backward_turns_per_episode``).
 * :func:`backflip_progress`: how close a clip is to a landed airborne backflip, the score a scripted person
@@ -138,8 +139,35 @@ def floor_contacts(states: np.ndarray, margin: float = BackflipRule.contact_marg
     return np.asarray(lowest_points(states) <= margin)
 
 
-def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[Backflip]:
-    """The landed airborne backflips in a sequence of simulator states ``(steps, nq + nv)``, by ``rule``."""
+@dataclass(frozen=True)
+class BackwardTurn:
+    """One full backward turn found by :func:`judge_turns`, with each of :class:`BackflipRule`'s verdicts.
+
+    Attributes:
+        start, end: the turn's first and last steps (rule 1).
+        airborne_share: the share of the turn's steps in which nothing touched the floor.
+        airborne: rule 2 holds (only the foot ever touched, and nothing at ``min_airborne_share`` of steps).
+        landed: the step at which the landing settled (rule 3), or None.
+        crashed: the torso or thigh touched the floor during the turn or before ``stay_steps`` after the
+            landing (rule 4 broken; without a landing, during the turn or its landing window).
+    """
+
+    start: int
+    end: int
+    airborne_share: float
+    airborne: bool
+    landed: int | None
+    crashed: bool
+
+    @property
+    def is_backflip(self) -> bool:
+        return self.airborne and self.landed is not None and not self.crashed
+
+
+def judge_turns(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[BackwardTurn]:
+    """Every full backward turn in a sequence of simulator states ``(steps, nq + nv)``, judged by ``rule``:
+    which were airborne, which landed, which crashed (so a benchmark can say how far from a backflip a
+    policy is, not only that it made none)."""
     states = np.asarray(states, dtype=np.float64)
     pitch, height = states[:, PITCH_INDEX], states[:, HEIGHT_INDEX]
     touching = floor_contacts(states, rule.contact_margin)
@@ -148,24 +176,34 @@ def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> 
     torso_or_thigh = np.asarray(touching[:, :2].any(axis=1))
     upright = (np.abs(np.angle(np.exp(1j * pitch))) <= rule.max_pitch) & (height >= rule.min_torso_height)
     standing = foot & upright & ~not_foot
-    flips: list[Backflip] = []
+    turns: list[BackwardTurn] = []
     t = 0
     while (end := _turn_end(pitch, t)) is not None:
         start = t + int(np.flatnonzero(pitch[t:end] >= pitch[end] + 2 * np.pi)[-1])
         turn = slice(start, end + 1)
         airborne_share = float(np.mean(~touching[turn].any(axis=1)))
         landed = _settled(standing, end, rule)
-        if (
-            landed is None
-            or not_foot[turn].any()
-            or airborne_share < rule.min_airborne_share
-            or torso_or_thigh[start : landed + 1 + rule.stay_steps].any()
-        ):
-            t = end  # a backward turn, not a backflip
-            continue
-        flips.append(Backflip(start, end, landed, airborne_share))
-        t = landed
-    return flips
+        watched = (landed + 1 + rule.stay_steps) if landed is not None else (end + 1 + rule.landing_window)
+        judged = BackwardTurn(
+            start=start,
+            end=end,
+            airborne_share=airborne_share,
+            airborne=not not_foot[turn].any() and airborne_share >= rule.min_airborne_share,
+            landed=landed,
+            crashed=bool(torso_or_thigh[start:watched].any()),
+        )
+        turns.append(judged)
+        t = landed if judged.is_backflip and landed is not None else end  # a backward turn, not a backflip
+    return turns
+
+
+def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[Backflip]:
+    """The landed airborne backflips in a sequence of simulator states ``(steps, nq + nv)``, by ``rule``."""
+    return [
+        Backflip(turn.start, turn.end, turn.landed, turn.airborne_share)
+        for turn in judge_turns(states, rule)
+        if turn.is_backflip and turn.landed is not None
+    ]
 
 
 def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> float:

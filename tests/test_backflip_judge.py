@@ -13,6 +13,7 @@ from prefrl.envs.backflip_judge import (
     count_backward_turns,
     floor_contacts,
     judge_backflips,
+    judge_turns,
     lowest_points,
 )
 
@@ -79,6 +80,15 @@ def test_an_airborne_turn_that_ends_in_a_crash_is_not_a_backflip() -> None:
     assert count_backward_turns(lying) == 1 and judge_backflips(lying) == []
     crouched = flip(0.5, -2 * np.pi)  # upright but too low: the leg and thigh fold onto the floor
     assert judge_backflips(crouched) == []
+
+
+def test_each_turn_carries_the_rules_verdicts() -> None:
+    (landed,) = judge_turns(flip(STAND, -2 * np.pi))
+    assert landed.airborne and landed.landed is not None and not landed.crashed and landed.is_backflip
+    (crash,) = judge_turns(flip(0.04, -2.5 * np.pi))
+    assert crash.airborne and crash.landed is None and crash.crashed and not crash.is_backflip
+    (roll,) = judge_turns(rolling(60))
+    assert not roll.airborne and not roll.is_backflip
 
 
 def test_two_landed_flips_count_twice() -> None:
