@@ -10,8 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from prefrl.sweep import Sweep, SweepRun
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("prefrl", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "ale-py", "numpy")
@@ -46,6 +53,102 @@ def machine_info() -> dict[str, object]:
 def write_json(path: Path, data: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def setting(run: SweepRun, flag: str) -> str:
+    """A sweep run's ``prefrl train`` setting, as the sweep passes it."""
+    return run.args[run.args.index(flag) + 1]
+
+
+def grid(specs: tuple[Path, ...], envs: tuple[str, ...] = (), *, order: Callable[[SweepRun], Any]) -> Sweep:
+    """Every run of the sweep specs (on ``envs`` only, if given) as one sweep, sorted by ``order``; each
+    spec must keep its runs' records (``keep``), since the benchmarks report from them."""
+    from prefrl.sweep import Sweep, load_spec
+
+    sweeps = [load_spec(path) for path in specs]
+    for path, sweep in zip(specs, sweeps):
+        if any(run.record_dir is None for run in sweep.runs):
+            raise SystemExit(f"{path} has no `keep`: this benchmark reports from the kept records")
+    runs = [run for sweep in sweeps for run in sweep.runs if not envs or setting(run, "--env") in envs]
+    return Sweep(sweeps[0].out, sorted(runs, key=order), sweeps[0].runs_per_core)
+
+
+@dataclass(frozen=True)
+class Episode:
+    states: np.ndarray
+    """Simulator states ``(steps + 1, nq + nv)``, the reset state first."""
+    true_return: float
+
+
+def play_final_policy(
+    run_dir: Path, episodes: int, seed: int, *, deterministic: bool = True
+) -> list[Episode]:
+    """Play a run's latest checkpointed agent for ``episodes`` episodes of its env (MuJoCo tasks).
+
+    The env is seeded with ``seed`` (pick one the run never trained on) and observation normalisation is
+    frozen at the checkpoint's statistics; the return is the env's own (true) reward, which the agent never
+    saw when it learned from preferences.
+    """
+    from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+    from prefrl import algos
+    from prefrl.checkpoint import latest_checkpoint
+    from prefrl.environment import make_vec_env
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise SystemExit(
+            f"{run_dir} holds no checkpoint to play (run directories are not committed): train it first"
+        )
+    config = json.loads((run_dir / "config.json").read_text())
+    base = make_vec_env(config["env"], 1, seed, config.get("env_kwargs") or None)
+    venv: VecEnv = base
+    if (checkpoint / "vecnormalize.pkl").exists():
+        venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base)
+        venv.training, venv.norm_reward = False, False
+    agent = algos.load_agent(config["algo"], checkpoint / "agent.zip")
+    played = []
+    for _ in range(episodes):
+        obs = venv.reset()
+        states, total, done = [base.reset_infos[0]["sim_state"]], 0.0, False
+        while not done:
+            action, _ = agent.predict(np.asarray(obs), deterministic=deterministic)
+            obs, rewards, dones, infos = venv.step(action)
+            total, done = total + float(rewards[0]), bool(dones[0])
+            states.append(infos[0]["sim_state"])  # (the step's own info, also at an episode's end)
+        played.append(Episode(np.array(states), total))
+    venv.close()
+    return played
+
+
+def filmstrip(
+    frames: np.ndarray, path: Path, *, fps: float, count: int = 12, columns: int = 6, title: str = ""
+) -> None:
+    """A PNG of ``count`` frames ``(n, H, W, 3)`` spaced evenly over a clip, in rows of ``columns``, each
+    marked with its time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    rows, columns = -(-len(picks) // columns), min(columns, len(picks))
+    height, width = frames.shape[1:3]
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.4 * columns, rows * 2.4 * height / width + 0.6), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index in zip(axes.flat, picks):
+        ax.imshow(frames[index])
+        ax.set_title(f"{index / fps:.2f} s", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(h_pad=1.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
     print(f"wrote {path}")
 
 

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS, machine_info, write_json
+from benchmarks.common import RESULTS, grid, machine_info, setting, write_json
 from prefrl.cli import stop_signals_checkpoint
 from prefrl.report import write_report
-from prefrl.sweep import Sweep, SweepRun, load_spec, run_sweep
+from prefrl.sweep import Sweep, SweepRun, run_sweep
 
 SPECS = Path(__file__).resolve().parent / "specs"
 TARGET_IQM = 0.9
@@ -69,19 +69,8 @@ class Args:
     out: Path = RESULTS / "mujoco_table"
 
 
-def setting(run: SweepRun, flag: str) -> str:
-    """A run's ``prefrl train`` setting, as the sweep passes it."""
-    return run.args[run.args.index(flag) + 1]
-
-
-def grid(specs: tuple[Path, ...], envs: tuple[str, ...] = ()) -> Sweep:
-    """Every run of the specs as one sweep, cheapest first; each spec must keep its runs' records."""
-    sweeps = [load_spec(path) for path in specs]
-    for path, sweep in zip(specs, sweeps):
-        if any(run.record_dir is None for run in sweep.runs):
-            raise SystemExit(f"{path} has no `keep`: this benchmark reports from the kept records")
-    runs = [run for sweep in sweeps for run in sweep.runs if not envs or setting(run, "--env") in envs]
-    return Sweep(sweeps[0].out, sorted(runs, key=lambda run: run.steps), sweeps[0].runs_per_core)
+def cheapest_first(run: SweepRun) -> int:
+    return run.steps
 
 
 def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
@@ -134,9 +123,9 @@ def _mean_std(values: list[float]) -> dict[str, float | int]:
 
 
 def main(args: Args) -> None:
-    everything = grid(args.specs)
+    everything = grid(args.specs, order=cheapest_first)
     if not args.report_only:
-        todo = grid(args.specs, args.envs)
+        todo = grid(args.specs, args.envs, order=cheapest_first)
         try:
             run_sweep(todo, cpus=args.cpus)
         except KeyboardInterrupt:

@@ -1,0 +1,182 @@
+"""Off-policy learning from few labels: SAC with PEBBLE against SAC on the true reward (issue 11).
+
+Runs the committed sweeps (:mod:`prefrl.sweep`) as one grid on a local Ray, seed by seed so that each
+seed's arms finish together, then reports what is finished with :func:`prefrl.report.write_report`:
+
+* ``benchmarks/specs/offpolicy.toml``: ``prefrl/Walker2d-v0``, SAC on the true reward against SAC with
+  PEBBLE (Lee et al. 2021: state-entropy exploration, relabelling, critic reset) from 200 oracle labels,
+  3 seeds, the same steps;
+* ``offpolicy_qpa.toml`` and ``offpolicy_surf.toml``: the ablation arms, PEBBLE plus QPA's policy-aligned
+  queries and hybrid replay (Hu et al. 2024), and PEBBLE plus SURF's pseudo-labels and temporal cropping
+  (Park et al. 2022).
+
+Each spec keeps its finished runs' records in ``benchmarks/results/offpolicy_runs`` (commit that folder: a
+later sitting skips what it holds). Writes ``benchmarks/results/offpolicy_feedback.{json,md,png}``:
+``{runs: [{env, algo, teacher, labels, steps, seed, final_true_return, wall_s, ...}], summary: {ratio,
+ratio_per_arm, ...}}``, where ``ratio`` is the PEBBLE arm's mean final true return over the true-reward
+arm's (the share of SAC on the true reward that STAR and PEBBLE report), over the seeds both arms have
+finished; ``status`` is ``partial`` until every run is recorded. Target: ratio ≥ 0.9. While the run
+directory is here, ``offpolicy_feedback.mp4`` and ``offpolicy_feedback_filmstrip.png`` show the PEBBLE
+arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
+
+    python -m benchmarks.offpolicy_feedback                       # everything left to run, on every core
+    python -m benchmarks.offpolicy_feedback --cpus 1 --seeds 0     # one seed of every arm, on one core
+    python -m benchmarks.offpolicy_feedback --report-only          # rewrite the results from the records
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+
+from benchmarks.common import RESULTS, filmstrip, grid, machine_info, play_final_policy, write_json
+from prefrl.cli import stop_signals_checkpoint
+from prefrl.report import write_report
+from prefrl.sweep import Sweep, SweepRun, load_spec, run_sweep
+
+SPECS = Path(__file__).resolve().parent / "specs"
+ROOT = SPECS.parent.parent
+TARGET_RATIO = 0.9
+BASELINE_ARM = "sac true-reward"
+MAIN_ARM = "sac oracle 200"
+"""The PEBBLE arm as :func:`prefrl.report.find_runs` names it (settings that differ from it, e.g. QPA's
+``policy_aligned_steps=10000``, are appended to the ablation arms' names)."""
+CLIP_SECONDS = 4.0
+
+
+@dataclass
+class Args:
+    specs: tuple[Path, ...] = (
+        SPECS / "offpolicy.toml",
+        SPECS / "offpolicy_qpa.toml",
+        SPECS / "offpolicy_surf.toml",
+    )
+    seeds: tuple[int, ...] = ()
+    """Run only these seeds this sitting (default: all); the report covers every recorded run."""
+    cpus: int | None = None
+    """Cores for the local Ray (default: those this process may use)."""
+    report_only: bool = False
+    out: Path = RESULTS / "offpolicy_feedback"
+
+
+def seed_by_seed(run: SweepRun) -> tuple[int, int]:
+    """Seed 0 of every arm first, the true-reward arm first within a seed (a ratio needs it)."""
+    seed = int(run.args[run.args.index("--seed") + 1])
+    return seed, int("true-reward" not in run.args)
+
+
+def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
+    """The issue's summary: each preference arm's mean final true return over the true-reward arm's, on
+    the seeds both have finished, with per-seed ratios; the normalised IQM from the report beside it."""
+    finals: dict[str, dict[int, float]] = defaultdict(dict)
+    steps: dict[str, set[int]] = defaultdict(set)
+    for run in report["runs"]:
+        if run["final_true_return"] is not None:
+            finals[run["arm"]][run["seed"]] = run["final_true_return"]
+            steps[run["arm"]].add(run["steps"])
+    baseline = finals.get(BASELINE_ARM, {})
+    per_arm = {}
+    for arm, by_seed in sorted(finals.items()):
+        seeds = sorted(set(by_seed) & set(baseline))
+        if arm == BASELINE_ARM or not seeds:
+            continue
+        mine, theirs = [by_seed[s] for s in seeds], [baseline[s] for s in seeds]
+        per_arm[arm] = {
+            "ratio": float(np.mean(mine) / np.mean(theirs)),
+            "final_true_return": _mean_std(mine),
+            "true_reward_final": _mean_std(theirs),
+            "ratio_each_seed": {str(s): by_seed[s] / baseline[s] for s in seeds},
+            "seeds": seeds,
+            "steps": sorted(steps[arm]),
+            "normalized_iqm": report["summary"].get(arm, {}).get("iqm"),
+            "normalized_iqm_ci95": report["summary"].get(arm, {}).get("ci95"),
+        }
+    missing = [run.name for run in everything.runs if run.recorded_steps() < run.steps]
+    ratio = per_arm.get(MAIN_ARM, {}).get("ratio")
+    return {
+        "ratio": ratio,
+        "ratio_over": f"{len(per_arm.get(MAIN_ARM, {}).get('seeds', []))} seeds",
+        "ratio_per_arm": per_arm,
+        "target": {"ratio": TARGET_RATIO},
+        "target_met": ratio >= TARGET_RATIO if ratio is not None and not missing else None,
+        "status": "complete"
+        if not missing
+        else f"partial: {len(everything.runs) - len(missing)} of {len(everything.runs)} runs recorded",
+        "runs_missing": missing,
+    }
+
+
+def _mean_std(values: list[float]) -> dict[str, float | int]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "seeds": len(values)}
+
+
+def film_final_policy(run: SweepRun, out: Path) -> dict[str, str] | None:
+    """Clip and filmstrip of ``run``'s final policy (its first seconds), if its run directory is here."""
+    if not (run.run_dir / "config.json").exists() or run.steps_done() < run.steps:
+        return None
+    from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
+
+    (episode,) = play_final_policy(run.run_dir, 1, seed=10_000)
+    env = run.args[run.args.index("--env") + 1]
+    renderer = SegmentRenderer(env)
+    try:
+        frames = renderer.frames(episode.states)[: round(CLIP_SECONDS * renderer.fps)]
+        clip, strip = out.with_suffix(".mp4"), out.with_name(f"{out.stem}_filmstrip.png")
+        encode_mp4(frames, clip, renderer.fps)
+        filmstrip(
+            frames,
+            strip,
+            fps=renderer.fps,
+            title=f"{run.name}: the final policy's first {CLIP_SECONDS:g} s (deterministic actions)",
+        )
+    finally:
+        renderer.close()
+    return {"clip": clip.name, "filmstrip": strip.name, "filmed_run": run.name}
+
+
+def main(args: Args) -> None:
+    everything = grid(args.specs, order=seed_by_seed)
+    if not args.report_only:
+        todo = Sweep(
+            everything.out,
+            [r for r in everything.runs if not args.seeds or seed_by_seed(r)[0] in args.seeds],
+            everything.runs_per_core,
+        )
+        try:
+            run_sweep(todo, cpus=args.cpus)
+        except KeyboardInterrupt:
+            print("interrupted: the finished runs are recorded; reporting them", file=sys.stderr)
+    keep = sorted({run.record_dir.parent for run in everything.runs if run.record_dir is not None})
+    if not any(run.recorded_steps() >= run.steps for run in everything.runs):
+        raise SystemExit("no finished run recorded yet: nothing to report")
+    report = write_report([d for d in keep if d.exists()], args.out)
+    for run in report["runs"]:
+        run["run_dir"] = os.path.relpath(run["run_dir"], ROOT)
+    pebble = [r for r in load_spec(args.specs[0]).runs if "oracle" in r.args and seed_by_seed(r)[0] == 0]
+    film = film_final_policy(pebble[0], args.out) if pebble else None
+    if film is None and args.out.with_suffix(".json").exists():  # filmed in an earlier sitting
+        film = json.loads(args.out.with_suffix(".json").read_text()).get("film")
+    data = {
+        **report,
+        "summary": summary(report, everything),
+        "film": film,
+        "specs": [os.path.relpath(path, ROOT) for path in args.specs],
+        "records": [os.path.relpath(d, ROOT) for d in keep],
+        "machine": machine_info(),
+    }
+    write_json(args.out.with_suffix(".json"), data)
+    s = data["summary"]
+    print(f"{s['status']}; PEBBLE arm / SAC on the true reward: {s['ratio']} over {s['ratio_over']}")
+
+
+if __name__ == "__main__":
+    with stop_signals_checkpoint():  # `kill` or Ctrl-C, even when started with `&`: runs checkpoint
+        main(tyro.cli(Args))

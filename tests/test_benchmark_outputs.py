@@ -1,0 +1,120 @@
+"""Tests for what the backflip and off-policy benchmarks report (benchmarks/backflip.py,
+benchmarks/offpolicy_feedback.py) and the helpers they share (benchmarks/common.py): the summary maths on
+made-up runs, and the final policy played and filmed from a short real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import backflip, offpolicy_feedback
+from benchmarks.common import filmstrip, play_final_policy
+from prefrl.cli import main
+from prefrl.envs.backflip_judge import BackwardTurn
+from prefrl.sweep import load_spec
+
+
+def flip_run(algo: str, budget: int, labels: int, flips: float, airborne: float = 0.0) -> dict[str, Any]:
+    return {
+        "algo": algo,
+        "label_budget": budget,
+        "labels": labels,
+        "seed": 0,
+        "steps": 1000,
+        "backflips_per_episode": flips,
+        "airborne_turns_per_episode": airborne,
+        "backward_turns_per_episode": airborne,
+    }
+
+
+def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_budget() -> None:
+    runs = [
+        flip_run("ppo", 900, 895, 0.0, airborne=2.4),
+        flip_run("sac", 200, 200, 0.0, airborne=1.0),
+        flip_run("sac", 1400, 1400, 3.0),  # over the target's 900 labels: not eligible
+    ]
+    summary = backflip.summary(runs)
+    assert summary["best_per_algo"]["sac"]["label_budget"] == 200
+    assert not summary["target_met"] and not summary["beyond_peers"]["met"]
+    summary = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2)])
+    assert summary["best_per_algo"]["sac"]["label_budget"] == 100
+    assert summary["target_met"] and summary["beyond_peers"]["met"]
+    assert backflip.run_key(runs[1]) == ("sac", 200, 0)
+
+
+def turn(start: int, end: int, *, airborne: bool, landed: int | None, crashed: bool = False) -> BackwardTurn:
+    return BackwardTurn(start, end, 0.9 if airborne else 0.1, airborne, landed, crashed)
+
+
+def test_the_filmstrip_shows_the_first_landed_backflip_else_the_first_airborne_turn() -> None:
+    rolled, airborne = turn(10, 60, airborne=False, landed=None), turn(100, 140, airborne=True, landed=None)
+    landed = turn(200, 240, airborne=True, landed=250)
+    assert backflip._moment([rolled, airborne, landed]) == (slice(190, 271), "landed backflip")
+    assert backflip._moment([rolled, airborne]) == (slice(90, 161), "airborne turn")
+    assert backflip._moment([rolled]) == (slice(0, 81), "backward turn")
+    assert backflip._moment([]) == (slice(0, 100), "start")
+
+
+def report_run(arm: str, seed: int, final: float | None) -> dict[str, Any]:
+    return {"arm": arm, "seed": seed, "final_true_return": final, "steps": 100_000}
+
+
+def test_the_offpolicy_ratio_is_of_means_over_the_seeds_both_arms_finished(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'out = "{tmp_path / "runs"}"\nkeep = "{tmp_path / "kept"}"\nsteps = 100000\nseeds = [0, 1, 2]\n'
+        '[grid]\nenv = ["prefrl/Walker2d-v0"]\nalgo = ["sac"]\nteacher = ["true-reward", "oracle"]\n'
+        "labels = [200]\n"
+    )
+    everything = load_spec(spec)
+    qpa = "sac oracle 200 policy_aligned_steps=10000"
+    report = {
+        "runs": [
+            report_run("sac true-reward", 0, 2000.0),
+            report_run("sac true-reward", 1, 1000.0),
+            report_run("sac oracle 200", 0, 1800.0),
+            report_run("sac oracle 200", 1, 1200.0),
+            report_run("sac oracle 200", 2, 9999.0),  # its baseline has not finished: left out
+            report_run(qpa, 0, 1000.0),
+            report_run("sac oracle 200", 3, None),  # not far enough yet
+        ],
+        "summary": {"sac oracle 200": {"iqm": 0.8, "ci95": [0.5, 1.1]}},
+    }
+    summary = offpolicy_feedback.summary(report, everything)
+    pebble = summary["ratio_per_arm"]["sac oracle 200"]
+    assert summary["ratio"] == pytest.approx(1.0) and pebble["seeds"] == [0, 1]  # 1500 / 1500
+    assert pebble["ratio_each_seed"] == {"0": pytest.approx(0.9), "1": pytest.approx(1.2)}
+    assert pebble["normalized_iqm"] == 0.8
+    assert summary["ratio_per_arm"][qpa]["ratio"] == pytest.approx(0.5)
+    assert summary["status"] == "partial: 0 of 6 runs recorded" and summary["target_met"] is None
+    order = sorted(everything.runs, key=offpolicy_feedback.seed_by_seed)
+    assert [r.name for r in order[:2]] == [
+        "prefrl_Walker2d-v0-sac-true-reward-s0",
+        "prefrl_Walker2d-v0-sac-oracle-200-s0",
+    ]
+
+
+def test_a_runs_final_policy_is_played_on_its_env_and_filmed(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train", "--env", "prefrl/InvertedPendulum-v0", "--algo", "ppo", "--teacher", "true-reward",
+            "--steps", "256", "--n-envs", "1", "--agent-kwargs", "n_steps=128", "batch_size=64",
+            "--run-dir", str(run_dir), "--no-progress-bar"]  # fmt: skip
+    assert main(args) == 0
+    horizon = json.loads((run_dir / "spec.json").read_text())["horizon"]
+    episodes = play_final_policy(run_dir, 2, seed=10_000)
+    assert len(episodes) == 2
+    for episode in episodes:
+        assert episode.states.shape == (horizon + 1, 4)  # the reset state, then every step
+        assert np.isfinite(episode.true_return)
+    assert not np.allclose(episodes[0].states, episodes[1].states)  # two episodes, not one played twice
+
+    frames = np.zeros((30, 24, 32, 3), dtype=np.uint8)
+    frames[:, :, :, 0] = np.arange(30, dtype=np.uint8)[:, None, None] * 8
+    strip = tmp_path / "strip.png"
+    filmstrip(frames, strip, fps=10.0, count=8, columns=4, title="a clip")
+    assert Image.open(strip).size[0] > Image.open(strip).size[1] > 0
