@@ -9,13 +9,16 @@ steps after pre-training (``--atari``; about 40 min on 2 cores). Writes benchmar
      summary: {mujoco_wall_ratio, mujoco_wall_ratio_sync, atari_steps_per_s_ratio, status}}
 
 Resumable: rerun the same command; finished arms are kept and an interrupted one goes on from its checkpoint
-(its wall time adds up across sittings, so measure on an otherwise idle machine).
+(its wall time adds up across sittings, so measure on an otherwise idle machine). Rows of arms measured in an
+earlier sitting stay in the JSON when their run directories are gone, so the arms can be run in different
+sittings (``--arms`` with no value runs no MuJoCo arm).
 
     python -m benchmarks.wall_time [--steps 1000000] [--arms true-reward async sync] [--atari]
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +88,21 @@ def main(args: Args) -> None:
     report(args, jobs)
 
 
+def arm_key(row: dict[str, object]) -> tuple[object, ...]:
+    return row["env"], row["teacher"], row["reward_updates"]
+
+
 def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]]) -> None:
+    """Write the JSON from the arms' run directories; an arm whose directory is gone (run directories are
+    not committed) keeps the row recorded in an earlier sitting."""
+    earlier = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
     runs = []
+    here = set()
     for run_dir, record, _, steps in jobs:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             continue
+        here.add(arm_key(record))
         state = read_state(checkpoint)
         row = {**record, "steps": int(state["step"]), "wall_s": round(float(state["wall_s"]), 1)}
         row["cpus"] = sorted(os.sched_getaffinity(0))
@@ -98,6 +110,7 @@ def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]
         if record["env"] == PONG:
             row["rl_steps_per_s"] = _rl_steps_per_s(run_dir)
         runs.append(row)
+    runs = [row for row in earlier if arm_key(row) not in here] + runs
 
     def wall(teacher: str, updates: str) -> float | None:
         for row in runs:
@@ -116,7 +129,8 @@ def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]
     atari_ratio = None
     if pong.get("oracle") and pong.get("true-reward"):
         atari_ratio = pong["oracle"] / pong["true-reward"]
-    complete = len(runs) == len(jobs) and all(row["complete"] for row in runs)
+    asked = {arm_key(record) for _, record, _, _ in jobs}
+    complete = all(row["complete"] for row in runs) and asked <= {arm_key(row) for row in runs}
     summary = {
         "mujoco_wall_ratio": ratio("async"),
         "mujoco_wall_ratio_sync": ratio("sync"),
