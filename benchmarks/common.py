@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from prefrl.sweep import Sweep, SweepRun
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS.parent.parent
 PACKAGES = ("prefrl", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "mujoco", "ale-py", "numpy")
 
 
@@ -72,6 +73,27 @@ def grid(specs: tuple[Path, ...], envs: tuple[str, ...] = (), *, order: Callable
             raise SystemExit(f"{path} has no `keep`: this benchmark reports from the kept records")
     runs = [run for sweep in sweeps for run in sweep.runs if not envs or setting(run, "--env") in envs]
     return Sweep(sweeps[0].out, sorted(runs, key=order), sweeps[0].runs_per_core)
+
+
+def sweep_and_report(everything: Sweep, todo: Sweep | None, out: Path, cpus: int | None) -> dict[str, Any]:
+    """Run ``todo`` (None: nothing) on a local Ray, then :func:`prefrl.report.write_report` every recorded run
+    of ``everything`` to ``out`` (``.json``, ``.md``, ``.png``); the report's paths are relative to the
+    repository. Ctrl-C stops the runs (they checkpoint) and reports what is recorded."""
+    from prefrl.report import write_report
+    from prefrl.sweep import run_sweep
+
+    if todo is not None:
+        try:
+            run_sweep(todo, cpus=cpus)
+        except KeyboardInterrupt:
+            print("interrupted: the finished runs are recorded; reporting them", file=sys.stderr)
+    keep = sorted({run.record_dir.parent for run in everything.runs if run.record_dir is not None})
+    if not any(run.recorded_steps() >= run.steps for run in everything.runs):
+        raise SystemExit("no finished run recorded yet: nothing to report")
+    report = write_report([d for d in keep if d.exists()], out)
+    for run in report["runs"]:
+        run["run_dir"] = os.path.relpath(run["run_dir"], ROOT)
+    return {**report, "records": [os.path.relpath(d, ROOT) for d in keep]}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ specs is recorded. Target: IQM normalised score of the 700-label arm over the 8 
 from __future__ import annotations
 
 import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +33,9 @@ from typing import Any
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS, grid, machine_info, setting, write_json
+from benchmarks.common import RESULTS, ROOT, grid, machine_info, setting, sweep_and_report, write_json
 from prefrl.cli import stop_signals_checkpoint
-from prefrl.report import write_report
-from prefrl.sweep import Sweep, SweepRun, run_sweep
+from prefrl.sweep import Sweep, SweepRun
 
 SPECS = Path(__file__).resolve().parent / "specs"
 TARGET_IQM = 0.9
@@ -124,24 +122,12 @@ def _mean_std(values: list[float]) -> dict[str, float | int]:
 
 def main(args: Args) -> None:
     everything = grid(args.specs, order=cheapest_first)
-    if not args.report_only:
-        todo = grid(args.specs, args.envs, order=cheapest_first)
-        try:
-            run_sweep(todo, cpus=args.cpus)
-        except KeyboardInterrupt:
-            print("interrupted: the finished runs are recorded; reporting them", file=sys.stderr)
-    keep = sorted({run.record_dir.parent for run in everything.runs if run.record_dir is not None})
-    if not any(run.recorded_steps() >= run.steps for run in everything.runs):
-        raise SystemExit("no finished run recorded yet: nothing to report")
-    report = write_report([d for d in keep if d.exists()], args.out)
-    root = SPECS.parent.parent
-    for run in report["runs"]:
-        run["run_dir"] = os.path.relpath(run["run_dir"], root)
+    todo = None if args.report_only else grid(args.specs, args.envs, order=cheapest_first)
+    report = sweep_and_report(everything, todo, args.out, args.cpus)
     data = {
         **report,
         "summary": summary(report, everything),
-        "specs": [os.path.relpath(path, root) for path in args.specs],
-        "records": [os.path.relpath(d, root) for d in keep],
+        "specs": [os.path.relpath(path, ROOT) for path in args.specs],
         "machine": machine_info(),
     }
     write_json(args.out.with_suffix(".json"), data)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +36,20 @@ from typing import Any
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS, filmstrip, grid, machine_info, play_final_policy, write_json
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    filmstrip,
+    grid,
+    machine_info,
+    play_final_policy,
+    sweep_and_report,
+    write_json,
+)
 from prefrl.cli import stop_signals_checkpoint
-from prefrl.report import write_report
-from prefrl.sweep import Sweep, SweepRun, load_spec, run_sweep
+from prefrl.sweep import Sweep, SweepRun, load_spec
 
 SPECS = Path(__file__).resolve().parent / "specs"
-ROOT = SPECS.parent.parent
 TARGET_RATIO = 0.9
 BASELINE_ARM = "sac true-reward"
 MAIN_ARM = "sac oracle 200"
@@ -144,22 +150,11 @@ def film_final_policy(run: SweepRun, out: Path) -> dict[str, str] | None:
 
 def main(args: Args) -> None:
     everything = grid(args.specs, order=seed_by_seed)
+    todo = None
     if not args.report_only:
-        todo = Sweep(
-            everything.out,
-            [r for r in everything.runs if not args.seeds or seed_by_seed(r)[0] in args.seeds],
-            everything.runs_per_core,
-        )
-        try:
-            run_sweep(todo, cpus=args.cpus)
-        except KeyboardInterrupt:
-            print("interrupted: the finished runs are recorded; reporting them", file=sys.stderr)
-    keep = sorted({run.record_dir.parent for run in everything.runs if run.record_dir is not None})
-    if not any(run.recorded_steps() >= run.steps for run in everything.runs):
-        raise SystemExit("no finished run recorded yet: nothing to report")
-    report = write_report([d for d in keep if d.exists()], args.out)
-    for run in report["runs"]:
-        run["run_dir"] = os.path.relpath(run["run_dir"], ROOT)
+        runs = [r for r in everything.runs if not args.seeds or seed_by_seed(r)[0] in args.seeds]
+        todo = Sweep(everything.out, runs, everything.runs_per_core)
+    report = sweep_and_report(everything, todo, args.out, args.cpus)
     pebble = [r for r in load_spec(args.specs[0]).runs if "oracle" in r.args and seed_by_seed(r)[0] == 0]
     film = film_final_policy(pebble[0], args.out) if pebble else None
     if film is None and args.out.with_suffix(".json").exists():  # filmed in an earlier sitting
@@ -169,7 +164,6 @@ def main(args: Args) -> None:
         "summary": summary(report, everything),
         "film": film,
         "specs": [os.path.relpath(path, ROOT) for path in args.specs],
-        "records": [os.path.relpath(d, ROOT) for d in keep],
         "machine": machine_info(),
     }
     write_json(args.out.with_suffix(".json"), data)
