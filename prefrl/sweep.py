@@ -443,11 +443,14 @@ def run_sweep(
 
 
 class _LiveTable:
-    """Runs done, running and failed, with steps and time left: a live table on a terminal, else a line per
-    change."""
+    """Runs done, running and failed, with steps and time left: a live table on a terminal, else a line when
+    a run starts or ends and every :attr:`LINE_EVERY_S` seconds (a log shows progress during long runs)."""
+
+    LINE_EVERY_S = 300.0
 
     def __init__(self, sweep: Sweep, status: dict[str, str], start: float) -> None:
         self.sweep, self.status, self.start, self._last = sweep, status, start, ""
+        self._last_time = 0.0
         self._start_steps = self._steps()
         self._live: Any = None
         if sys.stderr.isatty():
@@ -471,8 +474,10 @@ class _LiveTable:
             f"{steps:,}/{total:,} steps; {left}"
         )
         if self._live is None:
-            if line.split(";")[0] != self._last.split(";")[0]:
+            now = time.time()
+            if line.split(";")[0] != self._last.split(";")[0] or now - self._last_time >= self.LINE_EVERY_S:
                 print(line, file=sys.stderr, flush=True)
+                self._last_time = now
             self._last = line
             return
         from rich.table import Table

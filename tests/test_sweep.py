@@ -239,3 +239,24 @@ def test_bad_sweep_flags_are_one_line_errors(tmp_path, capsys, flags, message):
     assert main(["sweep", str(spec), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and not (tmp_path / "runs").exists()
+
+
+def test_off_a_terminal_progress_is_a_line_per_change_and_one_every_few_minutes(tmp_path, capsys):
+    from prefrl.sweep import _LiveTable
+
+    sweep = load_spec(
+        write_spec(tmp_path, f'steps = 1024\n[grid]\nenv = ["{TOY}"]\nteacher = ["true-reward"]\n')
+    )
+    status: dict[str, str] = {}
+    table = _LiveTable(sweep, status, time.time())
+    table.show(sweep.runs)
+    table.show(sweep.runs)  # nothing changed, and too soon for another line
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    table.LINE_EVERY_S = 0.0
+    table.show(sweep.runs)  # nothing changed, but the interval has passed
+    status[sweep.runs[0].name] = "finished"
+    table.LINE_EVERY_S = 300.0
+    table.show([])  # a run ended
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("1 done, 0 running")
+    table.close()
