@@ -80,26 +80,33 @@ def seed_by_seed(run: SweepRun) -> tuple[int, int]:
 
 
 def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
-    """The issue's summary: each preference arm's mean final true return over the true-reward arm's, on
-    the seeds both have finished, with per-seed ratios; the normalised IQM from the report beside it."""
+    """The issue's summary: per preference arm, on the seeds both it and the true-reward arm have finished,
+    ``ratio``, the mean normalised score (the final true return from the untrained policy's, 0, to the
+    true-reward arm's, 1: :func:`prefrl.report.normalized_score`), and beside it the plain ratio of mean
+    final returns, which means something only where the returns stay positive (Walker2d-v0's height term
+    makes an untrained policy's return negative)."""
     finals: dict[str, dict[int, float]] = defaultdict(dict)
+    scores: dict[str, dict[int, float]] = defaultdict(dict)
     steps: dict[str, set[int]] = defaultdict(set)
     for run in report["runs"]:
         if run["final_true_return"] is not None:
             finals[run["arm"]][run["seed"]] = run["final_true_return"]
             steps[run["arm"]].add(run["steps"])
+        if run.get("normalized_score") is not None:
+            scores[run["arm"]][run["seed"]] = run["normalized_score"]
     baseline = finals.get(BASELINE_ARM, {})
     per_arm = {}
-    for arm, by_seed in sorted(finals.items()):
+    for arm, by_seed in sorted(scores.items()):
         seeds = sorted(set(by_seed) & set(baseline))
-        if arm == BASELINE_ARM or not seeds:
+        if not seeds:
             continue
-        mine, theirs = [by_seed[s] for s in seeds], [baseline[s] for s in seeds]
+        mine, theirs = [finals[arm][s] for s in seeds], [baseline[s] for s in seeds]
         per_arm[arm] = {
-            "ratio": float(np.mean(mine) / np.mean(theirs)),
+            "ratio": float(np.mean([by_seed[s] for s in seeds])),
+            "ratio_each_seed": {str(s): by_seed[s] for s in seeds},
+            "return_ratio": float(np.mean(mine) / np.mean(theirs)),
             "final_true_return": _mean_std(mine),
             "true_reward_final": _mean_std(theirs),
-            "ratio_each_seed": {str(s): by_seed[s] / baseline[s] for s in seeds},
             "seeds": seeds,
             "steps": sorted(steps[arm]),
             "normalized_iqm": report["summary"].get(arm, {}).get("iqm"),
@@ -110,6 +117,7 @@ def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
     return {
         "ratio": ratio,
         "ratio_over": f"{len(per_arm.get(MAIN_ARM, {}).get('seeds', []))} seeds",
+        "ratio_is": "mean normalised score: (final - untrained) / (true-reward final - untrained)",
         "ratio_per_arm": per_arm,
         "target": {"ratio": TARGET_RATIO},
         "target_met": ratio >= TARGET_RATIO if ratio is not None and not missing else None,

@@ -60,11 +60,11 @@ def test_the_filmstrip_shows_the_first_landed_backflip_else_the_first_airborne_t
     assert backflip._moment([]) == (slice(0, 100), "start")
 
 
-def report_run(arm: str, seed: int, final: float | None) -> dict[str, Any]:
-    return {"arm": arm, "seed": seed, "final_true_return": final, "steps": 100_000}
+def report_run(arm: str, seed: int, final: float | None, score: float | None = None) -> dict[str, Any]:
+    return {"arm": arm, "seed": seed, "final_true_return": final, "normalized_score": score, "steps": 100_000}
 
 
-def test_the_offpolicy_ratio_is_of_means_over_the_seeds_both_arms_finished(tmp_path: Path) -> None:
+def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished(tmp_path: Path) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(
         f'out = "{tmp_path / "runs"}"\nkeep = "{tmp_path / "kept"}"\nsteps = 100000\nseeds = [0, 1, 2]\n'
@@ -77,20 +77,22 @@ def test_the_offpolicy_ratio_is_of_means_over_the_seeds_both_arms_finished(tmp_p
         "runs": [
             report_run("sac true-reward", 0, 2000.0),
             report_run("sac true-reward", 1, 1000.0),
-            report_run("sac oracle 200", 0, 1800.0),
-            report_run("sac oracle 200", 1, 1200.0),
-            report_run("sac oracle 200", 2, 9999.0),  # its baseline has not finished: left out
-            report_run(qpa, 0, 1000.0),
+            report_run("sac oracle 200", 0, 1800.0, 0.9),
+            report_run("sac oracle 200", 1, 1200.0, 1.2),
+            report_run("sac oracle 200", 2, 9999.0, 5.0),  # its baseline has not finished: left out
+            report_run(qpa, 0, -100.0, 0.25),  # a negative return can still be a quarter of the way up
             report_run("sac oracle 200", 3, None),  # not far enough yet
         ],
         "summary": {"sac oracle 200": {"iqm": 0.8, "ci95": [0.5, 1.1]}},
     }
     summary = offpolicy_feedback.summary(report, everything)
     pebble = summary["ratio_per_arm"]["sac oracle 200"]
-    assert summary["ratio"] == pytest.approx(1.0) and pebble["seeds"] == [0, 1]  # 1500 / 1500
+    assert summary["ratio"] == pytest.approx(1.05) and pebble["seeds"] == [0, 1]
     assert pebble["ratio_each_seed"] == {"0": pytest.approx(0.9), "1": pytest.approx(1.2)}
+    assert pebble["return_ratio"] == pytest.approx(1.0)  # 1500 / 1500
     assert pebble["normalized_iqm"] == 0.8
-    assert summary["ratio_per_arm"][qpa]["ratio"] == pytest.approx(0.5)
+    assert summary["ratio_per_arm"][qpa]["ratio"] == pytest.approx(0.25)
+    assert "sac true-reward" not in summary["ratio_per_arm"]
     assert summary["status"] == "partial: 0 of 6 runs recorded" and summary["target_met"] is None
     order = sorted(everything.runs, key=offpolicy_feedback.seed_by_seed)
     assert [r.name for r in order[:2]] == [
