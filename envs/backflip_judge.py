@@ -169,13 +169,11 @@ def judge_turns(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list
     which were airborne, which landed, which crashed (so a benchmark can say how far from a backflip a
     policy is, not only that it made none)."""
     states = np.asarray(states, dtype=np.float64)
-    pitch, height = states[:, PITCH_INDEX], states[:, HEIGHT_INDEX]
+    pitch = states[:, PITCH_INDEX]
     touching = floor_contacts(states, rule.contact_margin)
-    foot: np.ndarray = touching[:, BODIES.index("foot")]
     not_foot = np.asarray(touching[:, :3].any(axis=1))
     torso_or_thigh = np.asarray(touching[:, :2].any(axis=1))
-    upright = (np.abs(np.angle(np.exp(1j * pitch))) <= rule.max_pitch) & (height >= rule.min_torso_height)
-    standing = foot & upright & ~not_foot
+    standing = _standing(states, touching, rule)
     turns: list[BackwardTurn] = []
     t = 0
     while (end := _turn_end(pitch, t)) is not None:
@@ -208,25 +206,56 @@ def judge_backflips(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> 
 
 def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> float:
     """How close a clip is to a landed airborne backflip, ranked as a person judging clips would: airborne
-    backward rotation first, then a landing, then height.
+    backward rotation first, then a landing on the foot, then height.
 
-    ``airborne turns + 0.5 · landed backflips + 0.05 · (highest torso height − 1.25 m)``, where airborne
-    turns are the backward rotation (in turns of 2π) made between steps in which nothing touches the floor:
-    a full turn in the air scores 1, landing it 1.5, a roll on the ground about 0, and a metre of height
-    counts as much as 18° of airborne turning.
+    ``airborne turns + LANDING_CREDIT · Σ_touchdowns min(turns of that flight, 1) · landed + 0.05 ·
+    (highest torso height − 1.25 m)``. Airborne turns are the backward rotation (in turns of 2π) made
+    between steps in which nothing touches the floor. Each flight whose touchdown the clip shows settling
+    on the foot, upright (rule 3 of :class:`BackflipRule`: within ``landing_window`` steps, ``settle_steps``
+    standing steps in a row, torso and thigh off the floor meanwhile), earns a landing credit in proportion
+    to how far it turned, up to a full turn: a full turn in the air scores 1, landed 2; a quarter turn
+    landed 0.5; a roll on the ground about 0; a metre of height counts as much as 18° of airborne turning.
+
+    The credit is graded, as a person's judgement is, so that a landing pays before the flips are whole:
+    counting only whole landed backflips (as the strict judge does) gives a learner nothing to climb until
+    it lands a full flip, and a PPO agent taught that way learned to turn over in the air and crash.
 
     Args:
         states: simulator states ``(steps, nq + nv)`` of the clip.
-        rule: the contact margin and what a landed backflip is.
+        rule: the contact margin and what standing after a landing is.
     """
     states = np.asarray(states, dtype=np.float64)
     pitch = states[:, PITCH_INDEX]
-    airborne = ~np.asarray(floor_contacts(states, rule.contact_margin).any(axis=1))
-    backward = pitch[:-1] - pitch[1:]
+    touching = floor_contacts(states, rule.contact_margin)
+    airborne = ~np.asarray(touching.any(axis=1))
     in_air = airborne[:-1] & airborne[1:]
-    airborne_turns = max(0.0, float(backward[in_air].sum())) / (2 * np.pi)
-    landed = len(judge_backflips(states, rule))
-    return airborne_turns + 0.5 * landed + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
+    turned = np.concatenate([[0.0], np.cumsum(np.where(in_air, pitch[:-1] - pitch[1:], 0.0))]) / (2 * np.pi)
+    standing = _standing(states, touching, rule)
+    torso_or_thigh = np.asarray(touching[:, :2].any(axis=1))
+    landings = 0.0
+    takeoff = 0 if airborne[0] else None
+    for t in range(1, len(states)):
+        if airborne[t] and not airborne[t - 1]:
+            takeoff = t
+        elif not airborne[t] and airborne[t - 1] and takeoff is not None:
+            settled = _settled(standing, t - 1, rule)
+            if settled is not None and not torso_or_thigh[t : settled + 1].any():
+                landings += min(max(turned[t - 1] - turned[takeoff], 0.0), 1.0)
+            takeoff = None
+    airborne_turns = max(0.0, float(turned[-1]))
+    return airborne_turns + LANDING_CREDIT * landings + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
+
+
+LANDING_CREDIT = 1.0
+"""Weight of a flight's landing on the foot against its airborne turning (:func:`backflip_progress`)."""
+
+
+def _standing(states: np.ndarray, touching: np.ndarray, rule: BackflipRule) -> np.ndarray:
+    """Bool ``(steps,)``: the hopper stands on its foot alone, upright and high (rule 3's pose)."""
+    pitch, height = states[:, PITCH_INDEX], states[:, HEIGHT_INDEX]
+    upright = (np.abs(np.angle(np.exp(1j * pitch))) <= rule.max_pitch) & (height >= rule.min_torso_height)
+    foot = touching[:, BODIES.index("foot")]
+    return np.asarray(foot & ~touching[:, :3].any(axis=1) & upright)
 
 
 def _turn_end(pitch: np.ndarray, t: int) -> int | None:

@@ -131,3 +131,30 @@ def test_progress_ranks_clips_as_a_person_would() -> None:
     simulated = [backflip_progress(launched(w)) for w in (-5.0, -6.0, -4.0, 0.0)]
     # landed flip > full airborne turn, crashed > most of a turn > a jump without turning
     assert simulated[0] > 1.4 > simulated[1] > 1.0 > simulated[2] > simulated[3]
+
+
+def hop(turn: float, *, lands: bool) -> np.ndarray:
+    """Stand leaning forwards, jump and turn ``turn`` radians backwards in the air, then hold for 20 steps
+    either the pose it came down in, leaning back by the rest of the turn and resting on its foot
+    (``lands``), or lying on the floor."""
+    flight = np.linspace(0, 1, 31)
+    after = STAND if lands else 0.04
+    z = np.concatenate([np.full(10, STAND), STAND + 2.0 * flight * (1 - flight), np.full(20, after)])
+    lean = turn / 2
+    pitch = np.concatenate([np.full(10, lean), lean - turn * flight, np.full(20, -lean)])
+    states = states_of(z, pitch)
+    resting = np.r_[0:10, 41:61] if lands else np.r_[0:10]
+    states[resting, 1] -= lowest_points(states[resting]).min(axis=1)  # the leaning poses rest on the floor
+    return states
+
+
+def test_progress_credits_a_landing_in_proportion_to_the_turn_before_it() -> None:
+    """A person prefers a flight that lands on the foot to the same flight crashing, before flips are whole;
+    the credit grows with how far the flight turned."""
+    small, larger = 0.5, 1.0  # radians turned in the air, landing within 0.6 rad of upright
+    landed = [backflip_progress(hop(turn, lands=True)) for turn in (small, larger)]
+    crashed = [backflip_progress(hop(turn, lands=False)) for turn in (small, larger)]
+    for turn, up, down in zip((small, larger), landed, crashed):
+        assert up - down == pytest.approx(turn / (2 * np.pi), abs=0.02)
+    assert landed[1] - crashed[1] > landed[0] - crashed[0]
+    assert judge_backflips(hop(larger, lands=True)) == []  # not a backflip: the strict count is unchanged
