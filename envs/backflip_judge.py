@@ -208,17 +208,19 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     """How close a clip is to a landed airborne backflip, ranked as a person judging clips would: airborne
     backward rotation first, then a landing on the foot, then height.
 
-    ``airborne turns + LANDING_CREDIT · Σ_touchdowns min(turns of that flight, 1) · landed + 0.05 ·
-    (highest torso height − 1.25 m)``. Airborne turns are the backward rotation (in turns of 2π) made
-    between steps in which nothing touches the floor. Each flight whose touchdown the clip shows settling
-    on the foot, upright (rule 3 of :class:`BackflipRule`: within ``landing_window`` steps, ``settle_steps``
-    standing steps in a row, torso and thigh off the floor meanwhile), earns a landing credit in proportion
-    to how far it turned, up to a full turn: a full turn in the air scores 1, landed 2; a quarter turn
-    landed 0.5; a roll on the ground about 0; a metre of height counts as much as 18° of airborne turning.
+    ``Σ_flights min(turns, 1) · (1 + LANDING_CREDIT · landed) + 0.05 · (highest torso height − 1.25 m)``.
+    A flight is a stretch of steps in which nothing touches the floor; its turns are the backward rotation
+    (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the page's instructions:
+    "a full turn best"; turning further in one flight is no closer to a backflip and harder to land). A
+    flight whose touchdown the clip shows settling on the foot, upright (rule 3 of :class:`BackflipRule`:
+    within ``landing_window`` steps, ``settle_steps`` standing steps in a row, torso and thigh off the floor
+    meanwhile) is landed. So a full turn in the air scores 1 and landed 2, a quarter turn landed 0.5, a roll
+    on the ground about 0, and a metre of height counts as much as 18° of airborne turning.
 
-    The credit is graded, as a person's judgement is, so that a landing pays before the flips are whole:
-    counting only whole landed backflips (as the strict judge does) gives a learner nothing to climb until
-    it lands a full flip, and a PPO agent taught that way learned to turn over in the air and crash.
+    The landing credit is graded by the turn before it, as a person's judgement is, so that a landing pays
+    before the flips are whole: counting only whole landed backflips (as the strict judge does) gives a
+    learner nothing to climb until it lands a full flip, and a PPO agent taught that way learned to turn
+    over in the air and crash.
 
     Args:
         states: simulator states ``(steps, nq + nv)`` of the clip.
@@ -232,18 +234,18 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     turned = np.concatenate([[0.0], np.cumsum(np.where(in_air, pitch[:-1] - pitch[1:], 0.0))]) / (2 * np.pi)
     standing = _standing(states, touching, rule)
     torso_or_thigh = np.asarray(touching[:, :2].any(axis=1))
-    landings = 0.0
+    score = 0.0
     takeoff = 0 if airborne[0] else None
-    for t in range(1, len(states)):
-        if airborne[t] and not airborne[t - 1]:
+    for t in range(1, len(states) + 1):
+        if t < len(states) and airborne[t] and not airborne[t - 1]:
             takeoff = t
-        elif not airborne[t] and airborne[t - 1] and takeoff is not None:
-            settled = _settled(standing, t - 1, rule)
-            if settled is not None and not torso_or_thigh[t : settled + 1].any():
-                landings += min(max(turned[t - 1] - turned[takeoff], 0.0), 1.0)
+        elif takeoff is not None and (t == len(states) or not airborne[t]):  # touchdown, or the clip ends
+            turns = min(max(turned[t - 1] - turned[takeoff], 0.0), 1.0)
+            settled = _settled(standing, t - 1, rule) if t < len(states) else None
+            landed = settled is not None and not torso_or_thigh[t : settled + 1].any()
+            score += turns * (1.0 + LANDING_CREDIT * landed)
             takeoff = None
-    airborne_turns = max(0.0, float(turned[-1]))
-    return airborne_turns + LANDING_CREDIT * landings + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
+    return score + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
 
 
 LANDING_CREDIT = 1.0

@@ -158,3 +158,15 @@ def test_progress_credits_a_landing_in_proportion_to_the_turn_before_it() -> Non
         assert up - down == pytest.approx(turn / (2 * np.pi), abs=0.02)
     assert landed[1] - crashed[1] > landed[0] - crashed[0]
     assert judge_backflips(hop(larger, lands=True)) == []  # not a backflip: the strict count is unchanged
+
+
+def test_progress_counts_at_most_a_full_turn_per_flight() -> None:
+    """Turning further than a full turn in one flight is no closer to a backflip (and harder to land)."""
+    flight = np.linspace(0, 1, 51)
+    z = np.concatenate([np.full(10, STAND), STAND + 5.0 * flight * (1 - flight)])
+    once, twice = (
+        states_of(z, np.concatenate([np.zeros(10), -turns * 2 * np.pi * flight])) for turns in (1, 2)
+    )
+    height = 0.05 * (z.max() - 1.25)
+    assert backflip_progress(twice) == pytest.approx(1.0 + height)  # not 2
+    assert 0.9 + height < backflip_progress(once) <= backflip_progress(twice)  # (its first steps touch)
