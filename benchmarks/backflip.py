@@ -195,9 +195,19 @@ def earlier_published(out: Path) -> list[dict[str, object]]:
 FIGURES = ("backflips_per_episode", "airborne_turns_per_episode", "backward_turns_per_episode")
 
 
-def run_key(run: dict[str, Any]) -> tuple[str, int, int]:
-    """A run of the benchmark: its algorithm, label budget and seed (a later run of the same replaces it)."""
-    return str(run["algo"]), int(run["label_budget"]), int(run["seed"])
+PERSON_SCORE = "graded landings"
+"""What the scripted person's score (:func:`~prefrl.envs.backflip_judge.backflip_progress`) is this version:
+each flight's airborne turn, up to a full turn, with a landing credit graded by that turn. Runs taught with
+the earlier score, which credited only whole landed backflips inside a clip and every turn of a flight, are
+kept beside the new ones as ``EARLIER_PERSON_SCORE``."""
+EARLIER_PERSON_SCORE = "whole landed flips only"
+
+
+def run_key(run: dict[str, Any]) -> tuple[str, int, int, str]:
+    """A run of the benchmark: its algorithm, label budget, seed and the person's score (a later run of the
+    same replaces it)."""
+    person = str(run.get("person_score", EARLIER_PERSON_SCORE))
+    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -261,6 +271,7 @@ def main(args: Args) -> None:
         "airborne_turns_each_episode": judged.airborne_turns,
         "backward_turns_each_episode": judged.backward_turns,
         "labelers": sorted({r["labeler"] for r in records}),
+        "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
         "teacher": (
             f"scripted person preferring backflip_progress (BPref stochastic beta={args.person_beta}, "
             f"mistake epsilon={args.person_epsilon}), {args.pace_s[0]}-{args.pace_s[1]} s per answer, "

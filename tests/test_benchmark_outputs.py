@@ -44,7 +44,8 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     summary = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2)])
     assert summary["best_per_algo"]["sac"]["label_budget"] == 100
     assert summary["target_met"] and summary["beyond_peers"]["met"]
-    assert backflip.run_key(runs[1]) == ("sac", 200, 0)
+    assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE)
+    assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
 
 def turn(start: int, end: int, *, airborne: bool, landed: int | None, crashed: bool = False) -> BackwardTurn:
