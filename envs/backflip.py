@@ -12,9 +12,13 @@
 * **A tracking camera** that follows the torso from the side, far enough back to keep a jump in view.
 * **Instructions** for people labeling (:data:`INSTRUCTIONS`), exposed as ``env.unwrapped.instructions``.
 
-The env's own reward is the torso's backward rotation in the step, in radians, so an episode's true return
-is its net backward rotation: a progress curve, but a lax one, since rolling over on the ground earns it as
-well as flipping. What a person wants, a landed airborne backflip, is judged from the simulator state in
+The env's own reward (which an agent taught by preferences never sees) is by default the torso's backward
+rotation in the step, in radians, so an episode's true return is its net backward rotation: a progress
+curve, but a lax one, since rolling over on the ground earns it as well as flipping. With ``reward="flips"``
+it is instead the scripted person's score paid step by step (:class:`~prefrl.envs.backflip_judge.FlightScore`:
+airborne backward turning, up to a full turn per flight, and a landing credit), a hand-written backflip
+reward: ``--teacher true-reward`` on it is the ceiling for the agents taught by preferences. What a person
+wants, a landed airborne backflip, is judged from the simulator state in
 :mod:`prefrl.envs.backflip_judge`; the scripted :class:`BackflipTeacher` prefers the clip closer to one.
 """
 
@@ -32,7 +36,7 @@ from numpy.typing import NDArray
 from prefrl.segments import Segment
 from prefrl.teachers import Answer, Preference, Query
 
-from .backflip_judge import PITCH_INDEX, backflip_progress
+from .backflip_judge import PITCH_INDEX, FlightScore, backflip_progress
 from .mujoco import SimStateInfo
 from .namespace import NAMESPACE
 
@@ -46,6 +50,8 @@ INSTRUCTIONS = (
     "turn landed on the foot better still; rolling over on the ground does not count. If neither clip turns "
     "in the air, prefer the one that jumps higher; press ↓ (can't tell) only when you cannot see."
 )
+REWARDS = ("rotation", "flips")
+"""The env's own reward: backward rotation (lax), or the scripted person's score step by step."""
 CAMERA = {"trackbodyid": 1, "distance": 3.5, "elevation": -10.0, "azimuth": 90.0}
 """MuJoCo tracking camera on the torso, seen from the side (``azimuth`` 90: the hopper faces right)."""
 
@@ -56,14 +62,23 @@ class HopperBackflipEnv(HopperEnv):
     Args:
         frame_skip: physics substeps per action.
         reset_noise_scale: as Hopper-v5.
+        reward: ``"rotation"``, the backward rotation in radians (a lax progress measure), or ``"flips"``,
+            the scripted person's score paid step by step (:class:`~.backflip_judge.FlightScore`).
         **kwargs: passed to Hopper-v5 (e.g. ``render_mode``, ``width``, ``height``).
     """
 
     instructions = INSTRUCTIONS
 
     def __init__(
-        self, *, frame_skip: int = FRAME_SKIP, reset_noise_scale: float = 5e-3, **kwargs: Any
+        self,
+        *,
+        frame_skip: int = FRAME_SKIP,
+        reset_noise_scale: float = 5e-3,
+        reward: str = "rotation",
+        **kwargs: Any,
     ) -> None:
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARDS)}; got {reward!r}")
         super().__init__(
             frame_skip=frame_skip,
             default_camera_config=dict(CAMERA),
@@ -74,7 +89,10 @@ class HopperBackflipEnv(HopperEnv):
             reset_noise_scale=reset_noise_scale,
             **kwargs,
         )
-        EzPickle.__init__(self, frame_skip=frame_skip, reset_noise_scale=reset_noise_scale, **kwargs)
+        EzPickle.__init__(
+            self, frame_skip=frame_skip, reset_noise_scale=reset_noise_scale, reward=reward, **kwargs
+        )
+        self._flights = FlightScore() if reward == "flips" else None
         # qpos without x, with the pitch as (cos, sin): 1 + 2 + 3; qvel: 6.
         obs_size = self.data.qpos.size + self.data.qvel.size
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float64)
@@ -90,10 +108,12 @@ class HopperBackflipEnv(HopperEnv):
     def step(
         self, action: NDArray[np.float32]
     ) -> tuple[NDArray[np.float64], np.float64, bool, bool, dict[str, np.float64]]:
-        """One action; the reward is the torso's backward rotation in this step (radians)."""
+        """One action; the reward is the torso's backward rotation in this step (radians), or with
+        ``reward="flips"`` what the step adds to the scripted person's score."""
         pitch_before = self.data.qpos[PITCH_INDEX]
         self.do_simulation(action, self.frame_skip)
         backward = np.float64(pitch_before - self.data.qpos[PITCH_INDEX])
+        reward = backward if self._flights is None else np.float64(self._flights.step(self.state_vector()))
         info = {
             "backward_rotation": backward,
             "rotations": np.float64(
@@ -103,7 +123,13 @@ class HopperBackflipEnv(HopperEnv):
         }
         if self.render_mode == "human":
             self.render()
-        return self._get_obs(), backward, False, False, info
+        return self._get_obs(), reward, False, False, info
+
+    def reset_model(self) -> NDArray[np.float64]:
+        obs = super().reset_model()
+        if self._flights is not None:
+            self._flights.reset(self.state_vector())
+        return obs
 
 
 def make_backflip(**kwargs: Any) -> gym.Env[Any, Any]:

@@ -214,8 +214,9 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     "a full turn best"; turning further in one flight is no closer to a backflip and harder to land). A
     flight whose touchdown the clip shows settling on the foot, upright (rule 3 of :class:`BackflipRule`:
     within ``landing_window`` steps, ``settle_steps`` standing steps in a row, torso and thigh off the floor
-    meanwhile) is landed. So a full turn in the air scores 1 and landed 2, a quarter turn landed 0.5, a roll
-    on the ground about 0, and a metre of height counts as much as 18° of airborne turning.
+    meanwhile, before any next takeoff) is landed. So a full turn in the air scores 1 and landed 2, a
+    quarter turn landed 0.5, a roll on the ground about 0, and a metre of height counts as much as 18° of
+    airborne turning. It is the sum of :class:`FlightScore`'s step rewards over the clip, plus the height.
 
     The landing credit is graded by the turn before it, as a person's judgement is, so that a landing pays
     before the flips are whole: counting only whole landed backflips (as the strict judge does) gives a
@@ -227,29 +228,70 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
         rule: the contact margin and what standing after a landing is.
     """
     states = np.asarray(states, dtype=np.float64)
-    pitch = states[:, PITCH_INDEX]
-    touching = floor_contacts(states, rule.contact_margin)
-    airborne = ~np.asarray(touching.any(axis=1))
-    in_air = airborne[:-1] & airborne[1:]
-    turned = np.concatenate([[0.0], np.cumsum(np.where(in_air, pitch[:-1] - pitch[1:], 0.0))]) / (2 * np.pi)
-    standing = _standing(states, touching, rule)
-    torso_or_thigh = np.asarray(touching[:, :2].any(axis=1))
-    score = 0.0
-    takeoff = 0 if airborne[0] else None
-    for t in range(1, len(states) + 1):
-        if t < len(states) and airborne[t] and not airborne[t - 1]:
-            takeoff = t
-        elif takeoff is not None and (t == len(states) or not airborne[t]):  # touchdown, or the clip ends
-            turns = min(max(turned[t - 1] - turned[takeoff], 0.0), 1.0)
-            settled = _settled(standing, t - 1, rule) if t < len(states) else None
-            landed = settled is not None and not torso_or_thigh[t : settled + 1].any()
-            score += turns * (1.0 + LANDING_CREDIT * landed)
-            takeoff = None
+    flights = FlightScore(rule)
+    flights.reset(states[0])
+    score = sum(flights.step(state) for state in states[1:])
     return score + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
 
 
 LANDING_CREDIT = 1.0
 """Weight of a flight's landing on the foot against its airborne turning (:func:`backflip_progress`)."""
+
+
+class FlightScore:
+    """:func:`backflip_progress` paid step by step, as an env reward: what the scripted person prefers, for
+    an agent to learn from directly (the ceiling beside the agents taught by preferences).
+
+    Each step pays the airborne backward turning it adds to the current flight, up to a full turn per
+    flight, and a step at which a landing settles pays ``LANDING_CREDIT`` times that flight's turn. Over an
+    episode the rewards add up to :func:`backflip_progress` of its states without the height term (tested).
+
+    Args:
+        rule: the contact margin and what standing after a landing is.
+    """
+
+    def __init__(self, rule: BackflipRule = BackflipRule()) -> None:
+        self.rule = rule
+        self._pitch, self._airborne, self._turned = 0.0, False, 0.0
+        self._landing: tuple[int, float, int] | None = None  # steps since touchdown, turn, standing run
+
+    def reset(self, state: np.ndarray) -> None:
+        """Starts an episode at simulator state ``state`` ``(nq + nv,)``."""
+        self._pitch = float(state[PITCH_INDEX])
+        self._airborne = not bool(floor_contacts(state[None], self.rule.contact_margin).any())
+        self._turned, self._landing = 0.0, None
+
+    def step(self, state: np.ndarray) -> float:
+        """The reward for reaching simulator state ``state`` ``(nq + nv,)``."""
+        touching = floor_contacts(state[None], self.rule.contact_margin)
+        airborne = not bool(touching.any())
+        pitch, reward = float(state[PITCH_INDEX]), 0.0
+        if airborne and self._airborne:
+            turned = self._turned + (self._pitch - pitch) / (2 * np.pi)
+            reward += min(max(turned, 0.0), 1.0) - min(max(self._turned, 0.0), 1.0)
+            self._turned = turned
+        elif airborne:  # takeoff
+            self._turned = 0.0
+        elif self._airborne:  # touchdown: the landing is judged over the next steps (rule 3)
+            self._landing = (0, min(max(self._turned, 0.0), 1.0), 0)
+        if self._landing is not None:
+            reward += self._judge_landing(state, touching)
+        self._pitch, self._airborne = pitch, airborne
+        return reward
+
+    def _judge_landing(self, state: np.ndarray, touching: np.ndarray) -> float:
+        steps, turn, run = self._landing  # type: ignore[misc]
+        rule = self.rule
+        if touching[0, :2].any():  # torso or thigh on the floor: crashed
+            self._landing = None
+            return 0.0
+        run = run + 1 if _standing(state[None], touching, rule)[0] else 0
+        if run == rule.settle_steps:
+            self._landing = None
+            return LANDING_CREDIT * turn if steps - rule.settle_steps + 1 < rule.landing_window else 0.0
+        steps += 1
+        self._landing = (steps, turn, run) if steps < rule.landing_window + rule.settle_steps else None
+        return 0.0
 
 
 def _standing(states: np.ndarray, touching: np.ndarray, rule: BackflipRule) -> np.ndarray:

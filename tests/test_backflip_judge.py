@@ -42,20 +42,27 @@ def rolling(steps: int) -> np.ndarray:
     return states
 
 
-def launched(pitch_velocity: float, steps: int = 120) -> np.ndarray:
+def launched(pitch_velocity: float, steps: int = 120, reward: str = "rotation") -> np.ndarray:
     """Simulated states of the hopper thrown upwards at 6 m/s, turning at ``pitch_velocity`` (rad/s), its
     joints held straight by a PD controller through the flight and the landing."""
-    env = gym.make(BACKFLIP_ID)
+    return launched_with_rewards(pitch_velocity, steps, reward)[0]
+
+
+def launched_with_rewards(
+    pitch_velocity: float, steps: int = 120, reward: str = "rotation"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`launched`'s states and the env's rewards (with ``reward``) for each step."""
+    env = gym.make(BACKFLIP_ID, reward=reward)
     sim = env.unwrapped
     env.reset(seed=0)
     sim.data.qvel[1:3] = 6.0, pitch_velocity
-    states = [sim.state_vector().copy()]
+    states, rewards = [sim.state_vector().copy()], []
     for _ in range(steps):
         hold = np.clip(-2.0 * sim.data.qpos[3:] - 0.2 * sim.data.qvel[3:], -1, 1)
-        env.step(hold)
+        rewards.append(env.step(hold)[1])
         states.append(sim.state_vector().copy())
     env.close()
-    return np.array(states)
+    return np.array(states), np.array(rewards)
 
 
 def test_a_landed_airborne_turn_is_a_backflip() -> None:
@@ -170,3 +177,20 @@ def test_progress_counts_at_most_a_full_turn_per_flight() -> None:
     height = 0.05 * (z.max() - 1.25)
     assert backflip_progress(twice) == pytest.approx(1.0 + height)  # not 2
     assert 0.9 + height < backflip_progress(once) <= backflip_progress(twice)  # (its first steps touch)
+
+
+@pytest.mark.parametrize("pitch_velocity", [-5.0, -6.0, -4.0, 0.0])
+def test_the_flips_reward_pays_the_persons_score_step_by_step(pitch_velocity: float) -> None:
+    """``reward="flips"``: over an episode the env's rewards add up to the scripted person's score of its
+    states (less the score's height term), paid as the flight turns and when its landing settles."""
+    states, rewards = launched_with_rewards(pitch_velocity, reward="flips")
+    height = 0.05 * (states[:, 1].max() - 1.25)
+    assert rewards.sum() == pytest.approx(backflip_progress(states) - height)
+    if judge_backflips(states):  # the landed flip: about a full turn in the air, then as much on landing
+        landing = rewards.max()
+        assert landing == pytest.approx(rewards.sum() - landing) and landing > 0.95
+
+
+def test_the_backflip_env_names_its_rewards() -> None:
+    with pytest.raises(ValueError, match="rotation, flips"):
+        gym.make(BACKFLIP_ID, reward="landings")
