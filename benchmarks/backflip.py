@@ -29,6 +29,7 @@ A run directory that already holds this run is resumed (``prefrl resume``); a fi
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -83,6 +84,10 @@ class Args:
     out: Path = RESULTS / "backflip.json"
     evaluate_only: bool = False
     """Only evaluate the run's latest checkpoint (e.g. a run taught by a person); train nothing."""
+    ceiling: bool = False
+    """Train the ceiling instead: the same agent on a hand-written backflip reward, the scripted person's
+    score paid step by step (``--teacher true-reward --env-kwargs reward=flips``), no labels; it shows what
+    the agent reaches when the reward is exactly what the person prefers."""
 
 
 def _python() -> list[str]:
@@ -96,15 +101,32 @@ def train_command(args: Args) -> list[str] | None:
         return None
     if (args.run_dir / "config.json").exists():
         return [*_python(), "resume", str(args.run_dir)]
-    cmd = [*_python(), "train", "--env", BACKFLIP_ID, "--algo", args.algo, "--teacher", "human",
-           "--labels", str(args.labels), "--steps", str(args.steps), "--seed", str(args.seed),
-           "--reward-update-interval", str(args.reward_update_interval), "--run-dir", str(args.run_dir),
-           "--no-progress-bar"]  # fmt: skip
+    cmd = [*_python(), "train", "--env", BACKFLIP_ID, "--algo", args.algo, "--steps", str(args.steps),
+           "--seed", str(args.seed), "--run-dir", str(args.run_dir), "--no-progress-bar"]  # fmt: skip
+    if args.ceiling:
+        return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips"]
+    cmd += ["--teacher", "human", "--labels", str(args.labels),
+            "--reward-update-interval", str(args.reward_update_interval)]  # fmt: skip
     if args.n_envs:
         cmd += ["--n-envs", str(args.n_envs)]
     if args.wait_for_labels:
         cmd += ["--wait-for-labels", str(args.wait_for_labels)]
     return cmd
+
+
+def train_ceiling(args: Args) -> float:
+    """Train the ceiling arm (no labeler) to ``args.steps``; returns wall seconds."""
+    cmd = train_command(args)
+    if cmd is None:
+        return 0.0
+    start = time.time()
+    print(" ".join(cmd[2:]), flush=True)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(args.run_dir / "benchmark.log", "a") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise RuntimeError(f"training failed (exit {code}); see {args.run_dir / 'benchmark.log'}")
+    return time.time() - start
 
 
 def train_with_scripted_labeler(args: Args) -> float:
@@ -212,29 +234,45 @@ def run_key(run: dict[str, Any]) -> tuple[str, int, int, str]:
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per algorithm its best run within the label budget of the target, and whether any run met it."""
-    eligible = [run for run in runs if run["labels"] <= TARGET_LABELS]
-    best = {}
-    for run in sorted(
-        eligible, key=lambda r: (r["backflips_per_episode"], r["airborne_turns_per_episode"], -r["labels"])
-    ):
-        best[run["algo"]] = {key: run[key] for key in ("label_budget", "labels", "seed", "steps", *FIGURES)}
+    taught = [run for run in runs if run.get("arm") != CEILING]
+    eligible = [run for run in taught if run["labels"] <= TARGET_LABELS]
     return {
-        "best_per_algo": dict(sorted(best.items())),
+        "best_per_algo": _best_per_algo(eligible),
+        "ceiling_per_algo": _best_per_algo([run for run in runs if run.get("arm") == CEILING]),
         "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
         "target_met": any(run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in eligible),
         "beyond_peers": {"max_labels": BEYOND_PEERS_LABELS, "met": any(
             run["backflips_per_episode"] >= TARGET_BACKFLIPS and run["labels"] <= BEYOND_PEERS_LABELS
-            for run in runs
+            for run in taught
         )},
     }  # fmt: skip
 
 
+def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    best = {}
+    for run in sorted(
+        runs, key=lambda r: (r["backflips_per_episode"], r["airborne_turns_per_episode"], -r["labels"])
+    ):
+        best[run["algo"]] = {key: run[key] for key in ("label_budget", "labels", "seed", "steps", *FIGURES)}
+    return dict(sorted(best.items()))
+
+
+CEILING = "ceiling"
+"""The ``arm`` of runs on the hand-written reward (``--ceiling``): beside the taught runs, never counted
+toward the label targets."""
+
+
 def main(args: Args) -> None:
     earlier = earlier_published(args.out)
-    wall_s = 0.0 if args.evaluate_only else train_with_scripted_labeler(args)
+    if args.evaluate_only:
+        wall_s = 0.0
+    else:
+        wall_s = train_ceiling(args) if args.ceiling else train_with_scripted_labeler(args)
     judged = evaluate(args)
     config = json.loads((args.run_dir / "config.json").read_text())
-    name = f"{args.out.stem}_{config['algo']}_{config['labels']}"
+    ceiling = config["teacher"] == "true-reward"
+    name = f"{args.out.stem}_{config['algo']}_{'ceiling' if ceiling else config['labels']}"
+    taught_by = "the hand-written backflip reward (ceiling)" if ceiling else f"{config['labels']} labels"
     clip = args.out.with_name(f"{name}.mp4")
     strip = args.out.with_name(f"{name}_filmstrip.png")
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
@@ -245,21 +283,41 @@ def main(args: Args) -> None:
             strip,
             fps=renderer.fps,
             count=12,
-            title=f"{config['algo'].upper()}, {config['labels']} labels: its first {judged.moment_kind}",
+            title=f"{config['algo'].upper()}, {taught_by}: its first {judged.moment_kind}",
         )
     finally:
         renderer.close()
     curve = args.out.with_name(f"{name}_curve.png")
     from prefrl.plotting import plot_runs
 
-    plot_runs([args.run_dir], curve, title="Hopper backflip, scripted teacher through the labeling GUI")
-    with LabelStore(args.run_dir / "labels.sqlite") as store:
-        records = store.answer_records()
+    plot_runs(
+        [args.run_dir],
+        curve,
+        title="Hopper backflip, on the hand-written reward (ceiling)"
+        if ceiling
+        else "Hopper backflip, scripted teacher through the labeling GUI",
+    )
+    records = []
+    if not ceiling:
+        with LabelStore(args.run_dir / "labels.sqlite") as store:
+            records = store.answer_records()
     state = read_state(latest_checkpoint(args.run_dir))  # type: ignore[arg-type]
     labels = sum(r["choice"] != "skip" for r in records)
+    if ceiling:
+        arm, teacher = CEILING, "none: the agent learns from reward=flips, the person's score step by step"
+    elif args.evaluate_only:
+        arm, teacher = "as recorded", "as recorded in the run's labels.sqlite"
+    else:
+        arm = "scripted person"
+        teacher = (
+            f"scripted person preferring backflip_progress (BPref stochastic beta={args.person_beta}, "
+            f"mistake epsilon={args.person_epsilon}), {args.pace_s[0]}-{args.pace_s[1]} s per answer, "
+            "through the labeling GUI's HTTP API"
+        )
     run = {
         "algo": config["algo"],
-        "label_budget": int(config["labels"]),
+        "arm": arm,
+        "label_budget": 0 if ceiling else int(config["labels"]),
         "labels": labels,
         "answers": len(records),
         "steps": int(state["step"]),
@@ -272,13 +330,7 @@ def main(args: Args) -> None:
         "backward_turns_each_episode": judged.backward_turns,
         "labelers": sorted({r["labeler"] for r in records}),
         "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
-        "teacher": (
-            f"scripted person preferring backflip_progress (BPref stochastic beta={args.person_beta}, "
-            f"mistake epsilon={args.person_epsilon}), {args.pace_s[0]}-{args.pace_s[1]} s per answer, "
-            "through the labeling GUI's HTTP API"
-        )
-        if not args.evaluate_only
-        else "as recorded in the run's labels.sqlite",
+        "teacher": teacher,
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
         "wall_s_this_session": round(wall_s, 1),
         "clip": clip.name,

@@ -116,6 +116,7 @@ def play_final_policy(
 
     from prefrl import algos
     from prefrl.checkpoint import latest_checkpoint
+    from prefrl.config import TrainConfig
     from prefrl.environment import make_vec_env
 
     checkpoint = latest_checkpoint(run_dir)
@@ -123,13 +124,13 @@ def play_final_policy(
         raise SystemExit(
             f"{run_dir} holds no checkpoint to play (run directories are not committed): train it first"
         )
-    config = json.loads((run_dir / "config.json").read_text())
-    base = make_vec_env(config["env"], 1, seed, config.get("env_kwargs") or None)
+    config = TrainConfig.load(run_dir / "config.json")
+    base = make_vec_env(config.env, 1, seed, config.make_kwargs() or None)
     venv: VecEnv = base
     if (checkpoint / "vecnormalize.pkl").exists():
         venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base)
         venv.training, venv.norm_reward = False, False
-    agent = algos.load_agent(config["algo"], checkpoint / "agent.zip")
+    agent = algos.load_agent(config.algo, checkpoint / "agent.zip")
     played = []
     for _ in range(episodes):
         obs = venv.reset()

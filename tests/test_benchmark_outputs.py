@@ -48,6 +48,18 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
 
+def test_the_ceiling_is_reported_beside_the_taught_runs_and_never_meets_a_label_target(tmp_path: Path) -> None:
+    ceiling = {**flip_run("ppo", 0, 0, 17.0, airborne=17.0), "arm": backflip.CEILING}
+    summary = backflip.summary([flip_run("ppo", 900, 895, 0.0, airborne=2.4), ceiling])
+    assert not summary["target_met"] and not summary["beyond_peers"]["met"]
+    assert summary["best_per_algo"]["ppo"]["label_budget"] == 900
+    assert summary["ceiling_per_algo"]["ppo"]["backflips_per_episode"] == 17.0
+    command = backflip.train_command(backflip.Args(ceiling=True, run_dir=tmp_path / "run"))
+    assert command is not None
+    assert command[command.index("--teacher") + 1] == "true-reward"
+    assert command[command.index("--env-kwargs") + 1] == "reward=flips" and "--labels" not in command
+
+
 def turn(start: int, end: int, *, airborne: bool, landed: int | None, crashed: bool = False) -> BackwardTurn:
     return BackwardTurn(start, end, 0.9 if airborne else 0.1, airborne, landed, crashed)
 
