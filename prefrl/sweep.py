@@ -48,6 +48,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -389,6 +390,9 @@ def run_sweep(
     if not todo:
         return status
     quiet = logging.WARNING  # the table says what happens
+    # ray.init installs a SIGTERM handler of its own that ends the process at once: keep ours, so that
+    # `kill` stops the runs with a checkpoint as Ctrl-C does.
+    stop_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if address:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=quiet)
@@ -406,6 +410,9 @@ def run_sweep(
             log_to_driver=False,
             logging_level=quiet,
         )
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in stop_handlers.items():
+            signal.signal(sig, handler)
     remote = ray.remote(num_cpus=1 / sweep.runs_per_core, max_retries=0)(run_task)
     cwd = os.getcwd()  # on a cluster, the same path on every machine
     env = {"PYTHONPATH": os.pathsep.join(p for p in (cwd, os.environ.get("PYTHONPATH")) if p)}

@@ -150,7 +150,9 @@ steps = 6144
         any(run.finished for run in runs) and any(0 < run.steps_done() < run.steps for run in runs)
     ):
         time.sleep(0.5)
-    first.send_signal(signal.SIGINT)  # part way: a short run is done, a long one has a checkpoint
+    # Part way (a short run is done, a long one has a checkpoint), `kill` it: SIGTERM, which Ray's own handler
+    # would turn into an exit without checkpoints (Ctrl-C's SIGINT takes the same path as SIGTERM here).
+    first.send_signal(signal.SIGTERM)
     _, stopped = first.communicate(timeout=120)  # after its runs wrote their checkpoints and exited
     finished_first = {run.name for run in runs if run.finished}
     checkpointed = {run.name: run.steps_done() for run in runs if 0 < run.steps_done() < run.steps}
