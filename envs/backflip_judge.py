@@ -208,11 +208,12 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     """How close a clip is to a landed airborne backflip, ranked as a person judging clips would: airborne
     backward rotation first, then a landing on the foot, then height.
 
-    ``Σ_flights min(turns, 1) · (1 + LANDING_CREDIT · landed) + 0.05 · (highest torso height − 1.25 m)``.
-    A flight is a stretch of steps in which nothing touches the floor; its turns are the backward rotation
-    (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the page's instructions:
-    "a full turn best"; turning further in one flight is no closer to a backflip and harder to land). A
-    flight whose touchdown the clip shows settling on the foot, upright (rule 3 of :class:`BackflipRule`:
+    ``Σ_jumps min(turns, 1) · (1 + LANDING_CREDIT · landed) + 0.05 · (highest torso height − 1.25 m)``.
+    A jump is a flight, a stretch of steps in which nothing touches the floor, that takes off from the foot
+    alone (the page's instructions: "it jumps"; bouncing off the head does not count); its turns are the
+    backward rotation (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the
+    page's instructions: "a full turn best"; turning further in one flight is no closer to a backflip and
+    harder to land). A jump whose touchdown the clip shows settling on the foot, upright (rule 3 of :class:`BackflipRule`:
     within ``landing_window`` steps, ``settle_steps`` standing steps in a row, torso and thigh off the floor
     meanwhile, before any next takeoff) is landed. So a full turn in the air scores 1 and landed 2, a
     quarter turn landed 0.5, a roll on the ground about 0, and a metre of height counts as much as 18° of
@@ -243,8 +244,10 @@ class FlightScore:
     an agent to learn from directly (the ceiling beside the agents taught by preferences).
 
     Each step pays the airborne backward turning it adds to the current flight, up to a full turn per
-    flight, and a step at which a landing settles pays ``LANDING_CREDIT`` times that flight's turn. Over an
-    episode the rewards add up to :func:`backflip_progress` of its states without the height term (tested).
+    flight, and a step at which a landing settles pays ``LANDING_CREDIT`` times that flight's turn. Only
+    jumps count: flights that take off from the foot alone (a hopper bouncing off its head from turn to turn
+    is not jumping, and an agent paid for every flight learned to do just that). Over an episode the
+    rewards add up to :func:`backflip_progress` of its states without the height term (tested).
 
     Args:
         rule: the contact margin and what standing after a landing is.
@@ -252,31 +255,36 @@ class FlightScore:
 
     def __init__(self, rule: BackflipRule = BackflipRule()) -> None:
         self.rule = rule
-        self._pitch, self._airborne, self._turned = 0.0, False, 0.0
+        self._pitch, self._airborne, self._on_foot, self._jumped = 0.0, False, False, False
+        self._turned = 0.0
         self._landing: tuple[int, float, int] | None = None  # steps since touchdown, turn, standing run
 
     def reset(self, state: np.ndarray) -> None:
-        """Starts an episode at simulator state ``state`` ``(nq + nv,)``."""
+        """Starts an episode (or a clip) at simulator state ``state`` ``(nq + nv,)``. A clip that opens in
+        the air is given the benefit of the doubt: its flight counts as a jump."""
+        touching = floor_contacts(state[None], self.rule.contact_margin)[0]
         self._pitch = float(state[PITCH_INDEX])
-        self._airborne = not bool(floor_contacts(state[None], self.rule.contact_margin).any())
-        self._turned, self._landing = 0.0, None
+        self._airborne = not bool(touching.any())
+        self._on_foot = bool(touching[BODIES.index("foot")] and not touching[:3].any())
+        self._jumped, self._turned, self._landing = self._airborne, 0.0, None
 
     def step(self, state: np.ndarray) -> float:
         """The reward for reaching simulator state ``state`` ``(nq + nv,)``."""
         touching = floor_contacts(state[None], self.rule.contact_margin)
         airborne = not bool(touching.any())
         pitch, reward = float(state[PITCH_INDEX]), 0.0
-        if airborne and self._airborne:
+        if airborne and not self._airborne:  # takeoff: a jump only from the foot alone
+            self._turned, self._jumped = 0.0, self._on_foot
+        if airborne and self._airborne and self._jumped:
             turned = self._turned + (self._pitch - pitch) / (2 * np.pi)
             reward += min(max(turned, 0.0), 1.0) - min(max(self._turned, 0.0), 1.0)
             self._turned = turned
-        elif airborne:  # takeoff
-            self._turned = 0.0
-        elif self._airborne:  # touchdown: the landing is judged over the next steps (rule 3)
+        if not airborne and self._airborne and self._jumped:  # touchdown: the landing is judged next (rule 3)
             self._landing = (0, min(max(self._turned, 0.0), 1.0), 0)
         if self._landing is not None:
             reward += self._judge_landing(state, touching)
         self._pitch, self._airborne = pitch, airborne
+        self._on_foot = bool(touching[0, BODIES.index("foot")] and not touching[0, :3].any())
         return reward
 
     def _judge_landing(self, state: np.ndarray, touching: np.ndarray) -> float:

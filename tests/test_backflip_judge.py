@@ -194,3 +194,24 @@ def test_the_flips_reward_pays_the_persons_score_step_by_step(pitch_velocity: fl
 def test_the_backflip_env_names_its_rewards() -> None:
     with pytest.raises(ValueError, match="rotation, flips"):
         gym.make(BACKFLIP_ID, reward="landings")
+
+
+def flight_from(pitch0: float, turn: float) -> np.ndarray:
+    """Rest at pitch ``pitch0`` on whatever body is lowest, fly 0.5 m up turning ``turn`` radians backwards,
+    then rest again: from upright a jump off the foot, from upside down a bounce off the head."""
+    flight = np.linspace(0, 1, 31)
+    pitch = np.concatenate([np.full(5, pitch0), pitch0 - turn * flight, np.full(5, pitch0 - turn)])
+    states = states_of(np.zeros(len(pitch)), pitch)
+    states[:, 1] = -lowest_points(states).min(axis=1)  # every pose resting on the floor ...
+    states[5:36, 1] += 2.0 * flight * (1 - flight) + 0.05 * np.sin(np.pi * flight)  # ... but in flight
+    return states
+
+
+def test_progress_counts_only_flights_that_take_off_from_the_foot() -> None:
+    """Bouncing off its head from turn to turn is not jumping (an agent paid for every flight learned it)."""
+    jump, bounce = flight_from(0.0, 1.6 * np.pi), flight_from(np.pi, 1.6 * np.pi)
+    assert floor_contacts(jump[:5])[:, BODIES.index("foot")].all()
+    assert floor_contacts(bounce[:5])[:, BODIES.index("torso")].all()
+    height = [0.05 * (s[:, 1].max() - 1.25) for s in (jump, bounce)]
+    assert 0.7 < backflip_progress(jump) - height[0] <= 0.8  # 0.8 turns, less the first and last steps
+    assert backflip_progress(bounce) - height[1] == pytest.approx(0.0)
