@@ -208,16 +208,17 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     """How close a clip is to a landed airborne backflip, ranked as a person judging clips would: airborne
     backward rotation first, then a landing on the foot, then height.
 
-    ``Σ_jumps min(turns, 1) · (1 + LANDING_CREDIT · landed) + 0.05 · (highest torso height − 1.25 m)``.
-    A jump is a flight, a stretch of steps in which nothing touches the floor, that takes off from the foot
-    alone (the page's instructions: "it jumps"; bouncing off the head does not count); its turns are the
-    backward rotation (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the
-    page's instructions: "a full turn best"; turning further in one flight is no closer to a backflip and
-    harder to land). A jump whose touchdown the clip shows settling on the foot, upright (rule 3 of :class:`BackflipRule`:
-    within ``landing_window`` steps, ``settle_steps`` standing steps in a row, torso and thigh off the floor
-    meanwhile, before any next takeoff) is landed. So a full turn in the air scores 1 and landed 2, a
-    quarter turn landed 0.5, a roll on the ground about 0, and a metre of height counts as much as 18° of
-    airborne turning. It is the sum of :class:`FlightScore`'s step rewards over the clip, plus the height.
+    ``Σ_jumps min(turns, 1) · (1 + LANDING_CREDIT · landed) + 0.05 · (highest torso height − 1.25 m)``. A jump
+    is a flight, a stretch of steps in which nothing touches the floor, that takes off from the foot alone
+    (the page's instructions: "it jumps"; bouncing off the head does not count); its turns are the backward
+    rotation (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the page's
+    instructions: "a full turn best"; turning further in one flight is no closer to a backflip and harder to
+    land). A jump whose touchdown the clip shows settling on the foot, upright (rule 3 of
+    :class:`BackflipRule`: within ``landing_window`` steps, ``settle_steps`` standing steps in a row, torso
+    and thigh off the floor meanwhile, before any next takeoff) is landed. So a full turn in the air scores 1
+    and landed 2, a quarter turn landed 0.5, a roll on the ground about 0, and a metre of height counts as
+    much as 18° of airborne turning. It is the sum of :class:`FlightScore`'s step rewards over the clip, plus
+    the height.
 
     The landing credit is graded by the turn before it, as a person's judgement is, so that a landing pays
     before the flips are whole: counting only whole landed backflips (as the strict judge does) gives a
