@@ -82,7 +82,7 @@ class Args:
     person_epsilon: float = 0.05
     """The person's BPref mistake rate. With the stochastic part, about 10 % of answers are wrong on scores
     spread over [0, 1], more on the close calls an agent's own clips make: each run records its measured
-    rate (``answers_disagreeing_with_progress``; 21.5 % for PPO with 900 labels)."""
+    rate (``answers_disagreeing_with_progress``; 20 % for PPO with 900 labels)."""
     run_dir: Path = Path("benchmarks/runs/backflip")
     out: Path = RESULTS / "backflip.json"
     evaluate_only: bool = False
