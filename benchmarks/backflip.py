@@ -91,6 +91,10 @@ class Args:
     """Train the ceiling instead: the same agent on a hand-written backflip reward, the scripted person's
     score paid step by step (``--teacher true-reward --env-kwargs reward=flips``), no labels; it shows what
     the agent reaches when the reward is exactly what the person prefers."""
+    check_reward_against: Path | None = None
+    """Only check the run's learned reward: play this other run's final agent (e.g. the ceiling, which lands
+    backflips) beside the run's own, compare how the learned reward and the person's score rank their
+    segments (:func:`learned_reward_check`) and add the figures to the run's record in ``--out``."""
 
 
 def _python() -> list[str]:
@@ -265,6 +269,84 @@ def share_disagreeing(store: LabelStore) -> float | None:
     return wrong / judged if judged else None
 
 
+def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -> dict[str, Any]:
+    """Does a taught run's learned reward rank another agent's behaviour as the person's score does?
+
+    Plays the run's final agent and ``other``'s (the ceiling's landed backflips, say) for ``episodes``
+    episodes each, cuts their episodes into segments of the run's length and scores every segment with the
+    run's final reward ensemble (the mean of its members, normalised as the agent saw it) and with the
+    person's score (:func:`backflip_progress`). Reports per agent the mean score and learned reward per
+    segment, and the share of pairs that the learned reward orders as the score does: over all pairs, over
+    pairs of the run's own agent (what the person was asked about) and over pairs of one segment of each
+    agent. A learned reward that ranks the other agent's segments above
+    its own agent's, as the score does, leaves the agent short of better behaviour it would be paid for
+    (an exploration failure); one that does not is wrong about what the person wants.
+    """
+    from prefrl.config import TrainConfig
+    from prefrl.environment import make_vec_env
+    from prefrl.observations import observation_kind
+    from prefrl.spec import resolve
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None or not (checkpoint / "reward_model.pt").exists():
+        raise SystemExit(f"{run_dir}: no checkpointed reward model (a run taught by labels is needed)")
+    spec = resolve(TrainConfig.load(run_dir / "config.json"))
+    base = make_vec_env(spec.env, 1, seed)
+    ensemble = observation_kind(spec).ensemble(base)
+    base.close()
+    length = spec.segment_length
+    ensemble.load(checkpoint / "reward_model.pt")
+    scores, learned, owner = [], [], []
+    for index, played_by in enumerate((run_dir, other)):
+        for episode in play_final_policy(played_by, episodes, seed):
+            rewards = ensemble.member_rewards(
+                episode.observations.astype(np.float32), episode.actions.astype(np.float32)
+            ).mean(0)
+            for start in range(0, len(rewards) - length + 1, length):
+                scores.append(backflip_progress(episode.states[start + 1 : start + length + 1]))
+                learned.append(float(rewards[start : start + length].sum()))
+                owner.append(index)
+    score, reward, side = np.array(scores), np.array(learned), np.array(owner)
+    left, right = np.triu_indices(len(score), k=1)
+    differ = score[left] != score[right]
+    agree = np.sign(score[left] - score[right]) == np.sign(reward[left] - reward[right])
+    cross = differ & (side[left] != side[right])
+    own = differ & (side[left] == 0) & (side[right] == 0)
+    per_agent = {
+        name: {
+            "segments": int((side == index).sum()),
+            "person_score_per_segment": round(float(score[side == index].mean()), 3),
+            "learned_reward_per_segment": round(float(reward[side == index].mean()), 3),
+        }
+        for index, name in enumerate(("own agent", "other agent"))
+    }
+    return {
+        "other_run": str(other),
+        "episodes_each": episodes,
+        "segment_length": length,
+        **per_agent,
+        "pair_agreement": round(float(agree[differ].mean()), 4),
+        "own_pair_agreement": round(float(agree[own].mean()), 4) if own.any() else None,
+        "cross_pair_agreement": round(float(agree[cross].mean()), 4) if cross.any() else None,
+    }
+
+
+def add_reward_check(args: Args) -> None:
+    """``--check-reward-against``: the check, added to this run's record in ``--out``."""
+    if args.check_reward_against is None or not args.out.exists():
+        raise SystemExit(f"{args.out}: no results to add the check to; evaluate the run first")
+    data = json.loads(args.out.read_text())
+    mine = [run for run in data["runs"] if Path(run.get("run_dir", "")) == args.run_dir]
+    if not mine:
+        raise SystemExit(f"{args.out} holds no run of {args.run_dir}; evaluate it first")
+    other, seed = args.check_reward_against, args.seed + 20_000
+    check = learned_reward_check(args.run_dir, other, args.eval_episodes, seed)
+    for run in mine:
+        run["learned_reward_check"] = check
+    write_json(args.out, data)
+    print(json.dumps(check, indent=1))
+
+
 def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     best = {}
     for run in sorted(
@@ -280,6 +362,9 @@ toward the label targets."""
 
 
 def main(args: Args) -> None:
+    if args.check_reward_against is not None:
+        add_reward_check(args)
+        return
     earlier = earlier_published(args.out)
     if args.evaluate_only:
         wall_s = 0.0

@@ -34,7 +34,7 @@ def machine_info() -> dict[str, object]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -101,6 +101,11 @@ class Episode:
     states: np.ndarray
     """Simulator states ``(steps + 1, nq + nv)``, the reset state first."""
     true_return: float
+    observations: np.ndarray
+    """The observations the agent acted on ``(steps, *obs_shape)``, before its normalisation (what a
+    reward model scores)."""
+    actions: np.ndarray
+    """``(steps, *action_shape)``."""
 
 
 def play_final_policy(
@@ -135,12 +140,16 @@ def play_final_policy(
     for _ in range(episodes):
         obs = venv.reset()
         states, total, done = [base.reset_infos[0]["sim_state"]], 0.0, False
+        observations, actions = [], []
         while not done:
             action, _ = agent.predict(np.asarray(obs), deterministic=deterministic)
+            raw = venv.get_original_obs() if isinstance(venv, VecNormalize) else obs
+            observations.append(np.asarray(raw)[0])
+            actions.append(np.asarray(action)[0])
             obs, rewards, dones, infos = venv.step(action)
             total, done = total + float(rewards[0]), bool(dones[0])
             states.append(infos[0]["sim_state"])  # (the step's own info, also at an episode's end)
-        played.append(Episode(np.array(states), total))
+        played.append(Episode(np.array(states), total, np.array(observations), np.array(actions)))
     venv.close()
     return played
 
@@ -224,7 +233,8 @@ def run_all(
     the same call later resumes them.
     """
     deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
-    queue, running = list(jobs), []
+    queue = list(jobs)
+    running: list[tuple[Path, subprocess.Popen[bytes]]] = []
     last_report = time.time()
     while (queue or running) and time.time() < deadline:
         while queue and len(running) < parallel:

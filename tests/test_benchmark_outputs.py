@@ -15,7 +15,7 @@ from PIL import Image
 from benchmarks import backflip, offpolicy_feedback
 from benchmarks.common import filmstrip, play_final_policy
 from prefrl.cli import main
-from prefrl.envs.backflip_judge import BackwardTurn
+from prefrl.envs.backflip_judge import BackwardTurn, backflip_progress
 from prefrl.sweep import load_spec
 
 
@@ -133,3 +133,28 @@ def test_a_runs_final_policy_is_played_on_its_env_and_filmed(tmp_path: Path) -> 
     strip = tmp_path / "strip.png"
     filmstrip(frames, strip, fps=10.0, count=8, columns=4, title="a clip")
     assert Image.open(strip).size[0] > Image.open(strip).size[1] > 0
+
+
+def test_the_learned_reward_check_scores_both_agents_segments_by_the_persons_score(tmp_path: Path) -> None:
+    run_dir = tmp_path / "taught"
+    args = ["train", "--env", "prefrl/HopperBackflip-v0", "--algo", "ppo", "--teacher", "oracle",
+            "--labels", "20", "--steps", "512", "--n-envs", "1", "--segment-length", "50",
+            "--reward-update-interval", "256", "--agent-kwargs", "n_steps=256", "batch_size=64",
+            "--run-dir", str(run_dir), "--no-progress-bar"]  # fmt: skip
+    assert main(args) == 0
+    horizon = json.loads((run_dir / "spec.json").read_text())["horizon"]
+
+    check = backflip.learned_reward_check(run_dir, run_dir, episodes=1, seed=7)
+
+    assert check["segment_length"] == 50
+    played = play_final_policy(run_dir, 1, seed=7)[0]
+    scores = [backflip_progress(played.states[s + 1 : s + 51]) for s in range(0, horizon - 49, 50)]
+    for side in ("own agent", "other agent"):  # the same agent on the same seed: the same segments
+        assert check[side]["segments"] == horizon // 50
+        assert check[side]["person_score_per_segment"] == pytest.approx(np.mean(scores), abs=1e-3)
+    learned = [check[side]["learned_reward_per_segment"] for side in ("own agent", "other agent")]
+    assert learned[0] == learned[1]
+    for share in ("pair_agreement", "own_pair_agreement", "cross_pair_agreement"):
+        assert 0.0 <= check[share] <= 1.0
+    with pytest.raises(SystemExit, match="no checkpointed reward model"):
+        backflip.learned_reward_check(tmp_path / "none", run_dir, episodes=1, seed=7)
