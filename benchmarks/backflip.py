@@ -91,6 +91,11 @@ class Args:
     """Train the ceiling instead: the same agent on a hand-written backflip reward, the scripted person's
     score paid step by step (``--teacher true-reward --env-kwargs reward=flips``), no labels; it shows what
     the agent reaches when the reward is exactly what the person prefers."""
+    reward_from: Path | None = None
+    """Train a new agent on this taught run's final learned reward, frozen (``--teacher frozen``): no labels
+    are asked, and the run is reported as its own arm (``frozen reward``) with the taught run's labels. It
+    tells whether the labels taught a reward that pays for backflips when the taught agent itself found
+    none."""
     check_reward_against: Path | None = None
     """Only check the run's learned reward: play this other run's final agent (e.g. the ceiling, which lands
     backflips) beside the run's own, compare how the learned reward and the person's score rank their
@@ -112,6 +117,8 @@ def train_command(args: Args) -> list[str] | None:
            "--seed", str(args.seed), "--run-dir", str(args.run_dir), "--no-progress-bar"]  # fmt: skip
     if args.ceiling:
         return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips"]
+    if args.reward_from is not None:
+        return [*cmd, "--teacher", "frozen", "--reward-from", str(args.reward_from)]
     cmd += ["--teacher", "human", "--labels", str(args.labels),
             "--reward-update-interval", str(args.reward_update_interval)]  # fmt: skip
     if args.n_envs:
@@ -121,8 +128,8 @@ def train_command(args: Args) -> list[str] | None:
     return cmd
 
 
-def train_ceiling(args: Args) -> float:
-    """Train the ceiling arm (no labeler) to ``args.steps``; returns wall seconds."""
+def train_without_labeler(args: Args) -> float:
+    """Train the ceiling or frozen-reward arm (no labeler) to ``args.steps``; returns wall seconds."""
     cmd = train_command(args)
     if cmd is None:
         return 0.0
@@ -233,22 +240,28 @@ and :data:`EARLIER_PERSON_SCORE`, which credited only whole landed backflips ins
 EARLIER_PERSON_SCORE = "whole landed flips only"
 
 
-def run_key(run: dict[str, Any]) -> tuple[str, int, int, str]:
-    """A run of the benchmark: its algorithm, label budget, seed and the person's score (a later run of the
-    same replaces it)."""
+def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, bool]:
+    """A run of the benchmark: its algorithm, label budget, seed, the person's score and whether its agent
+    learned from a frozen reward (a later run of the same replaces it)."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
-    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person
+    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, run.get("arm") == FROZEN
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per algorithm its best run within the label budget of the target, and whether any run met it."""
-    taught = [run for run in runs if run.get("arm") != CEILING]
+    """Per algorithm its best run within the label budget of the target, and whether any run met it. Runs
+    taught online (the agent labelled for is the one judged) count toward the targets; the ceiling never
+    does, and the frozen-reward arm is reported on its own (``target_met_by_frozen_reward``)."""
+    taught = [run for run in runs if run.get("arm") not in (CEILING, FROZEN)]
     eligible = [run for run in taught if run["labels"] <= TARGET_LABELS]
+    frozen = [run for run in runs if run.get("arm") == FROZEN and run["labels"] <= TARGET_LABELS]
+    meets = [run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in frozen]
     return {
         "best_per_algo": _best_per_algo(eligible),
         "ceiling_per_algo": _best_per_algo([run for run in runs if run.get("arm") == CEILING]),
+        "frozen_reward_per_algo": _best_per_algo(frozen),
         "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
         "target_met": any(run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in eligible),
+        "target_met_by_frozen_reward": any(meets),
         "beyond_peers": {"max_labels": BEYOND_PEERS_LABELS, "met": any(
             run["backflips_per_episode"] >= TARGET_BACKFLIPS and run["labels"] <= BEYOND_PEERS_LABELS
             for run in taught
@@ -359,6 +372,8 @@ def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 CEILING = "ceiling"
 """The ``arm`` of runs on the hand-written reward (``--ceiling``): beside the taught runs, never counted
 toward the label targets."""
+FROZEN = "frozen reward"
+"""The ``arm`` of new agents trained on a taught run's final learned reward (``--reward-from``)."""
 
 
 def main(args: Args) -> None:
@@ -369,12 +384,23 @@ def main(args: Args) -> None:
     if args.evaluate_only:
         wall_s = 0.0
     else:
-        wall_s = train_ceiling(args) if args.ceiling else train_with_scripted_labeler(args)
+        labeler = args.ceiling or args.reward_from is not None
+        wall_s = train_without_labeler(args) if labeler else train_with_scripted_labeler(args)
     judged = evaluate(args)
     config = json.loads((args.run_dir / "config.json").read_text())
     ceiling = config["teacher"] == "true-reward"
-    name = f"{args.out.stem}_{config['algo']}_{'ceiling' if ceiling else config['labels']}"
-    taught_by = "the hand-written backflip reward (ceiling)" if ceiling else f"{config['labels']} labels"
+    source = Path(config["reward_from"]) if config["teacher"] == "frozen" else None
+    labelled = source or args.run_dir  # the run whose labels taught the reward
+    budget = 0 if ceiling else int(json.loads((labelled / "config.json").read_text())["labels"])
+    suffix = "ceiling" if ceiling else f"{budget}_frozen" if source else str(budget)
+    name = f"{args.out.stem}_{config['algo']}_{suffix}"
+    taught_by = (
+        "the hand-written backflip reward (ceiling)"
+        if ceiling
+        else f"the frozen reward of {budget} labels"
+        if source
+        else f"{budget} labels"
+    )
     clip = args.out.with_name(f"{name}.mp4")
     strip = args.out.with_name(f"{name}_filmstrip.png")
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
@@ -397,17 +423,22 @@ def main(args: Args) -> None:
         curve,
         title="Hopper backflip, on the hand-written reward (ceiling)"
         if ceiling
+        else "Hopper backflip, a new agent on a taught run's final reward"
+        if source
         else "Hopper backflip, scripted teacher through the labeling GUI",
     )
     records, disagreeing = [], None
     if not ceiling:
-        with LabelStore(args.run_dir / "labels.sqlite") as store:
+        with LabelStore(labelled / "labels.sqlite") as store:
             records = store.answer_records()
             disagreeing = share_disagreeing(store)
     state = read_state(latest_checkpoint(args.run_dir))  # type: ignore[arg-type]
     labels = sum(r["choice"] != "skip" for r in records)
     if ceiling:
         arm, teacher = CEILING, "none: the agent learns from reward=flips, the person's score step by step"
+    elif source is not None:
+        arm = FROZEN
+        teacher = f"none: a new agent on the final learned reward of {source}, frozen ({labels} labels)"
     elif args.evaluate_only:
         arm, teacher = "as recorded", "as recorded in the run's labels.sqlite"
     else:
@@ -420,7 +451,7 @@ def main(args: Args) -> None:
     run = {
         "algo": config["algo"],
         "arm": arm,
-        "label_budget": 0 if ceiling else int(config["labels"]),
+        "label_budget": budget,
         "labels": labels,
         "answers": len(records),
         "steps": int(state["step"]),

@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 Algo = Literal["a2c", "ppo", "trpo", "sac", "td3"]
-TeacherName = Literal["oracle", "stochastic", "myopic", "mistake", "skip", "equal", "true-reward", "human"]
+TeacherName = Literal[
+    "oracle", "stochastic", "myopic", "mistake", "skip", "equal", "true-reward", "human", "frozen"
+]
 QuerySelection = Literal["random", "disagreement", "entropy"]
 RewardUpdates = Literal["async", "sync"]
 
 ALGOS: tuple[str, ...] = get_args(Algo)
 TEACHERS: tuple[str, ...] = get_args(TeacherName)
 QUERY_SELECTIONS: tuple[str, ...] = get_args(QuerySelection)
+NO_LABELS = ("true-reward", "frozen")
+"""Teachers that ask for no labels: the agent learns from the env's reward, or from a finished run's."""
 
 CONFIG_FORMAT = 2
 """Version of ``config.json``. Format 1 stored family defaults as plain values (e.g. ``pretrain_epochs: 50``
@@ -47,8 +51,12 @@ class TrainConfig:
     the family default of that key, e.g. gamma=0.98 n_steps=512 'policy_kwargs={"net_arch": [256, 256],
     "activation_fn": "relu"}' (RL Zoo's per-task settings; activation_fn by name)."""
     teacher: TeacherName = "oracle"
-    """Who labels: the BPref synthetic teachers, human (people in the labeling GUI), or true-reward (no
-    preferences: train on the env's reward)."""
+    """Who labels: the BPref synthetic teachers, human (people in the labeling GUI), true-reward (no
+    preferences: train on the env's reward) or frozen (no labels: train a new agent on the learned reward
+    of the run named by --reward-from, as it was when that run ended)."""
+    reward_from: Path | None = None
+    """With --teacher frozen: a run that learned from preferences (its directory) whose final reward model
+    scores every step of this run, unchanged; on the same env."""
     labels: int = 700
     """Total label budget (queries asked)."""
     steps: int = 1_000_000
@@ -140,11 +148,13 @@ class TrainConfig:
 
     @property
     def learns_reward(self) -> bool:
-        return self.teacher != "true-reward"
+        """Labels are asked and the reward model is fitted on them."""
+        return self.teacher not in NO_LABELS
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["run_dir"] = str(self.run_dir)
+        data["reward_from"] = None if self.reward_from is None else str(self.reward_from)
         data["format"] = CONFIG_FORMAT
         return data
 
@@ -157,7 +167,10 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown settings in the run's config.json: {', '.join(sorted(unknown))}")
-        return cls(**{**data, "run_dir": Path(data["run_dir"])})
+        data["run_dir"] = Path(data["run_dir"])
+        if data.get("reward_from") is not None:
+            data["reward_from"] = Path(data["reward_from"])
+        return cls(**data)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")

@@ -11,14 +11,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from prefrl.config import NO_LABELS  # noqa: E402
 from prefrl.metrics import read_metrics  # noqa: E402
 
 
 def run_label(run_dir: Path) -> str:
     config = json.loads((run_dir / "config.json").read_text())
     teacher = config["teacher"]
-    labels = "" if teacher == "true-reward" else f", {config['labels']} labels"
-    if teacher != "true-reward" and config.get("query_selection", "disagreement") != "disagreement":
+    labels = "" if teacher in NO_LABELS else f", {config['labels']} labels"
+    if teacher == "frozen":
+        labels = f" reward of {Path(config['reward_from']).name}"
+    if teacher not in NO_LABELS and config.get("query_selection", "disagreement") != "disagreement":
         labels += f", {config['query_selection']} queries"
     return f"{config['algo']} {teacher}{labels}, seed {config['seed']}"
 

@@ -16,6 +16,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from prefrl import algos
+from prefrl.checkpoint import latest_checkpoint
+from prefrl.config import NO_LABELS
 from prefrl.environment import make_vec_env
 from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.observations import ObservationKind, observation_kind
@@ -89,7 +91,7 @@ def build_parts(
     kind = observation_kind(spec)
     base = make_vec_env(spec.env, spec.n_envs, env_seed, dict(spec.env_kwargs))
     ensemble = kind.ensemble(base)
-    reward_env = kind.reward_env(base, ensemble if spec.learns_reward else None)
+    reward_env = kind.reward_env(base, ensemble if spec.scores_learned_reward else None)
     venv: VecEnv = reward_env
     if spec.normalize_observations:
         if checkpoint is not None:
@@ -98,13 +100,17 @@ def build_parts(
             venv = VecNormalize(venv, gamma=spec.agent_hyperparams.get("gamma", 0.99))
     if checkpoint is not None:
         agent = algos.load_agent(spec.algo, checkpoint / "agent.zip", venv, device=spec.device)
-        if spec.learns_reward:
+        if spec.scores_learned_reward:
             ensemble.load(checkpoint / "reward_model.pt")
         if spec.off_policy:
             assert isinstance(agent, OffPolicyAlgorithm) and agent.replay_buffer is not None
             restore_replay_buffer(agent.replay_buffer, checkpoint / REPLAY_BUFFER_FILE)
     else:
         agent = algos.make_agent(spec, venv)
+        if spec.reward_from is not None:  # --teacher frozen: the other run's final reward model, kept as is
+            source = latest_checkpoint(spec.reward_from)
+            assert source is not None  # (checked by resolve)
+            ensemble.load(source / "reward_model.pt")
     agent.set_logger(configure(str(log_dir), ["csv", "tensorboard"]))
 
     store = LabelStore(spec.run_dir / "labels.sqlite")
@@ -147,6 +153,6 @@ def build_parts(
 def _make_teacher(spec: RunSpec, store: LabelStore, rng: np.random.Generator) -> Teacher:
     if spec.teacher == "human":
         return StoreTeacher(store)
-    if spec.teacher == "true-reward":
-        return make_synthetic_teacher("oracle", rng)  # never asked: no reward is learned
+    if spec.teacher in NO_LABELS:
+        return make_synthetic_teacher("oracle", rng)  # never asked: no labels
     return make_synthetic_teacher(spec.teacher, rng)

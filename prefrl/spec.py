@@ -25,7 +25,7 @@ import torch
 from stable_baselines3.common.utils import LinearSchedule
 
 from prefrl.cnn_reward import is_frame_stack_space
-from prefrl.config import ConfigError, TrainConfig
+from prefrl.config import NO_LABELS, ConfigError, TrainConfig
 from prefrl.environment import EnvFamily, check_env_id, env_dt, env_family, make_env
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import DEFAULT_SEGMENT_SECONDS, default_segment_length
@@ -184,6 +184,7 @@ class RunSpec:
     horizon: int | None
     algo: str
     teacher: str
+    reward_from: Path | None
     labels: int
     steps: int
     seed: int
@@ -220,6 +221,12 @@ class RunSpec:
 
     @property
     def learns_reward(self) -> bool:
+        """Labels are asked and the reward model is fitted on them."""
+        return self.teacher not in NO_LABELS
+
+    @property
+    def scores_learned_reward(self) -> bool:
+        """The agent learns from a reward model (fitted in this run, or frozen from another)."""
         return self.teacher != "true-reward"
 
     @property
@@ -234,6 +241,7 @@ class RunSpec:
         """The resolved settings as JSON-ready values (written to the run's ``spec.json``)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
         data["run_dir"] = str(self.run_dir)
+        data["reward_from"] = None if self.reward_from is None else str(self.reward_from)
         data["env_kwargs"] = dict(self.env_kwargs)
         data["agent_hyperparams"] = {k: _json_value(v) for k, v in self.agent_hyperparams.items()}
         return data
@@ -249,6 +257,7 @@ def resolve(config: TrainConfig) -> RunSpec:
     """
     _check_ranges(config)
     env_spec = check_env_id(config.env)
+    _check_reward_from(config)
     env_kwargs = config.make_kwargs()
     probe = make_env(config.env, env_kwargs)
     try:
@@ -428,6 +437,28 @@ def _agent_hyperparams(config: TrainConfig, defaults: Mapping[str, Any]) -> dict
     return merged
 
 
+def _check_reward_from(config: TrainConfig) -> None:
+    """``--teacher frozen`` names a finished preference run on the same env, and only it takes one."""
+    from prefrl.checkpoint import latest_checkpoint
+
+    source = config.reward_from
+    if config.teacher != "frozen":
+        if source is not None:
+            raise ConfigError("--reward-from is for --teacher frozen (train on that run's learned reward)")
+        return
+    if source is None:
+        raise ConfigError("--teacher frozen trains on another run's reward: name it with --reward-from DIR")
+    checkpoint = latest_checkpoint(Path(source))
+    if checkpoint is None or not (checkpoint / "reward_model.pt").exists():
+        raise ConfigError(
+            f"--reward-from {source} holds no learned reward (no checkpoint with reward_model.pt); "
+            "name the directory of a run that learned from preferences"
+        )
+    learned_on = TrainConfig.load(Path(source) / "config.json").env
+    if learned_on != config.env:
+        raise ConfigError(f"--reward-from {source} learned on {learned_on}; use --env {learned_on}")
+
+
 def check_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> None:
     """A new run needs a directory that holds no run; a resumed one needs one that does."""
     config_path = Path(run_dir) / "config.json"
@@ -452,6 +483,7 @@ _AS_GIVEN = (
     "env",
     "algo",
     "teacher",
+    "reward_from",
     "labels",
     "steps",
     "seed",

@@ -433,7 +433,7 @@ class PreferenceTrainer:
             parts.agent.save(path / "agent.zip")
             if isinstance(parts.venv, VecNormalize):
                 parts.venv.save(str(path / "vecnormalize.pkl"))
-            if self.spec.learns_reward:
+            if self.spec.scores_learned_reward:
                 parts.ensemble.save(path / "reward_model.pt")
             buffer = self._replay_buffer()
             if buffer is not None:

@@ -74,6 +74,9 @@ def run_cli(capsys, *args):
             ["--env", TOY, "--teacher", "true-reward", "--policy-aligned-steps", "1000"],
             "--policy-aligned-steps chooses queries (QPA)",
         ),
+        (["--env", TOY, "--teacher", "frozen"], "--teacher frozen trains on another run's reward"),
+        (["--env", TOY, "--reward-from", "runs/x"], "--reward-from is for --teacher frozen"),
+        (["--env", TOY, "--teacher", "frozen", "--reward-from", "no/such/run"], "holds no learned reward"),
         (["--env", TOY, "--agent-kwargs", "n_step=512"], "--agent-kwargs n_step: PPO takes no such argument"),
         (["--env", TOY, "--agent-kwargs", "seed=3"], "--agent-kwargs seed: set by prefrl (use --seed)"),
         (["--env", TOY, "--agent-kwargs", "policy_kwargs=[64]"], "policy_kwargs must be a JSON object"),
@@ -200,3 +203,47 @@ def test_stop_signals_interrupt_even_where_sigint_is_ignored(stop):
         assert signal.getsignal(signal.SIGTERM) is term_before
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_frozen_run_trains_a_new_agent_on_another_runs_final_reward_without_labels(capsys, tmp_path):
+    import torch
+
+    from prefrl.checkpoint import latest_checkpoint
+    from prefrl.label_store import LabelStore
+
+    taught, true_reward, frozen = tmp_path / "taught", tmp_path / "true", tmp_path / "frozen"
+    common = ["--env", TOY, "--steps", "512", "--n-envs", "1", "--no-progress-bar"]
+    assert main(["train", *common, "--labels", "20", "--segment-length", "10", "--run-dir", str(taught)]) == 0
+    assert main(["train", *common, "--teacher", "true-reward", "--run-dir", str(true_reward)]) == 0
+    capsys.readouterr()
+    code, err = run_cli(capsys, "train", *common, "--teacher", "frozen", "--reward-from", str(true_reward),
+                        "--run-dir", str(frozen))  # fmt: skip
+    assert code == 2 and "holds no learned reward" in err and not frozen.exists()
+    code, err = run_cli(capsys, "train", "--env", "prefrl/Hopper-v0", "--teacher", "frozen",
+                        "--reward-from", str(taught), "--run-dir", str(frozen))  # fmt: skip
+    assert code == 2 and f"learned on {TOY}; use --env {TOY}" in err and not frozen.exists()
+
+    frozen_args = [
+        "--teacher",
+        "frozen",
+        "--reward-from",
+        str(taught),
+        "--run-dir",
+        str(frozen),
+        "--seed",
+        "1",
+    ]
+    assert main(["train", *common, *frozen_args]) == 0
+    with LabelStore(frozen / "labels.sqlite") as store:
+        assert store.answer_records() == []  # nothing asked
+
+    source = torch.load(latest_checkpoint(taught) / "reward_model.pt")["model"]
+    used = torch.load(latest_checkpoint(frozen) / "reward_model.pt")["model"]
+    assert source and source.keys() == used.keys()
+    for key in source:  # the same members and normalisation, unchanged by the run
+        assert torch.equal(source[key], used[key]), key
+    rows = (frozen / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    learned = [float(row.split(",")[header.index("learned_return")]) for row in rows[1:]]
+    assert learned and any(value != 0.0 for value in learned)  # the agent was paid the learned reward
+    assert main(["resume", str(frozen), "--no-progress-bar"]) == 0  # finished: resumes to nothing
