@@ -308,6 +308,8 @@ def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -
     ensemble = observation_kind(spec).ensemble(base)
     base.close()
     length = spec.segment_length
+    if spec.reward_from is not None:  # a frozen reward: the segments its person judged
+        length = int(json.loads((spec.reward_from / "spec.json").read_text())["segment_length"])
     ensemble.load(checkpoint / "reward_model.pt")
     scores, learned, owner = [], [], []
     for index, played_by in enumerate((run_dir, other)):
