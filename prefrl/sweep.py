@@ -223,9 +223,9 @@ def sweep_from_spec(spec: dict[str, Any], *, where: str = "spec") -> Sweep:
         names.add(name)
         args = _arguments(settings, out / name)
         config = _check(name, args)
-        _check_against_earlier(name, out / name, settings, config)
+        _check_against_earlier(name, out / name, config)
         if keep is not None:
-            _check_against_earlier(name, keep / name, settings, config)
+            _check_against_earlier(name, keep / name, config)
         record_dir = keep / name if keep is not None else None
         runs.append(SweepRun(name, out / name, tuple(args), int(settings["steps"]), imports, record_dir))
     return Sweep(out, runs, float(runs_per_core))
@@ -297,19 +297,20 @@ def _check(name: str, args: list[str]) -> TrainConfig:
     return config
 
 
-def _check_against_earlier(name: str, run_dir: Path, settings: dict[str, Any], config: TrainConfig) -> None:
-    """A run begun by an earlier sweep must have the settings the spec gives it now: ``prefrl resume`` keeps
-    a run's settings, so a changed spec would otherwise be ignored without a word."""
+def _check_against_earlier(name: str, run_dir: Path, config: TrainConfig) -> None:
+    """A run begun (or recorded) by an earlier sweep must have the settings the spec gives it now: ``prefrl
+    resume`` keeps a run's settings and a kept record counts as done, so a changed spec, a setting added or
+    one taken out, would otherwise be ignored without a word."""
     try:
         earlier = TrainConfig.load(run_dir / "config.json").to_json()
     except (FileNotFoundError, ConfigError):
         return  # a new run; or a broken one, which fails when it runs and is reported then
     now = config.to_json()
-    for key in settings:
-        field = key.replace("-", "_")
-        if field in RUNTIME_SETTINGS or field not in now:
+    for field in now:
+        if field in (*RUNTIME_SETTINGS, "run_dir", "progress_bar", "format"):
             continue
         if json.dumps(earlier.get(field)) != json.dumps(now[field]):
+            key = field.replace("_", "-")
             raise ConfigError(
                 f"run {name}: {run_dir} holds a run with {key} = {earlier.get(field)!r}, the spec now says "
                 f"{now[field]!r}; set another `out`, or delete that run directory to start it again"

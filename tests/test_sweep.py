@@ -100,6 +100,20 @@ def test_a_run_begun_with_other_settings_is_an_error_before_anything_starts(tmp_
     assert sorted(p.name for p in run.run_dir.iterdir()) == ["config.json"]
 
 
+def test_a_kept_record_of_a_setting_since_taken_out_of_the_spec_is_an_error(tmp_path, capsys):
+    keep = tmp_path / "kept"
+    spec = write_spec(tmp_path, f'steps = 1024\nkeep = "{keep}"\n[grid]\nenv = ["{TOY}"]\n')
+    (run,) = load_spec(spec).runs
+    assert run.record_dir is not None
+    run.record_dir.mkdir(parents=True)
+    earlier = TrainConfig(env=TOY, steps=1024, segment_length=10, run_dir=run.run_dir)  # the spec set it then
+    earlier.save(run.record_dir / "config.json")
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a run with segment-length = 10, the spec now says None" in err and "\n" not in err
+    assert not run.run_dir.exists()
+
+
 @pytest.mark.parametrize(
     "body, message",
     [
