@@ -28,7 +28,7 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from prefrl.config import ConfigError
+from prefrl.config import NO_LABELS, ConfigError
 from prefrl.metrics import final_true_return, read_metrics
 
 BOOTSTRAP_REPS = 2_000
@@ -107,13 +107,15 @@ def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunRes
             initial, wall = float(m["true_return"][0]), float(m["wall_s"][-1])
     teacher = config["teacher"]
     arm = f"{config['algo']} {teacher}"
-    if teacher != "true-reward":
+    if teacher == "frozen":
+        arm += f" {Path(config['reward_from']).name}"
+    elif teacher != "true-reward":
         arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in varying)
     return RunResult(
         env=config["env"],
         algo=config["algo"],
         teacher=teacher,
-        labels=0 if teacher == "true-reward" else int(config["labels"]),
+        labels=0 if teacher in NO_LABELS else int(config["labels"]),
         seed=int(config["seed"]),
         steps=int(config["steps"]),
         final_true_return=final,

@@ -58,7 +58,7 @@ from typing import Annotated, Any
 import tyro
 
 from prefrl.checkpoint import latest_checkpoint, read_state
-from prefrl.config import ConfigError, TrainConfig
+from prefrl.config import NO_LABELS, ConfigError, TrainConfig
 from prefrl.metrics import read_metrics
 
 try:
@@ -215,7 +215,7 @@ def sweep_from_spec(spec: dict[str, Any], *, where: str = "spec") -> Sweep:
             match = override.get("match", {})
             if all(str(settings.get(k)) == str(v) for k, v in match.items()):
                 settings.update({k: v for k, v in override.items() if k != "match"})
-        if settings.get("teacher") == "true-reward":
+        if settings.get("teacher") in NO_LABELS:
             settings.pop("labels", None)
         name = run_name(settings, varying)
         if name in names:
@@ -235,7 +235,7 @@ def run_name(settings: dict[str, Any], varying: set[str]) -> str:
     """``ENV-ALGO-TEACHER[-LABELS][-KEY=VALUE...]-sSEED``, naming the settings that vary across runs."""
     env = str(settings["env"]).replace("/", "_")
     teacher = settings.get("teacher", "oracle")
-    labels = "" if teacher == "true-reward" else f"-{settings.get('labels', TrainConfig.labels)}"
+    labels = "" if teacher in NO_LABELS else f"-{settings.get('labels', TrainConfig.labels)}"
     named = ("env", "algo", "teacher", "labels", "seed")
     extra = "".join(f"-{k}={settings[k]}" for k in sorted(varying) if k not in named and k in settings)
     return f"{env}-{settings.get('algo', 'ppo')}-{teacher}{labels}{extra}-s{settings.get('seed', 0)}"

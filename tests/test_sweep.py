@@ -13,7 +13,7 @@ import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
 from prefrl.cli import main
 from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
-from prefrl.sweep import load_spec
+from prefrl.sweep import load_spec, run_name
 
 TOY = "prefrl-test/LinearReward-v0"
 
@@ -276,3 +276,10 @@ def test_off_a_terminal_progress_is_a_line_per_change_and_one_every_few_minutes(
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and lines[1].startswith("1 done, 0 running")
     table.close()
+
+
+def test_runs_that_ask_for_no_labels_are_named_without_a_label_budget():
+    for teacher in ("true-reward", "frozen"):
+        name = run_name({"env": TOY, "teacher": teacher, "labels": 700, "seed": 1}, {"env", "teacher"})
+        assert name == f"{TOY.replace('/', '_')}-ppo-{teacher}-s1"
+    assert run_name({"env": TOY, "teacher": "oracle", "seed": 1}, {"env"}).endswith("-oracle-700-s1")
