@@ -448,6 +448,8 @@ def _check_reward_from(config: TrainConfig) -> None:
         return
     if source is None:
         raise ConfigError("--teacher frozen trains on another run's reward: name it with --reward-from DIR")
+    if latest_checkpoint(Path(config.run_dir)) is not None:
+        return  # a run resumed: its checkpoints hold its own copy of the reward
     checkpoint = latest_checkpoint(Path(source))
     if checkpoint is None or not (checkpoint / "reward_model.pt").exists():
         raise ConfigError(

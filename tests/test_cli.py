@@ -246,4 +246,5 @@ def test_a_frozen_run_trains_a_new_agent_on_another_runs_final_reward_without_la
     header = rows[0].split(",")
     learned = [float(row.split(",")[header.index("learned_return")]) for row in rows[1:]]
     assert learned and any(value != 0.0 for value in learned)  # the agent was paid the learned reward
+    taught.rename(tmp_path / "moved")  # its checkpoints hold their own copy of the reward
     assert main(["resume", str(frozen), "--no-progress-bar"]) == 0  # finished: resumes to nothing
