@@ -35,8 +35,8 @@ from prefrl.checkpoint import latest_checkpoint
 from prefrl.config import TrainConfig
 from prefrl.environment import make_vec_env
 from prefrl.envs.mujoco import NAMESPACE, TASKS
-from prefrl.reward_model import RewardEnsemble
-from prefrl.segments import default_segment_length
+from prefrl.observations import observation_kind
+from prefrl.spec import resolve
 
 
 @dataclass
@@ -55,15 +55,11 @@ def diagnose(run_dir: Path, episodes: int, pairs: int, seed: int) -> dict[str, o
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise SystemExit(f"{run_dir}: no checkpoint")
-    base = make_vec_env(config.env, 1, seed)
+    base = make_vec_env(config.env, 1, seed, config.make_kwargs() or None)
     if len(base.observation_space.shape or ()) != 1:
         raise SystemExit(f"{run_dir}: only runs on vector observations (MuJoCo) are supported")
-    ensemble = RewardEnsemble.for_spaces(
-        base.observation_space,
-        base.action_space,
-        ensemble_size=config.ensemble_size,
-        dropout=config.dropout,
-    )
+    spec = resolve(config)  # the ensemble as the run built it (unset settings take the family's defaults)
+    ensemble = observation_kind(spec).ensemble(base)
     has_reward_model = (checkpoint / "reward_model.pt").exists()  # not in a true-reward run
     if has_reward_model:
         ensemble.load(checkpoint / "reward_model.pt")
@@ -109,8 +105,7 @@ def diagnose(run_dir: Path, episodes: int, pairs: int, seed: int) -> dict[str, o
         return result
     learned = ensemble.member_rewards(observations, np.asarray(acts, dtype=np.float32)).mean(0)
 
-    horizon = base.get_attr("spec")[0].max_episode_steps or 10**9
-    length = config.segment_length or min(default_segment_length(base.get_attr("dt")[0]), horizon)
+    length = spec.segment_length
     bounds = np.cumsum([0, *lengths])
     starts = np.concatenate([np.arange(a, b - length + 1, length) for a, b in zip(bounds[:-1], bounds[1:])])
     true_seg = np.array([true[s : s + length].sum() for s in starts])
