@@ -96,6 +96,11 @@ class Args:
     are asked, and the run is reported as its own arm (``frozen reward``) with the taught run's labels. It
     tells whether the labels taught a reward that pays for backflips when the taught agent itself found
     none."""
+    noise_free: bool = False
+    """Diagnose instead: the scripted person answers exactly by its score (no stochastic choice, no mistakes,
+    no pause between answers). Reported as its own arm (``noise-free person``), never counted toward the
+    targets, since no person is noise-free: it tells whether the person's noise or the learning itself keeps
+    the taught agents from backflips."""
     check_reward_against: Path | None = None
     """Only check the run's learned reward: play this other run's final agent (e.g. the ceiling, which lands
     backflips) beside the run's own, compare how the learned reward and the person's score rank their
@@ -148,10 +153,11 @@ def train_with_scripted_labeler(args: Args) -> float:
     cmd = train_command(args)
     if cmd is None:
         return 0.0
+    beta, epsilon = (np.inf, 0.0) if args.noise_free else (args.person_beta, args.person_epsilon)
     person = NoisyChoice(
         lambda segment: backflip_progress(segment.states),
-        beta=args.person_beta,
-        epsilon=args.person_epsilon,
+        beta=beta,
+        epsilon=epsilon,
         rng=np.random.default_rng(args.seed),
     )
     start = time.time()
@@ -164,7 +170,7 @@ def train_with_scripted_labeler(args: Args) -> float:
         log=log,
         port=args.port,
         clips=args.clips,
-        pace_s=args.pace_s,
+        pace_s=(0.0, 0.0) if args.noise_free else args.pace_s,
         rng=np.random.default_rng(args.seed + 1),
     )
     if code != 0:
@@ -240,18 +246,20 @@ and :data:`EARLIER_PERSON_SCORE`, which credited only whole landed backflips ins
 EARLIER_PERSON_SCORE = "whole landed flips only"
 
 
-def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, bool]:
-    """A run of the benchmark: its algorithm, label budget, seed, the person's score and whether its agent
-    learned from a frozen reward (a later run of the same replaces it)."""
+def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str]:
+    """A run of the benchmark: its algorithm, label budget, seed, the person's score and, for the arms kept
+    apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`), that arm; a later
+    run of the same replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
-    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, run.get("arm") == FROZEN
+    apart = str(run.get("arm")) if run.get("arm") in (FROZEN, NOISE_FREE) else ""
+    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, apart
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per algorithm its best run within the label budget of the target, and whether any run met it. Runs
     taught online (the agent labelled for is the one judged) count toward the targets; the ceiling never
     does, and the frozen-reward arm is reported on its own (``target_met_by_frozen_reward``)."""
-    taught = [run for run in runs if run.get("arm") not in (CEILING, FROZEN)]
+    taught = [run for run in runs if run.get("arm") not in (CEILING, FROZEN, NOISE_FREE)]
     eligible = [run for run in taught if run["labels"] <= TARGET_LABELS]
     frozen = [run for run in runs if run.get("arm") == FROZEN and run["labels"] <= TARGET_LABELS]
     meets = [run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in frozen]
@@ -259,6 +267,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "best_per_algo": _best_per_algo(eligible),
         "ceiling_per_algo": _best_per_algo([run for run in runs if run.get("arm") == CEILING]),
         "frozen_reward_per_algo": _best_per_algo(frozen),
+        "noise_free_person_per_algo": _best_per_algo([run for run in runs if run.get("arm") == NOISE_FREE]),
         "target": {"backflips_per_episode": TARGET_BACKFLIPS, "max_labels": TARGET_LABELS},
         "target_met": any(run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in eligible),
         "target_met_by_frozen_reward": any(meets),
@@ -376,6 +385,9 @@ CEILING = "ceiling"
 toward the label targets."""
 FROZEN = "frozen reward"
 """The ``arm`` of new agents trained on a taught run's final learned reward (``--reward-from``)."""
+NOISE_FREE = "noise-free person"
+"""The ``arm`` of runs taught by the scripted person without its noise (``--noise-free``): a diagnosis,
+never counted toward the targets."""
 
 
 def main(args: Args) -> None:
@@ -395,13 +407,15 @@ def main(args: Args) -> None:
     labelled = source or args.run_dir  # the run whose labels taught the reward
     budget = 0 if ceiling else int(json.loads((labelled / "config.json").read_text())["labels"])
     suffix = "ceiling" if ceiling else f"{budget}_frozen" if source else str(budget)
+    if args.noise_free:
+        suffix += "_noise_free"
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
         "the hand-written backflip reward (ceiling)"
         if ceiling
         else f"the frozen reward of {budget} labels"
         if source
-        else f"{budget} labels"
+        else f"{budget} labels" + (" of a noise-free person" if args.noise_free else "")
     )
     clip = args.out.with_name(f"{name}.mp4")
     strip = args.out.with_name(f"{name}_filmstrip.png")
@@ -441,6 +455,9 @@ def main(args: Args) -> None:
     elif source is not None:
         arm = FROZEN
         teacher = f"none: a new agent on the final learned reward of {source}, frozen ({labels} labels)"
+    elif args.noise_free:
+        arm = NOISE_FREE
+        teacher = "scripted person without noise: always the clip with more backflip_progress, no pause"
     elif args.evaluate_only:
         arm, teacher = "as recorded", "as recorded in the run's labels.sqlite"
     else:

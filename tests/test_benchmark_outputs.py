@@ -44,7 +44,7 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     summary = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2)])
     assert summary["best_per_algo"]["sac"]["label_budget"] == 100
     assert summary["target_met"] and summary["beyond_peers"]["met"]
-    assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE, False)
+    assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE, "")
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
 
@@ -60,12 +60,14 @@ def test_the_ceiling_is_reported_beside_the_taught_runs_and_meets_no_label_targe
     assert command[command.index("--env-kwargs") + 1] == "reward=flips" and "--labels" not in command
 
 
-def test_a_new_agent_on_a_frozen_reward_is_its_own_arm_not_counted_as_taught(tmp_path: Path) -> None:
+def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_runs(tmp_path: Path) -> None:
     taught = {**flip_run("ppo", 900, 894, 0.0, airborne=0.6), "arm": "scripted person"}
     frozen = {**flip_run("ppo", 900, 894, 2.0, airborne=2.0), "arm": backflip.FROZEN}
-    assert backflip.run_key(taught) != backflip.run_key(frozen)  # one does not replace the other
-    summary = backflip.summary([taught, frozen])
+    noise_free = {**flip_run("ppo", 900, 900, 3.0, airborne=3.0), "arm": backflip.NOISE_FREE}
+    assert len({backflip.run_key(run) for run in (taught, frozen, noise_free)}) == 3  # none replaces another
+    summary = backflip.summary([taught, frozen, noise_free])
     assert not summary["target_met"] and summary["target_met_by_frozen_reward"]
+    assert summary["noise_free_person_per_algo"]["ppo"]["backflips_per_episode"] == 3.0
     assert summary["best_per_algo"]["ppo"]["backflips_per_episode"] == 0.0
     assert summary["frozen_reward_per_algo"]["ppo"]["backflips_per_episode"] == 2.0
     source = tmp_path / "taught"
