@@ -71,6 +71,10 @@ class Args:
     wait_for_labels: int | None = None
     """Answers needed before RL starts (default: all initial labels)."""
     reward_update_interval: int = 10_000
+    agent_kwargs: tuple[str, ...] = ()
+    """The agent's settings beside prefrl's defaults, as ``prefrl train --agent-kwargs`` takes them (e.g.
+    ``ent_coef=0.01``, the entropy bonus of the paper's TRPO, App. A.1). Recorded with the run, and part of
+    what tells runs apart: a run with other settings never replaces one without."""
     eval_episodes: int = 5
     port: int = 8765
     clips: bool = True
@@ -120,6 +124,8 @@ def train_command(args: Args) -> list[str] | None:
         return [*_python(), "resume", str(args.run_dir)]
     cmd = [*_python(), "train", "--env", BACKFLIP_ID, "--algo", args.algo, "--steps", str(args.steps),
            "--seed", str(args.seed), "--run-dir", str(args.run_dir), "--no-progress-bar"]  # fmt: skip
+    if args.agent_kwargs:
+        cmd += ["--agent-kwargs", *args.agent_kwargs]
     if args.ceiling:
         return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips"]
     if args.reward_from is not None:
@@ -128,6 +134,7 @@ def train_command(args: Args) -> list[str] | None:
             "--reward-update-interval", str(args.reward_update_interval)]  # fmt: skip
     if args.n_envs:
         cmd += ["--n-envs", str(args.n_envs)]
+
     if args.wait_for_labels:
         cmd += ["--wait-for-labels", str(args.wait_for_labels)]
     return cmd
@@ -247,12 +254,13 @@ EARLIER_PERSON_SCORE = "whole landed flips only"
 
 
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str]:
-    """A run of the benchmark: its algorithm, label budget, seed, the person's score and, for the arms kept
-    apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`), that arm; a later
-    run of the same replaces it."""
+    """A run of the benchmark: its algorithm, label budget, seed, the person's score and its variant: for the
+    arms kept apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`) that arm,
+    and the agent's settings if any (``--agent-kwargs``). A later run of the same replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
-    apart = str(run.get("arm")) if run.get("arm") in (FROZEN, NOISE_FREE) else ""
-    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, apart
+    apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
+    variant = ", ".join(apart + list(run.get("agent_kwargs", [])))
+    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, variant
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -377,6 +385,7 @@ def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         runs, key=lambda r: (r["backflips_per_episode"], r["airborne_turns_per_episode"], -r["labels"])
     ):
         best[run["algo"]] = {key: run[key] for key in ("label_budget", "labels", "seed", "steps", *FIGURES)}
+        best[run["algo"]]["agent_kwargs"] = run.get("agent_kwargs", [])
     return dict(sorted(best.items()))
 
 
@@ -409,6 +418,8 @@ def main(args: Args) -> None:
     suffix = "ceiling" if ceiling else f"{budget}_frozen" if source else str(budget)
     if args.noise_free:
         suffix += "_noise_free"
+    for setting in config["agent_kwargs"]:
+        suffix += "_" + setting.replace("=", "_").replace(".", "")
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
         "the hand-written backflip reward (ceiling)"
@@ -417,6 +428,8 @@ def main(args: Args) -> None:
         if source
         else f"{budget} labels" + (" of a noise-free person" if args.noise_free else "")
     )
+    if config["agent_kwargs"]:
+        taught_by += f" ({', '.join(config['agent_kwargs'])})"
     clip = args.out.with_name(f"{name}.mp4")
     strip = args.out.with_name(f"{name}_filmstrip.png")
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
@@ -484,6 +497,7 @@ def main(args: Args) -> None:
         "labelers": sorted({r["labeler"] for r in records}),
         "answers_disagreeing_with_progress": disagreeing,
         "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
+        "agent_kwargs": list(config["agent_kwargs"]),
         "teacher": teacher,
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),
         "wall_s_this_session": round(wall_s, 1),

@@ -64,7 +64,9 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     taught = {**flip_run("ppo", 900, 894, 0.0, airborne=0.6), "arm": "scripted person"}
     frozen = {**flip_run("ppo", 900, 894, 2.0, airborne=2.0), "arm": backflip.FROZEN}
     noise_free = {**flip_run("ppo", 900, 900, 3.0, airborne=3.0), "arm": backflip.NOISE_FREE}
-    assert len({backflip.run_key(run) for run in (taught, frozen, noise_free)}) == 3  # none replaces another
+    entropy = {**taught, "agent_kwargs": ["ent_coef=0.01"]}
+    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy)}
+    assert len(keys) == 4  # none replaces another
     summary = backflip.summary([taught, frozen, noise_free])
     assert not summary["target_met"] and summary["target_met_by_frozen_reward"]
     assert summary["noise_free_person_per_algo"]["ppo"]["backflips_per_episode"] == 3.0
@@ -75,6 +77,9 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     assert command is not None and "--labels" not in command
     assert command[command.index("--teacher") + 1] == "frozen"
     assert command[command.index("--reward-from") + 1] == str(source)
+    settings = backflip.Args(agent_kwargs=("ent_coef=0.01",), run_dir=tmp_path / "entropy")
+    command = backflip.train_command(settings)
+    assert command is not None and command[command.index("--agent-kwargs") + 1] == "ent_coef=0.01"
 
 
 def turn(start: int, end: int, *, airborne: bool, landed: int | None, crashed: bool = False) -> BackwardTurn:
