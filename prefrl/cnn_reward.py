@@ -129,6 +129,7 @@ def cnn_ensemble(
     output_std: float = ATARI_OUTPUT_STD,
     batch_size: int = ATARI_BATCH_PAIRS,
     device: str = "cpu",
+    use_actions: bool = False,
     **kwargs: float,
 ) -> RewardEnsemble:
     """An ensemble of :class:`CNNReward` members for stacked-frame observations (App. A.2).
@@ -141,6 +142,7 @@ def cnn_ensemble(
         output_std: std of each normalised member.
         batch_size: pairs per gradient step.
         device: torch device.
+        use_actions: must be False: the members see frames only (App. A.2).
         **kwargs: more :class:`RewardEnsemble` settings (``lr``, ``l2_coef``).
     """
     if not is_frame_stack_space(observation_space):
@@ -148,6 +150,8 @@ def cnn_ensemble(
             f"the CNN reward needs (k, H, W) uint8 stacked frames; got {observation_space} "
             "(use RewardEnsemble.for_spaces for vector observations)"
         )
+    if use_actions:
+        raise ValueError("the CNN reward sees frames only (App. A.2); it cannot take actions")
     shape = tuple(int(d) for d in observation_space.shape)  # type: ignore[union-attr]
     members: list[nn.Module] = [CNNReward(shape, dropout=dropout) for _ in range(ensemble_size)]  # type: ignore[arg-type]
     return RewardEnsemble(

@@ -18,10 +18,12 @@ TeacherName = Literal[
 ]
 QuerySelection = Literal["random", "disagreement", "entropy"]
 RewardUpdates = Literal["async", "sync"]
+RewardInputs = Literal["observations-actions", "observations"]
 
 ALGOS: tuple[str, ...] = get_args(Algo)
 TEACHERS: tuple[str, ...] = get_args(TeacherName)
 QUERY_SELECTIONS: tuple[str, ...] = get_args(QuerySelection)
+REWARD_INPUTS: tuple[str, ...] = get_args(RewardInputs)
 NO_LABELS = ("true-reward", "frozen")
 """Teachers that ask for no labels: the agent learns from the env's reward, or from a finished run's."""
 
@@ -119,6 +121,11 @@ class TrainConfig:
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float | None = None
     """Dropout in the reward predictors (default 0; Atari's CNN 0.5, App. A.2); 0 turns it off."""
+    reward_inputs: RewardInputs | None = None
+    """What the reward predictors see of each step: observations-actions, r̂(o, a) as in App. A.1 (the
+    default for vector observations), or observations, r̂(o), a reward for what the agent does to the
+    world, which it cannot earn by its actions alone (imitation's ``use_action=False``). Atari's CNN sees
+    frames only (App. A.2)."""
     threads: int = 1
     """Torch threads for the agent and the per-step reward (1 suits runs that share the cores, as the
     benchmarks' do; more speeds up a lone Atari run)."""

@@ -48,16 +48,25 @@ def action_features(space: gym.Space, acts: np.ndarray | torch.Tensor) -> torch.
 class MLPReward(nn.Module):
     """r̂(o, a) for vector observations: 2 hidden layers of 64, leaky ReLU 0.01 (App. A.1).
 
-    Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit.
+    Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit. With
+    ``use_actions=False`` the member is r̂(o): it takes actions like any member and ignores them.
     """
 
     in_mean: torch.Tensor
     in_std: torch.Tensor
 
     def __init__(
-        self, obs_dim: int, act_dim: int, *, hidden: tuple[int, ...] = (64, 64), dropout: float = 0.0
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        hidden: tuple[int, ...] = (64, 64),
+        dropout: float = 0.0,
+        use_actions: bool = True,
     ) -> None:
         super().__init__()
+        act_dim = act_dim if use_actions else 0
+        self.act_dim = act_dim
         dims = (obs_dim + act_dim, *hidden)
         layers: list[nn.Module] = []
         for d_in, d_out in zip(dims[:-1], dims[1:]):
@@ -70,11 +79,13 @@ class MLPReward(nn.Module):
         self.register_buffer("in_std", torch.ones(obs_dim + act_dim))
 
     def set_input_stats(self, features: torch.Tensor) -> None:
+        """``features``: observations then action features, as :meth:`forward` concatenates them."""
+        features = features[:, : self.in_mean.numel()]  # (observations come first)
         self.in_mean.copy_(features.mean(0))
         self.in_std.copy_(features.std(0).clamp_min(1e-6))
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs.float().reshape(obs.shape[0], -1), acts], dim=1)
+        x = torch.cat([obs.float().reshape(obs.shape[0], -1), acts[:, : self.act_dim]], dim=1)
         return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
 
 
@@ -237,12 +248,17 @@ class RewardEnsemble(nn.Module):
         ensemble_size: int = 3,
         hidden: tuple[int, ...] = (64, 64),
         dropout: float = 0.0,
+        use_actions: bool = True,
         **kwargs: float | int | str,
     ) -> RewardEnsemble:
-        """An ensemble of MLPs sized for vector observations (App. A.1)."""
+        """An ensemble of MLPs sized for vector observations (App. A.1): r̂(o, a), or r̂(o) without
+        ``use_actions``."""
         obs_dim = int(np.prod(observation_space.shape or ()))
         act_dim = action_features(action_space, action_space.sample()[None]).shape[1]
-        members = [MLPReward(obs_dim, act_dim, hidden=hidden, dropout=dropout) for _ in range(ensemble_size)]
+        members = [
+            MLPReward(obs_dim, act_dim, hidden=hidden, dropout=dropout, use_actions=use_actions)
+            for _ in range(ensemble_size)
+        ]
         return cls(members, action_space, **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -490,7 +506,9 @@ class _NumpyMLPEnsemble:
     numpy's batched matmul is several times cheaper than torch's per-op dispatch.
     """
 
-    def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], action_space: gym.Space) -> None:
+    def __init__(
+        self, weights: list[np.ndarray], biases: list[np.ndarray], action_space: gym.Space, act_dim: int
+    ) -> None:
         # Members side by side: the first layer's (in, out) blocks are concatenated into one matrix and the
         # last layer's outputs summed in one (K·hidden, 1) product; hidden layers stay per member (a block
         # diagonal would triple their memory, and cache misses cost more than the extra calls).
@@ -504,6 +522,7 @@ class _NumpyMLPEnsemble:
         self.last_w = np.concatenate(list(weights[-1]), axis=0).astype(np.float32)  # sums over members
         self.last_b = np.float32(biases[-1][:, 0].sum())
         self.action_space = action_space
+        self.act_dim = act_dim
 
     @classmethod
     def build(cls, ensemble: RewardEnsemble) -> _NumpyMLPEnsemble | None:
@@ -527,12 +546,13 @@ class _NumpyMLPEnsemble:
         out_mean = ensemble.out_mean.cpu().numpy().astype(np.float64)
         weights[-1] = weights[-1] * scale[:, None, None]
         biases[-1] = (biases[-1] - out_mean[:, None, None]) * scale[:, None, None]
-        return cls(weights, biases, ensemble.action_space)
+        return cls(weights, biases, ensemble.action_space, members[0].act_dim)
 
     def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         if isinstance(self.action_space, gym.spaces.Discrete):
             acts = np.eye(int(self.action_space.n))[np.asarray(acts, dtype=np.int64).reshape(-1)]
-        h = np.concatenate([obs.reshape(len(obs), -1), acts.reshape(len(acts), -1)], axis=1, dtype=np.float32)
+        acts = acts.reshape(len(acts), -1)[:, : self.act_dim]
+        h = np.concatenate([obs.reshape(len(obs), -1), acts], axis=1, dtype=np.float32)
         # ndarray.dot: the least per-call overhead for these tiny matrices.
         h = h.dot(self.first_w)
         h += self.first_b

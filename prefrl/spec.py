@@ -203,6 +203,7 @@ class RunSpec:
     reward_updates: str
     max_labels_kept: int | None
     dropout: float
+    reward_inputs: str
     unsupervised_steps: int
     policy_aligned_steps: int | None
     hybrid_replay_share: float
@@ -351,6 +352,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         pretrain_epochs=_given(config.pretrain_epochs, table.pretrain_epochs),
         max_labels_kept=_given(config.max_labels_kept, table.max_labels_kept),
         dropout=_given(config.dropout, table.dropout),
+        reward_inputs=_reward_inputs(config, observations),
         unsupervised_steps=unsupervised_steps,
         policy_aligned_steps=config.policy_aligned_steps,
         hybrid_replay_share=hybrid_replay_share,
@@ -365,6 +367,18 @@ def resolve(config: TrainConfig) -> RunSpec:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return spec
+
+
+def _reward_inputs(config: TrainConfig, observations: str) -> str:
+    """r̂(o, a) for vector observations unless the user asks for r̂(o); frame stacks' CNN sees frames only."""
+    if observations == "vector":
+        return _given(config.reward_inputs, "observations-actions")
+    if config.reward_inputs == "observations-actions":
+        raise ConfigError(
+            "--reward-inputs observations-actions: the reward CNN for frame stacks sees the frames only "
+            "(App. A.2); leave --reward-inputs unset or set it to observations"
+        )
+    return "observations"
 
 
 def _check_surf(config: TrainConfig, observations: str, segment_length: int) -> None:
@@ -514,13 +528,14 @@ def _given(value: Any, default: Any) -> Any:
 def _check_ranges(c: TrainConfig) -> None:
     """Checks that need no env. Choices (algo, teacher, query selection) are typed and checked by the parser;
     they are checked again here for configs built in code."""
-    from prefrl.config import ALGOS, QUERY_SELECTIONS, TEACHERS
+    from prefrl.config import ALGOS, QUERY_SELECTIONS, REWARD_INPUTS, TEACHERS
 
     for flag, choice, choices in (
         ("--algo", c.algo, ALGOS),
         ("--teacher", c.teacher, TEACHERS),
         ("--query-selection", c.query_selection, QUERY_SELECTIONS),
         ("--reward-updates", c.reward_updates, ("async", "sync")),
+        ("--reward-inputs", c.reward_inputs or REWARD_INPUTS[0], REWARD_INPUTS),
     ):
         if choice not in choices:
             raise ConfigError(

@@ -75,6 +75,11 @@ def run_cli(capsys, *args):
             "--policy-aligned-steps chooses queries (QPA)",
         ),
         (["--env", TOY, "--teacher", "frozen"], "--teacher frozen trains on another run's reward"),
+        (["--env", TOY, "--reward-inputs", "actions"], "invalid choice 'actions'"),
+        (
+            ["--env", "prefrl/PongNoScore-v0", "--reward-inputs", "observations-actions"],
+            "the reward CNN for frame stacks sees the frames only",
+        ),
         (["--env", TOY, "--reward-from", "runs/x"], "--reward-from is for --teacher frozen"),
         (["--env", TOY, "--teacher", "frozen", "--reward-from", "no/such/run"], "holds no learned reward"),
         (["--env", TOY, "--agent-kwargs", "n_step=512"], "--agent-kwargs n_step: PPO takes no such argument"),

@@ -57,6 +57,23 @@ def test_normalization_gives_zero_mean_unit_std_and_fast_path_matches_torch(rng)
     np.testing.assert_allclose(ens.reward(obs, acts), members.mean(0), rtol=1e-4, atol=1e-5)
 
 
+def test_an_observation_only_reward_ignores_actions_and_still_learns(rng):
+    train, test = linear_task(rng)  # the true reward is a function of the observation alone
+    ens = RewardEnsemble.for_spaces(OBS, ACT, use_actions=False)
+    assert all(member.in_mean.numel() == 6 for member in ens.members)  # no action inputs at all
+    ens.fit(train, epochs=15, rng=rng)
+    obs, acts, mu = test.batch(np.arange(len(test)))
+    accuracy = ((ens.preference_probs(obs, acts).mean(0) > 0.5) == (mu > 0.5)).mean()
+    assert accuracy > 0.9
+    steps, actions = train.all_steps(500, rng)
+    other = rng.uniform(-1, 1, actions.shape).astype(np.float32)
+    fast = ens.reward(steps, actions)  # the numpy path the wrapper uses every step
+    np.testing.assert_array_equal(fast, ens.reward(steps, other))
+    np.testing.assert_allclose(ens.member_rewards(steps, other).mean(0), fast, rtol=1e-4, atol=1e-5)
+    with_actions = RewardEnsemble.for_spaces(OBS, ACT)
+    assert not np.allclose(with_actions.reward(steps, actions), with_actions.reward(steps, other))
+
+
 def test_adaptive_l2_rises_when_validation_loss_runs_away(rng):
     # Random labels: the model can only overfit, so validation loss exceeds 1.5x training loss.
     train, _ = linear_task(rng, n_train=200)

@@ -5,6 +5,8 @@ import pytest
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
 from prefrl.config import TrainConfig
+from prefrl.environment import make_vec_env
+from prefrl.observations import observation_kind
 from prefrl.spec import DEFAULTS, check_run_dir, resolve
 
 PONG = "prefrl/PongNoScore-v0"
@@ -22,6 +24,7 @@ def test_atari_runs_take_the_papers_defaults(tmp_path):
     sync = resolve(TrainConfig(env=PONG, algo="a2c", reward_updates="sync", run_dir=tmp_path / "run"))
     assert sync.fit_threads == (os.cpu_count() or 1)  # the agent waits: every core fits
     assert not spec.normalize_observations and spec.agent_hyperparams["n_steps"] == 5
+    assert spec.reward_inputs == "observations"  # the CNN sees frames only (App. A.2)
     assert not (tmp_path / "run").exists()  # resolving writes nothing
 
 
@@ -78,6 +81,17 @@ def test_agent_kwargs_replace_the_family_defaults_and_reach_the_agent(tmp_path):
     )
     merged = other.agent_hyperparams["policy_kwargs"]
     assert merged["net_arch"] == [64, 64] and merged["activation_fn"] == "relu"  # the family's and the user's
+
+
+def test_vector_rewards_see_observations_and_actions_unless_told_otherwise(tmp_path):
+    spec = resolve(TrainConfig(env=TOY, run_dir=tmp_path / "run"))
+    assert spec.reward_inputs == "observations-actions"  # r̂(o, a), App. A.1
+    spec = resolve(TrainConfig(env=TOY, reward_inputs="observations", run_dir=tmp_path / "run"))
+    assert spec.reward_inputs == "observations"
+    venv = make_vec_env(spec.env, 1, 0)
+    ensemble = observation_kind(spec).ensemble(venv)  # what the trainer builds for the run
+    venv.close()
+    assert all(member.act_dim == 0 for member in ensemble.members)
 
 
 def test_mujoco_defaults_and_clips_people_can_judge(tmp_path):
