@@ -75,6 +75,10 @@ class Args:
     """The agent's settings beside prefrl's defaults, as ``prefrl train --agent-kwargs`` takes them (e.g.
     ``ent_coef=0.01``, the entropy bonus of the paper's TRPO, App. A.1). Recorded with the run, and part of
     what tells runs apart: a run with other settings never replaces one without."""
+    reward_inputs: str | None = None
+    """What the reward model sees (``prefrl train --reward-inputs``): ``observations`` for r̂(o), a reward
+    on the motion the person judges that the agent cannot earn by its actions alone; unset for App. A.1's
+    r̂(o, a). Recorded and part of the run's key, as ``--agent-kwargs``."""
     eval_episodes: int = 5
     port: int = 8765
     clips: bool = True
@@ -126,6 +130,8 @@ def train_command(args: Args) -> list[str] | None:
            "--seed", str(args.seed), "--run-dir", str(args.run_dir), "--no-progress-bar"]  # fmt: skip
     if args.agent_kwargs:
         cmd += ["--agent-kwargs", *args.agent_kwargs]
+    if args.reward_inputs:
+        cmd += ["--reward-inputs", args.reward_inputs]
     if args.ceiling:
         return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips"]
     if args.reward_from is not None:
@@ -253,13 +259,19 @@ and :data:`EARLIER_PERSON_SCORE`, which credited only whole landed backflips ins
 EARLIER_PERSON_SCORE = "whole landed flips only"
 
 
+def settings(run: dict[str, Any]) -> list[str]:
+    """A run's settings beside prefrl's defaults: its ``--agent-kwargs`` and ``--reward-inputs``."""
+    inputs = [f"reward_inputs={run['reward_inputs']}"] if run.get("reward_inputs") else []
+    return [*run.get("agent_kwargs", []), *inputs]
+
+
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str]:
     """A run of the benchmark: its algorithm, label budget, seed, the person's score and its variant: for the
     arms kept apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`) that arm,
     and the agent's settings if any (``--agent-kwargs``). A later run of the same replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
     apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
-    variant = ", ".join(apart + list(run.get("agent_kwargs", [])))
+    variant = ", ".join(apart + settings(run))
     return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, variant
 
 
@@ -385,7 +397,7 @@ def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         runs, key=lambda r: (r["backflips_per_episode"], r["airborne_turns_per_episode"], -r["labels"])
     ):
         best[run["algo"]] = {key: run[key] for key in ("label_budget", "labels", "seed", "steps", *FIGURES)}
-        best[run["algo"]]["agent_kwargs"] = run.get("agent_kwargs", [])
+        best[run["algo"]]["settings"] = settings(run)
     return dict(sorted(best.items()))
 
 
@@ -418,7 +430,8 @@ def main(args: Args) -> None:
     suffix = "ceiling" if ceiling else f"{budget}_frozen" if source else str(budget)
     if args.noise_free:
         suffix += "_noise_free"
-    for setting in config["agent_kwargs"]:
+    config_settings = settings({**config, "reward_inputs": config.get("reward_inputs")})
+    for setting in config_settings:
         suffix += "_" + setting.replace("=", "_").replace(".", "")
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
@@ -428,8 +441,8 @@ def main(args: Args) -> None:
         if source
         else f"{budget} labels" + (" of a noise-free person" if args.noise_free else "")
     )
-    if config["agent_kwargs"]:
-        taught_by += f" ({', '.join(config['agent_kwargs'])})"
+    if config_settings:
+        taught_by += f" ({', '.join(config_settings)})"
     clip = args.out.with_name(f"{name}.mp4")
     strip = args.out.with_name(f"{name}_filmstrip.png")
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
@@ -498,6 +511,7 @@ def main(args: Args) -> None:
         "answers_disagreeing_with_progress": disagreeing,
         "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
         "agent_kwargs": list(config["agent_kwargs"]),
+        "reward_inputs": config.get("reward_inputs"),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,
         "teacher": teacher,
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),

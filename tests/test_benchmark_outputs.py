@@ -65,8 +65,9 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     frozen = {**flip_run("ppo", 900, 894, 2.0, airborne=2.0), "arm": backflip.FROZEN}
     noise_free = {**flip_run("ppo", 900, 900, 3.0, airborne=3.0), "arm": backflip.NOISE_FREE}
     entropy = {**taught, "agent_kwargs": ["ent_coef=0.01"]}
-    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy)}
-    assert len(keys) == 4  # none replaces another
+    observed = {**taught, "reward_inputs": "observations"}
+    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy, observed)}
+    assert len(keys) == 5  # none replaces another
     summary = backflip.summary([taught, frozen, noise_free])
     assert not summary["target_met"] and summary["target_met_by_frozen_reward"]
     assert summary["noise_free_person_per_algo"]["ppo"]["backflips_per_episode"] == 3.0
@@ -80,6 +81,8 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     settings = backflip.Args(agent_kwargs=("ent_coef=0.01",), run_dir=tmp_path / "entropy")
     command = backflip.train_command(settings)
     assert command is not None and command[command.index("--agent-kwargs") + 1] == "ent_coef=0.01"
+    command = backflip.train_command(backflip.Args(reward_inputs="observations", run_dir=tmp_path / "o"))
+    assert command is not None and command[command.index("--reward-inputs") + 1] == "observations"
 
 
 def turn(start: int, end: int, *, airborne: bool, landed: int | None, crashed: bool = False) -> BackwardTurn:
