@@ -265,14 +265,16 @@ def settings(run: dict[str, Any]) -> list[str]:
     return [*run.get("agent_kwargs", []), *inputs]
 
 
-def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str]:
+def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
     """A run of the benchmark: its algorithm, label budget, seed, the person's score and its variant: for the
     arms kept apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`) that arm,
-    and the agent's settings if any (``--agent-kwargs``). A later run of the same replaces it."""
+    and the agent's settings if any (``--agent-kwargs``); and its length in steps. A later run of the same
+    replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
     apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
     variant = ", ".join(apart + settings(run))
-    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, variant
+    length = round(int(run["steps"]), -4)  # (the steps reached: the last rollout ends past the budget)
+    return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, variant, length
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -401,6 +403,8 @@ def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return dict(sorted(best.items()))
 
 
+PUBLISHED_STEPS = 1_000_000
+"""The length of the runs published so far; the files of a run of another length name its steps."""
 CEILING = "ceiling"
 """The ``arm`` of runs on the hand-written reward (``--ceiling``): beside the taught runs, never counted
 toward the label targets."""
@@ -430,6 +434,8 @@ def main(args: Args) -> None:
     suffix = "ceiling" if ceiling else f"{budget}_frozen" if source else str(budget)
     if args.noise_free:
         suffix += "_noise_free"
+    if config["steps"] != PUBLISHED_STEPS:
+        suffix += f"_{config['steps'] // 1000}k_steps"
     config_settings = settings({**config, "reward_inputs": config.get("reward_inputs")})
     for setting in config_settings:
         suffix += "_" + setting.replace("=", "_").replace(".", "")

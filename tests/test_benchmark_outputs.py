@@ -25,7 +25,7 @@ def flip_run(algo: str, budget: int, labels: int, flips: float, airborne: float 
         "label_budget": budget,
         "labels": labels,
         "seed": 0,
-        "steps": 1000,
+        "steps": 1_001_472,
         "backflips_per_episode": flips,
         "airborne_turns_per_episode": airborne,
         "backward_turns_per_episode": airborne,
@@ -44,7 +44,7 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     summary = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2)])
     assert summary["best_per_algo"]["sac"]["label_budget"] == 100
     assert summary["target_met"] and summary["beyond_peers"]["met"]
-    assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE, "")
+    assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE, "", 1_000_000)
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
 
@@ -66,8 +66,9 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     noise_free = {**flip_run("ppo", 900, 900, 3.0, airborne=3.0), "arm": backflip.NOISE_FREE}
     entropy = {**taught, "agent_kwargs": ["ent_coef=0.01"]}
     observed = {**taught, "reward_inputs": "observations"}
-    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy, observed)}
-    assert len(keys) == 5  # none replaces another
+    longer = {**entropy, "steps": 2_001_472}
+    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy, observed, longer)}
+    assert len(keys) == 6  # none replaces another
     summary = backflip.summary([taught, frozen, noise_free])
     assert not summary["target_met"] and summary["target_met_by_frozen_reward"]
     assert summary["noise_free_person_per_algo"]["ppo"]["backflips_per_episode"] == 3.0
