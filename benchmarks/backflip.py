@@ -140,7 +140,6 @@ def train_command(args: Args) -> list[str] | None:
             "--reward-update-interval", str(args.reward_update_interval)]  # fmt: skip
     if args.n_envs:
         cmd += ["--n-envs", str(args.n_envs)]
-
     if args.wait_for_labels:
         cmd += ["--wait-for-labels", str(args.wait_for_labels)]
     return cmd
@@ -268,7 +267,7 @@ def settings(run: dict[str, Any]) -> list[str]:
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
     """A run of the benchmark: its algorithm, label budget, seed, the person's score and its variant: for the
     arms kept apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`) that arm,
-    and the agent's settings if any (``--agent-kwargs``); and its length in steps. A later run of the same
+    and its :func:`settings` if any; and its length in steps. A later run of the same
     replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
     apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
@@ -280,7 +279,8 @@ def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per algorithm its best run within the label budget of the target, and whether any run met it. Runs
     taught online (the agent labelled for is the one judged) count toward the targets; the ceiling never
-    does, and the frozen-reward arm is reported on its own (``target_met_by_frozen_reward``)."""
+    does, the frozen-reward arm is reported on its own (``target_met_by_frozen_reward``) and the noise-free
+    person's, a diagnosis, beside them."""
     taught = [run for run in runs if run.get("arm") not in (CEILING, FROZEN, NOISE_FREE)]
     eligible = [run for run in taught if run["labels"] <= TARGET_LABELS]
     frozen = [run for run in runs if run.get("arm") == FROZEN and run["labels"] <= TARGET_LABELS]
@@ -436,7 +436,7 @@ def main(args: Args) -> None:
         suffix += "_noise_free"
     if config["steps"] != PUBLISHED_STEPS:
         suffix += f"_{config['steps'] // 1000}k_steps"
-    config_settings = settings({**config, "reward_inputs": config.get("reward_inputs")})
+    config_settings = settings(config)
     for setting in config_settings:
         suffix += "_" + setting.replace("=", "_").replace(".", "")
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
