@@ -222,6 +222,19 @@ class SegmentPool:
         first = size - window
         return [(self._segments[first + a], self._segments[first + b]) for a, b in zip(left, right)]
 
+    def disjoint_pairs(self, n: int, rng: np.random.Generator) -> list[tuple[Segment, Segment]]:
+        """``n`` pairs in which no segment appears twice while the pool holds enough (a random matching of
+        ``2 n`` segments), then uniform pairs as :meth:`sample_pairs` draws them for the rest.
+
+        For the random-policy labels before RL: every segment simulated for them is labelled once, where
+        uniform pairs from a pool of ``2 n`` would leave a third of it unused and label others twice.
+        """
+        size = len(self._segments)
+        matched = min(n, size // 2)
+        order = rng.permutation(size)[: 2 * matched]
+        pairs = [(self._segments[a], self._segments[b]) for a, b in zip(order[0::2], order[1::2])]
+        return pairs + self.sample_pairs(n - matched, rng)
+
     def observations(self, max_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``max_steps`` (obs, act) rows from random pool segments, for reward normalisation."""
         if not self._segments:

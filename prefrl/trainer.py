@@ -42,7 +42,6 @@ from prefrl.off_policy import (
     reset_critic,
 )
 from prefrl.preference_dataset import preference_to_mu
-from prefrl.query_selection import RandomSelector
 from prefrl.reward_model import FitProgress, FitStats
 from prefrl.reward_updates import UpdateRequest, UpdateResult, with_unlabeled
 from prefrl.run_parts import REPLAY_BUFFER_FILE, RunParts, build_parts
@@ -264,9 +263,9 @@ class PreferenceTrainer:
         parts = self.parts
         missing = self.spec.initial_labels - self.labels_requested
         if missing > 0:
-            if collect_random:
-                self._collect_random_segments(min(POOL_CAPACITY, 4 * missing))
-            self._ask(RandomSelector().select(parts.reward_env.pool, missing, self.rng))
+            if collect_random:  # two segments per query, each labelled once (SegmentPool.disjoint_pairs)
+                self._collect_random_segments(min(POOL_CAPACITY, 2 * missing))
+            self._ask(parts.reward_env.pool.disjoint_pairs(missing, self.rng))
         self._store_answers()
         self._add_unfitted()
         # Only these first answers block; "pending() == 0" ends the wait when "can't tell" answers

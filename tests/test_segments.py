@@ -119,6 +119,20 @@ def test_policy_aligned_pairs_come_from_the_newest_segments_only(rng):
     assert pool.sample_pairs(5, rng, newest=1) == []  # a window of one segment makes no pair
 
 
+def test_disjoint_pairs_label_every_segment_once_then_top_up(rng):
+    c = make_collector(length=1)
+    pool = SegmentPool(capacity=100)
+    for t in range(10):
+        pool.extend(step(c, t))  # 20 segments
+    pairs = pool.disjoint_pairs(10, rng)
+    used = [id(s) for pair in pairs for s in pair]
+    assert len(pairs) == 10 and len(set(used)) == 20  # a perfect matching: every segment once
+    pairs = pool.disjoint_pairs(14, rng)  # more than the pool can match: 10 disjoint, 4 uniform
+    assert len(pairs) == 14 and all(a is not b for a, b in pairs)
+    assert len({id(s) for pair in pairs[:10] for s in pair}) == 20
+    assert SegmentPool().disjoint_pairs(3, rng) == []
+
+
 def test_default_segment_length_follows_paper_range():
     assert default_segment_length(0.05) == 30  # 1.5 s
     assert default_segment_length(0.008) == 60  # Hopper: clamped to 60
