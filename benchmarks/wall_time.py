@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,8 @@ def arm_key(row: dict[str, object]) -> tuple[object, ...]:
 def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]]) -> None:
     """Write the JSON from the arms' run directories; an arm whose directory is gone (run directories are
     not committed) keeps the row recorded in an earlier sitting."""
-    earlier = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    earlier = previous.get("runs", [])
     runs = []
     here = set()
     for run_dir, record, _, steps in jobs:
@@ -107,9 +109,14 @@ def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]
         row = {**record, "steps": int(state["step"]), "wall_s": round(float(state["wall_s"]), 1)}
         row["cpus"] = sorted(os.sched_getaffinity(0))
         row["complete"] = run_is_complete(run_dir, steps)
+        row["measured"] = date.fromtimestamp(checkpoint.stat().st_mtime).isoformat()
         if record["env"] == PONG:
             row["rl_steps_per_s"] = _rl_steps_per_s(run_dir)
         runs.append(row)
+    # A row measured again is kept, not dropped: published figures stay beside the new ones.
+    superseded = previous.get("superseded", []) + [
+        row for row in earlier if arm_key(row) in here and row not in runs and not _same_sitting(row, runs)
+    ]
     runs = [row for row in earlier if arm_key(row) not in here] + runs
 
     def wall(teacher: str, updates: str) -> float | None:
@@ -131,14 +138,43 @@ def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]
         atari_ratio = pong["oracle"] / pong["true-reward"]
     asked = {arm_key(record) for _, record, _, _ in jobs}
     complete = all(row["complete"] for row in runs) and asked <= {arm_key(row) for row in runs}
+    hopper_dirs = {record["teacher"]: run_dir for run_dir, record, _, _ in jobs if record["env"] == HOPPER}
+    extra = previous.get("summary", {}).get("mujoco_extra_wall_s")
+    if "true-reward" in hopper_dirs and "oracle" in hopper_dirs:
+        extra = _extra_wall_s(hopper_dirs["oracle"], hopper_dirs["true-reward"]) or extra
     summary = {
         "mujoco_wall_ratio": ratio("async"),
         "mujoco_wall_ratio_sync": ratio("sync"),
         "atari_steps_per_s_ratio": atari_ratio,
         "status": "complete" if complete else "partial",
         "targets": {"mujoco_wall_ratio": "<= 1.05", "atari_steps_per_s_ratio": ">= 0.8"},
+        "mujoco_extra_wall_s": extra,
     }
-    write_json(args.out, {"runs": runs, "summary": summary, "machine": machine_info()})
+    out = {"runs": runs, "summary": summary, "machine": machine_info(), "superseded": superseded}
+    write_json(args.out, out)
+
+
+def _same_sitting(row: dict[str, object], runs: list[dict[str, object]]) -> bool:
+    """Whether ``row`` is an earlier report of an arm still in ``runs`` (the same run, further on)."""
+    return any(
+        arm_key(new) == arm_key(row) and new.get("measured") and new.get("measured") == row.get("measured")
+        for new in runs
+    )
+
+
+def _extra_wall_s(preference_dir: Path, baseline_dir: Path) -> dict[str, list[float]] | None:
+    """Where the preference arm's extra wall time accrues: its wall seconds less the true-reward arm's at the
+    same steps, every 100k steps. A flat line after the start is a fixed start-up cost (random-policy
+    segments, the first fit); a rising one is a per-step cost."""
+    paths = [preference_dir / "metrics.csv", baseline_dir / "metrics.csv"]
+    if not all(path.exists() for path in paths):
+        return None
+    (ours, base) = (read_metrics(path) for path in paths)
+    marks = np.arange(100_000, int(min(ours["step"][-1], base["step"][-1])) + 1, 100_000)
+    if len(marks) == 0:
+        return None
+    gap = np.interp(marks, ours["step"], ours["wall_s"]) - np.interp(marks, base["step"], base["wall_s"])
+    return {"step": [int(m) for m in marks], "seconds": [round(float(g), 1) for g in gap]}
 
 
 def _rl_steps_per_s(run_dir: Path) -> float | None:
