@@ -267,8 +267,7 @@ def settings(run: dict[str, Any]) -> list[str]:
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
     """A run of the benchmark: its algorithm, label budget, seed, the person's score and its variant: for the
     arms kept apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`) that arm,
-    and its :func:`settings` if any; and its length in steps. A later run of the same
-    replaces it."""
+    and its :func:`settings` if any; and its length in steps. A later run of the same replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
     apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
     variant = ", ".join(apart + settings(run))

@@ -113,9 +113,11 @@ def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]
         if record["env"] == PONG:
             row["rl_steps_per_s"] = _rl_steps_per_s(run_dir)
         runs.append(row)
-    # A row measured again is kept, not dropped: published figures stay beside the new ones.
+    # A row measured again in another sitting is kept, not dropped: published figures stay beside the new
+    # ones (a row of the same sitting is the same run, reported before it went on).
+    measured = {arm_key(row): row["measured"] for row in runs}
     superseded = previous.get("superseded", []) + [
-        row for row in earlier if arm_key(row) in here and row not in runs and not _same_sitting(row, runs)
+        row for row in earlier if arm_key(row) in here and row.get("measured") != measured[arm_key(row)]
     ]
     runs = [row for row in earlier if arm_key(row) not in here] + runs
 
@@ -152,14 +154,6 @@ def report(args: Args, jobs: list[tuple[Path, dict[str, object], list[str], int]
     }
     out = {"runs": runs, "summary": summary, "machine": machine_info(), "superseded": superseded}
     write_json(args.out, out)
-
-
-def _same_sitting(row: dict[str, object], runs: list[dict[str, object]]) -> bool:
-    """Whether ``row`` is an earlier report of an arm still in ``runs`` (the same run, further on)."""
-    return any(
-        arm_key(new) == arm_key(row) and new.get("measured") and new.get("measured") == row.get("measured")
-        for new in runs
-    )
 
 
 def _extra_wall_s(preference_dir: Path, baseline_dir: Path) -> dict[str, list[float]] | None:
