@@ -7,7 +7,8 @@ gymnasium 0.29, on that release's Hopper-v4 with the same settings and the same 
 (``benchmarks/peers_imitation.py``). Both venvs get the same MuJoCo build, and the benchmark first checks
 that the two step identically: 1,000 seeded random actions, largest difference in observation and reward.
 
-Four arms per seed, each on the same single core (``--cpu``) with one torch thread:
+Four arms per seed, one after the other, each on the same CPU set (``--cpu``) with one torch thread per
+process:
 
 * ``prefrl-oracle``: ``prefrl train --teacher oracle --labels 700`` (prefrl's defaults: PPO as in the PPO
   paper, 3-member ensemble, disagreement queries, updates every 10k steps in a background process).
@@ -475,6 +476,13 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
         for a in args.arms
         if not (arm_dir(args, a, s) / "result.json").exists()
     ]
+    settings = {
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "labels": args.labels,
+        "cpu": args.cpu or "not pinned",
+        "torch_threads": 1,
+    }
     data = {
         "benchmark": "peers",
         "partial": is_partial(runs),
@@ -492,11 +500,7 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
             "seconds of the arm's processes, less sensitive than wall time to other work on the machine"
         ),
         "settings": {
-            "steps": args.steps,
-            "seeds": args.seeds,
-            "labels": args.labels,
-            "cpu": args.cpu or "not pinned",
-            "torch_threads": 1,
+            **settings,
             "prefrl": "prefrl train defaults for prefrl/Hopper-v0 (see the runs' spec.json)",
             "imitation": (
                 "imitation 1.0.1, values of src/imitation/scripts/config/train_preference_comparisons.py: "
@@ -505,7 +509,7 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
                 "SyntheticGatherer temperature 1, BasicRewardNet with RunningNorm in and out, no active "
                 "selection) and named config seals_hopper (PPO: 8 envs, n_steps 256, batch 512, 20 epochs, "
                 "lr 3.9e-4, gamma 0.995, gae 0.98, clip 0.1, ent 1.0e-3, vf 0.20, grad norm 0.9, ReLU "
-                "64-64); DummyVecEnv instead of the script's SubprocVecEnv, as each arm has one core; "
+                "64-64); DummyVecEnv instead of the script's SubprocVecEnv (at most two cores per arm); "
                 "total_timesteps = steps * 5/6 because PreferenceComparisons.train trains the agent "
                 "num_iterations + 1 times (agent_steps records what each agent took)"
             ),
@@ -515,10 +519,28 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
         "runs": runs,
         "summary": summary,
         "machine": machine_info(),
+        "earlier": earlier_results(args.out, settings),
     }
     write_json(args.out, data)
     plot(args, runs, epochs)
     print(json.dumps(summary, indent=2), flush=True)
+
+
+def earlier_results(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Results published at ``out`` under other settings (CPU set, steps, seeds, labels), kept beside the
+    new ones rather than overwritten: the earlier ones first, then the one ``out`` holds now if its
+    settings differ from ``settings``."""
+    if not out.exists():
+        return []
+    previous = json.loads(out.read_text())
+    earlier: list[dict[str, Any]] = previous.get("earlier", [])
+    old = {key: previous["settings"].get(key) for key in settings}
+    if old != settings and previous.get("runs"):
+        measured = previous.get("machine", {}).get("date")
+        earlier.append(
+            {"settings": old, "measured": measured, "summary": previous["summary"], "runs": previous["runs"]}
+        )
+    return earlier
 
 
 def plot(args: Args, runs: list[dict[str, Any]], epochs: dict[str, Any] | None) -> None:
@@ -541,7 +563,8 @@ def plot(args: Args, runs: list[dict[str, Any]], epochs: dict[str, Any] | None) 
     ax_ret.set_xlabel("agent env steps")
     ax_ret.set_ylabel("true episode return")
     seeds = sorted({int(r["seed"]) for r in runs})
-    ax_ret.set_title(f"{ENV}, {args.labels} labels, {args.steps:,} steps, seeds {seeds}, one core per arm")
+    cpus = args.cpu or "all"
+    ax_ret.set_title(f"{ENV}, {args.labels} labels, {args.steps:,} steps, seeds {seeds}, CPUs {cpus} per arm")
     ax_ret.legend(fontsize=8)
     if epochs:
         names = ["prefrl", "imitation", "imitation_ensemble_3"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.peers import ARMS, is_partial, summarize
+from benchmarks.peers import ARMS, earlier_results, is_partial, summarize
 
 
 def run(arm: str, seed: int, final: float | None, wall: float, steps: int = 1_000_000) -> dict[str, Any]:
@@ -72,3 +74,30 @@ def test_partial_until_every_arm_has_three_seeds_at_full_length() -> None:
     assert is_partial(full[:-1])
     assert is_partial([run(arm, seed, 1.0, 1.0, steps=300_000) for arm in ARMS for seed in (0, 1, 2)])
     assert is_partial([])
+
+
+def test_results_under_other_settings_are_kept_beside_new_ones(tmp_path: Path) -> None:
+    out = tmp_path / "peers.json"
+    one_core = {"steps": 300_000, "seeds": [0, 1, 2], "labels": 700, "cpu": "1", "torch_threads": 1}
+    published = {
+        "settings": {**one_core, "prefrl": "defaults"},
+        "summary": {"wall_ratio_vs_imitation": 0.815},
+        "runs": [run("prefrl-oracle", 0, 2104.6, 348.5, steps=300_000)],
+        "machine": {"date": "2026-11-22"},
+    }
+    out.write_text(json.dumps(published))
+    both_cores = {**one_core, "cpu": "0,1"}
+
+    earlier = earlier_results(out, both_cores)
+    assert earlier == [
+        {
+            "settings": one_core,
+            "measured": "2026-11-22",
+            "summary": published["summary"],
+            "runs": published["runs"],
+        }
+    ]
+    # Reporting again under the new settings carries the earlier results over, without a copy of the new.
+    out.write_text(json.dumps({"settings": both_cores, "summary": {}, "runs": [], "earlier": earlier}))
+    assert earlier_results(out, both_cores) == earlier
+    assert earlier_results(tmp_path / "absent.json", both_cores) == []
