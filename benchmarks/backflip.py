@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import tyro
 
@@ -75,6 +76,10 @@ class Args:
     """The agent's settings beside prefrl's defaults, as ``prefrl train --agent-kwargs`` takes them (e.g.
     ``ent_coef=0.01``, the entropy bonus of the paper's TRPO, App. A.1). Recorded with the run, and part of
     what tells runs apart: a run with other settings never replaces one without."""
+    env_kwargs: tuple[str, ...] = ()
+    """Settings of the task beside its defaults, as ``prefrl train --env-kwargs`` takes them (e.g.
+    ``floor_clearance=True``: each body's height above the floor in the observation). Recorded and part of
+    the run's key, as ``--agent-kwargs``."""
     reward_inputs: str | None = None
     """What the reward model sees (``prefrl train --reward-inputs``): ``observations`` for r̂(o), a reward
     on the motion the person judges that the agent cannot earn by its actions alone; unset for App. A.1's
@@ -133,7 +138,9 @@ def train_command(args: Args) -> list[str] | None:
     if args.reward_inputs:
         cmd += ["--reward-inputs", args.reward_inputs]
     if args.ceiling:
-        return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips"]
+        return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips", *args.env_kwargs]
+    if args.env_kwargs:
+        cmd += ["--env-kwargs", *args.env_kwargs]
     if args.reward_from is not None:
         return [*cmd, "--teacher", "frozen", "--reward-from", str(args.reward_from)]
     cmd += ["--teacher", "human", "--labels", str(args.labels),
@@ -259,9 +266,11 @@ EARLIER_PERSON_SCORE = "whole landed flips only"
 
 
 def settings(run: dict[str, Any]) -> list[str]:
-    """A run's settings beside prefrl's defaults: its ``--agent-kwargs`` and ``--reward-inputs``."""
+    """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
+    ``--agent-kwargs`` and ``--reward-inputs``."""
+    task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
     inputs = [f"reward_inputs={run['reward_inputs']}"] if run.get("reward_inputs") else []
-    return [*run.get("agent_kwargs", []), *inputs]
+    return [*task, *run.get("agent_kwargs", []), *inputs]
 
 
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
@@ -333,10 +342,15 @@ def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None or not (checkpoint / "reward_model.pt").exists():
         raise SystemExit(f"{run_dir}: no checkpointed reward model (a run taught by labels is needed)")
-    spec = resolve(TrainConfig.load(run_dir / "config.json"))
-    base = make_vec_env(spec.env, 1, seed)
+    config = TrainConfig.load(run_dir / "config.json")
+    spec = resolve(config)
+    base = make_vec_env(spec.env, 1, seed, config.make_kwargs() or None)
     ensemble = observation_kind(spec).ensemble(base)
     base.close()
+    # Both agents' steps are observed as the run's own env observes them (its env settings, e.g.
+    # floor_clearance, may differ from the other run's), from their simulator states.
+    observer = gym.make(spec.env, **config.make_kwargs()).unwrapped
+    nq = observer.model.nq
     length = spec.segment_length
     if spec.reward_from is not None:  # a frozen reward: the segments its person judged
         length = int(json.loads((spec.reward_from / "spec.json").read_text())["segment_length"])
@@ -344,8 +358,12 @@ def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -
     scores, learned, owner = [], [], []
     for index, played_by in enumerate((run_dir, other)):
         for episode in play_final_policy(played_by, episodes, seed):
+            observations = []
+            for state in episode.states[:-1]:
+                observer.set_state(state[:nq], state[nq:])
+                observations.append(observer._get_obs())
             rewards = ensemble.member_rewards(
-                episode.observations.astype(np.float32), episode.actions.astype(np.float32)
+                np.array(observations, dtype=np.float32), episode.actions.astype(np.float32)
             ).mean(0)
             for start in range(0, len(rewards) - length + 1, length):
                 scores.append(backflip_progress(episode.states[start + 1 : start + length + 1]))
@@ -515,6 +533,7 @@ def main(args: Args) -> None:
         "labelers": sorted({r["labeler"] for r in records}),
         "answers_disagreeing_with_progress": disagreeing,
         "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
+        "env_kwargs": list(config["env_kwargs"]),
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,

@@ -8,7 +8,9 @@
   segments of 1.5 s (75 steps), a clip long enough to show one flip; synthetic teachers keep App. A.1's
   clamp to 60 steps (1.2 s).
 * **An observation that survives flips.** The torso's pitch enters as (cos, sin), not as an angle that grows
-  by 2π per turn.
+  by 2π per turn. With ``floor_clearance=True`` it also holds each body's height above the floor (its
+  lowest point: what a person watching sees at once, whether the hopper is in the air or which part of it
+  is on the floor, and what the policy and the learned reward would otherwise infer from the joint angles).
 * **A tracking camera** that follows the torso from the side, far enough back to keep a jump in view.
 * **Instructions** for people labeling (:data:`INSTRUCTIONS`), exposed as ``env.unwrapped.instructions``.
 
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.utils import EzPickle
@@ -36,7 +39,7 @@ from numpy.typing import NDArray
 from prefrl.segments import Segment
 from prefrl.teachers import Answer, Preference, Query
 
-from .backflip_judge import PITCH_INDEX, FlightScore, backflip_progress
+from .backflip_judge import BODIES, PITCH_INDEX, FlightScore, backflip_progress, body_clearance
 from .mujoco import SimStateInfo
 from .namespace import NAMESPACE
 
@@ -64,6 +67,8 @@ class HopperBackflipEnv(HopperEnv):
         reset_noise_scale: as Hopper-v5.
         reward: ``"rotation"``, the backward rotation in radians (a lax progress measure), or ``"flips"``,
             the scripted person's score paid step by step (:class:`~.backflip_judge.FlightScore`).
+        floor_clearance: add to the observation the height above the floor of each body's lowest point
+            (torso, thigh, leg, foot; :func:`~.backflip_judge.lowest_points`).
         **kwargs: passed to Hopper-v5 (e.g. ``render_mode``, ``width``, ``height``).
     """
 
@@ -75,6 +80,7 @@ class HopperBackflipEnv(HopperEnv):
         frame_skip: int = FRAME_SKIP,
         reset_noise_scale: float = 5e-3,
         reward: str = "rotation",
+        floor_clearance: bool = False,
         **kwargs: Any,
     ) -> None:
         if reward not in REWARDS:
@@ -90,20 +96,28 @@ class HopperBackflipEnv(HopperEnv):
             **kwargs,
         )
         EzPickle.__init__(
-            self, frame_skip=frame_skip, reset_noise_scale=reset_noise_scale, reward=reward, **kwargs
+            self,
+            frame_skip=frame_skip,
+            reset_noise_scale=reset_noise_scale,
+            reward=reward,
+            floor_clearance=floor_clearance,
+            **kwargs,
         )
+        self.floor_clearance = floor_clearance
         self._flights = FlightScore() if reward == "flips" else None
-        # qpos without x, with the pitch as (cos, sin): 1 + 2 + 3; qvel: 6.
-        obs_size = self.data.qpos.size + self.data.qvel.size
+        # qpos without x, with the pitch as (cos, sin): 1 + 2 + 3; qvel: 6; the bodies' clearance: 4.
+        obs_size = self.data.qpos.size + self.data.qvel.size + (len(BODIES) if floor_clearance else 0)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float64)
 
     def _get_obs(self) -> NDArray[np.float64]:
         qpos = self.data.qpos
         pitch = qpos[PITCH_INDEX]
         velocity = np.clip(self.data.qvel, -10, 10)
-        return np.concatenate([[qpos[1], np.cos(pitch), np.sin(pitch)], qpos[3:], velocity]).astype(
-            np.float64
-        )
+        parts = [[qpos[1], np.cos(pitch), np.sin(pitch)], qpos[3:], velocity]
+        if self.floor_clearance:
+            mujoco.mj_kinematics(self.model, self.data)  # the poses of the qpos just reached
+            parts.append(body_clearance(self.model, self.data))
+        return np.concatenate(parts).astype(np.float64)
 
     def step(
         self, action: NDArray[np.float32]

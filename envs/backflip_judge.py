@@ -113,23 +113,31 @@ def lowest_points(states: np.ndarray) -> np.ndarray:
     on the floor, sunk a few millimetres into it as MuJoCo's soft contacts let it, would make the leg touch.
     """
     model, data = _hopper_model()
-    geoms = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{body}_geom") for body in BODIES]
-    leg, foot = BODIES.index("leg"), BODIES.index("foot")
-    ankle = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "foot_joint")
     states = np.asarray(states, dtype=np.float64)
     out = np.zeros((len(states), len(BODIES)))
     for t, state in enumerate(states):
         data.qpos[:] = state[: model.nq]
         mujoco.mj_kinematics(model, data)
-        for j, geom in enumerate(geoms):
-            radius, half_length = model.geom_size[geom][:2]
-            axis = data.geom_xmat[geom].reshape(3, 3)[:, 2] * half_length
-            ends = np.stack([data.geom_xpos[geom] + axis, data.geom_xpos[geom] - axis])
-            if j == leg:
-                near = int(np.argmin(np.linalg.norm(ends - data.xanchor[ankle], axis=1)))
-                inside_foot = model.geom_size[geoms[foot]][0] / (2 * half_length)
-                ends[near] += (ends[1 - near] - ends[near]) * inside_foot
-            out[t, j] = ends[:, 2].min() - radius
+        out[t] = body_clearance(model, data)
+    return out
+
+
+def body_clearance(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    """:func:`lowest_points` of one pose whose kinematics ``data`` already holds: ``(4,)`` in :data:`BODIES`
+    order (e.g. a live simulation's ``data`` after a step)."""
+    geoms = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{body}_geom") for body in BODIES]
+    leg, foot = BODIES.index("leg"), BODIES.index("foot")
+    ankle = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "foot_joint")
+    out = np.zeros(len(BODIES))
+    for j, geom in enumerate(geoms):
+        radius, half_length = model.geom_size[geom][:2]
+        axis = data.geom_xmat[geom].reshape(3, 3)[:, 2] * half_length
+        ends = np.stack([data.geom_xpos[geom] + axis, data.geom_xpos[geom] - axis])
+        if j == leg:
+            near = int(np.argmin(np.linalg.norm(ends - data.xanchor[ankle], axis=1)))
+            inside_foot = model.geom_size[geoms[foot]][0] / (2 * half_length)
+            ends[near] += (ends[1 - near] - ends[near]) * inside_foot
+        out[j] = ends[:, 2].min() - radius
     return out
 
 

@@ -9,7 +9,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from prefrl.envs.backflip import BACKFLIP_ID, INSTRUCTIONS, BackflipTeacher
-from prefrl.envs.backflip_judge import backward_rotation, count_backward_turns, judge_backflips
+from prefrl.envs.backflip_judge import (
+    backward_rotation,
+    count_backward_turns,
+    judge_backflips,
+    lowest_points,
+)
 from prefrl.labeling_gui.clips import SegmentRenderer
 from prefrl.segments import Segment
 from prefrl.teachers import Preference, Query
@@ -97,3 +102,17 @@ def test_camera_keeps_the_hopper_in_view() -> None:
         rgb = frame.astype(int)
         hopper = (rgb[..., 0] - rgb[..., 2] > 60) & (rgb[..., 0] > 100)
         assert hopper[:, 32:64].sum() > 10
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_floor_clearance_adds_each_bodys_height_above_the_floor_to_the_observation() -> None:
+    env = gym.make(BACKFLIP_ID, floor_clearance=True)
+    check_env(env, skip_render_check=True)
+    assert env.observation_space.shape == (16,)
+    env.reset(seed=3)
+    for _ in range(40):
+        obs, *_ = env.step(env.action_space.sample())
+        clearance = lowest_points(env.unwrapped.state_vector()[None])[0]
+        assert obs[-4:] == pytest.approx(clearance)  # the pose just reached, not the one before the step
+    plain, _ = gym.make(BACKFLIP_ID).reset(seed=3)
+    assert plain.shape == (12,)  # off by default: runs taught before it keep their observation

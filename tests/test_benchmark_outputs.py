@@ -84,6 +84,16 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     assert command is not None and command[command.index("--agent-kwargs") + 1] == "ent_coef=0.01"
     command = backflip.train_command(backflip.Args(reward_inputs="observations", run_dir=tmp_path / "o"))
     assert command is not None and command[command.index("--reward-inputs") + 1] == "observations"
+    floor = backflip.Args(env_kwargs=("floor_clearance=True",), run_dir=tmp_path / "floor")
+    command = backflip.train_command(floor)
+    assert command is not None and command[command.index("--env-kwargs") + 1] == "floor_clearance=True"
+    command = backflip.train_command(backflip.Args(ceiling=True, run_dir=tmp_path / "ceiling"))
+    assert command is not None and command[command.index("--env-kwargs") + 1 :] == ["reward=flips"]
+    # The task's settings tell runs apart, but the ceiling's own reward is not one of them.
+    ceiling = {"env_kwargs": ["reward=flips"], "agent_kwargs": []}
+    assert backflip.settings(ceiling) == []
+    taught = {"env_kwargs": ["floor_clearance=True"], "agent_kwargs": ["ent_coef=0.01"]}
+    assert backflip.settings(taught) == ["floor_clearance=True", "ent_coef=0.01"]
 
 
 def turn(start: int, end: int, *, airborne: bool, landed: int | None, crashed: bool = False) -> BackwardTurn:
