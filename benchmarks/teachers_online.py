@@ -22,6 +22,11 @@ simulated person), beside PPO on the true reward, which fixes each run's normali
   ``--pace-s 3 5`` makes it wait as a person would, and then it falls behind a fast agent. Every source sees
   the same 60-step segments (the spec's ``segment-length``); clips are not rendered unless ``--clips``.
 
+Resumable from what is committed: each finished run's record (config, spec, metrics and the statistics of
+its answers, tens of kB) is kept in the spec's ``keep``, ``benchmarks/results/teachers_online_runs`` (a
+smaller piece's in ``…-STEPS-steps``); a run recorded there is not run again, and the report reads it when
+its run directory is gone. A report that would find no run at all leaves the published JSON as it is.
+
 Writes ``benchmarks/results/teachers_online.json`` (``{partial, runs_done, runs_not_done, sources: {name:
 {normalized: {iqm, iqm_ci95, mean, mean_ci95, per_seed}, final_true_return, labels, curve}}, ...}``) and
 ``.png`` (learning curves; normalised final scores). ``partial`` is true unless every run of the full
@@ -34,6 +39,7 @@ benchmark (the spec's steps and seeds, every source) has finished.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -72,6 +78,8 @@ SPEC = Path("benchmarks/specs/teachers_online.toml")
 PERSON = "scripted-person"
 """The source name of the scripted person's runs (their teacher is ``human``)."""
 BASELINE = "true-reward"
+LABEL_STATS = "labels.json"
+"""Kept beside a finished run's record: :func:`label_stats` of its answers (its label database is not)."""
 
 
 @dataclass
@@ -116,6 +124,8 @@ def read_spec(args: Args) -> tuple[dict[str, Any], dict[str, Any]]:
         spec["seeds"] = args.seeds
     if args.steps is not None and args.steps != full.get("steps"):
         spec["steps"], spec["out"] = args.steps, f"{full['out']}-{args.steps}-steps"
+        if full.get("keep"):
+            spec["keep"] = f"{full['keep']}-{args.steps}-steps"
     return full, spec
 
 
@@ -181,16 +191,41 @@ def run_person(runs: Sequence[SweepRun], args: Args) -> dict[str, str]:
     return status
 
 
+def keep_records(runs: Sequence[SweepRun]) -> None:
+    """Copy each finished run's record to the spec's ``keep`` (the sweep does so for its own runs, not for
+    the scripted person's), with the statistics of its answers, which the record's files do not hold."""
+    for run in runs:
+        if run.record_dir is None or not (run.run_dir / "config.json").exists() or not run.finished:
+            continue
+        run.keep_record()
+        stats = run.record_dir / LABEL_STATS
+        if (run.run_dir / "labels.sqlite").exists() and not stats.exists():
+            tmp = stats.with_name(f".{LABEL_STATS}.tmp")
+            tmp.write_text(json.dumps(label_stats(run.run_dir), indent=2) + "\n")
+            os.replace(tmp, stats)
+
+
+def run_directory(run: SweepRun) -> Path | None:
+    """Where a run is read from: its directory while it exists, else its kept record (None: neither)."""
+    if (run.run_dir / "config.json").exists():
+        return run.run_dir
+    if run.record_dir is not None and run.recorded_steps() > 0:
+        return run.record_dir
+    return None
+
+
 # ----------------------------------------------------------------------------------------- the report
 def source_of(run: RunResult) -> str:
     return PERSON if run.teacher == "human" else run.teacher
 
 
 def label_stats(run_dir: Path) -> dict[str, Any]:
-    """The answers a run received: how many, and how they compare with the oracle's."""
+    """The answers a run received: how many, and how they compare with the oracle's (from a kept record,
+    the figures kept with it)."""
     path = run_dir / "labels.sqlite"
     if not path.exists():
-        return {"answers": 0}
+        kept = run_dir / LABEL_STATS
+        return json.loads(kept.read_text()) if kept.exists() else {"answers": 0}
     with LabelStore(path) as store:
         answered = list(store.answered_pairs())
         seconds = [r["seconds"] for r in store.answer_records() if r["repeat_of"] is None]
@@ -212,11 +247,8 @@ def summarise(
     args: Args, full: dict[str, Any], spec: dict[str, Any], planned: list[SweepRun]
 ) -> dict[str, Any]:
     out_dir = Path(spec["out"])
-    names = {run.name for run in planned}
-    try:
-        runs = [r for r in find_runs([out_dir]) if r.run_dir.name in names]
-    except ConfigError:
-        runs = []
+    dirs = [d for run in planned if (d := run_directory(run)) is not None]
+    runs = find_runs(dirs) if dirs else []
     done = sorted(run.name for run in planned if run.finished)
     not_done = {run.name: f"{run.steps_done():,}/{run.steps:,} steps" for run in planned if not run.finished}
     is_full = (
@@ -282,6 +314,7 @@ def summarise(
         },
         "full_benchmark": {"steps": full["steps"], "seeds": full.get("seeds", [0]), "spec": str(args.spec)},
         "runs_dir": str(out_dir),
+        "records": spec.get("keep"),
         "sources": sources,
         "scripted_person": {
             "score": "true reward per step of the segment (true_reward_per_step)",
@@ -391,7 +424,15 @@ def main(args: Args) -> int:
         failed = {name: s for name, s in status.items() if s.startswith("failed")}
         for name, s in failed.items():
             print(f"{name}: {s}; see {Path(spec['out']) / name / 'train.log'}", file=sys.stderr)
+    keep_records(planned)
     results = summarise(args, full, spec, planned)
+    if not results["sources"]:
+        print(
+            f"teachers_online: no run of this piece in {spec['out']} nor in its records "
+            f"({spec.get('keep')}): nothing to report; {args.out} left as it is",
+            file=sys.stderr,
+        )
+        return 1
     write_json(args.out, results)
     plot(results, args.out.with_suffix(".png"))
     for name, entry in results["sources"].items():

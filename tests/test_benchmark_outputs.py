@@ -5,6 +5,7 @@ made-up runs, and the final policy played and filmed from a short real run."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import backflip, offpolicy_feedback
+from benchmarks import backflip, offpolicy_feedback, teachers_online
 from benchmarks.common import filmstrip, play_final_policy
 from prefrl.cli import main
 from prefrl.envs.backflip_judge import BackwardTurn, backflip_progress
@@ -194,3 +195,38 @@ def test_the_learned_reward_check_scores_both_agents_segments_by_the_persons_sco
         assert 0.0 <= check[share] <= 1.0
     with pytest.raises(SystemExit, match="no checkpointed reward model"):
         backflip.learned_reward_check(tmp_path / "none", run_dir, episodes=1, seed=7)
+
+
+def test_teachers_online_reports_from_its_kept_records_once_the_run_directories_are_gone(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "teachers.toml"
+    spec.write_text(
+        f'out = "{tmp_path / "runs"}"\nkeep = "{tmp_path / "kept"}"\nimports = ["tests.toy_envs"]\n'
+        'steps = 1024\nseeds = [0]\n[grid]\nenv = ["prefrl-test/LinearReward-v0"]\nalgo = ["ppo"]\n'
+        'teacher = ["true-reward", "oracle", "mistake"]\nlabels = [20]\n'
+        '[settings]\nsegment-length = 10\nreward-updates = "sync"\nreward-update-interval = 256\n'
+    )
+    out = tmp_path / "teachers_online.json"
+    args = teachers_online.Args(spec=spec, sources=["oracle", "mistake"], report_only=True, out=out)
+    assert teachers_online.main(args) == 1 and not out.exists()  # nothing run yet: nothing written
+
+    _, piece = teachers_online.read_spec(args)
+    synthetic, _ = teachers_online.sweeps(piece, spec)
+    for run in synthetic.runs:  # as the sweep's tasks run them
+        assert main(["train", *run.args]) == 0
+    assert teachers_online.main(args) == 0
+    first = json.loads(out.read_text())
+    assert set(first["runs_done"]) == {run.name for run in synthetic.runs}
+    assert {p.name for p in (tmp_path / "kept").iterdir()} == {run.name for run in synthetic.runs}
+
+    shutil.rmtree(tmp_path / "runs")  # run directories are not committed; the records are
+    assert teachers_online.main(args) == 0
+    again = json.loads(out.read_text())
+    assert again["runs_done"] == first["runs_done"]
+    for source in ("true-reward", "oracle", "mistake"):
+        assert again["sources"][source]["final_true_return"] == first["sources"][source]["final_true_return"]
+    for source in ("oracle", "mistake"):
+        assert again["sources"][source]["normalized"] == first["sources"][source]["normalized"]
+        (labels,) = again["sources"][source]["labels"]
+        assert labels == first["sources"][source]["labels"][0] and labels["answers"] >= 8
