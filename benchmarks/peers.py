@@ -27,8 +27,11 @@ It also times the reward-model fit, seconds per epoch, of each library on one pr
 
 imitation gets its own virtualenv (built once, under ``--runs-dir``). Resumable: each arm and seed writes
 its own ``result.json`` and finished ones are skipped; an interrupted prefrl run is resumed from its
-checkpoint, an interrupted imitation run starts over. The JSON is marked ``"partial": true`` until all four
-arms have finished for at least 3 seeds at 1M steps.
+checkpoint, an interrupted imitation run starts over. Each finished arm's ``result.json`` and
+``metrics.csv`` and the epoch timings are kept in ``benchmarks/results/peers_runs`` (``--records``; commit
+it): a later sitting, whose ``benchmarks/runs`` is gone, skips what is recorded there, and ``--report-only``
+rewrites the JSON and plot from the records alone (no virtualenv built). The JSON is marked
+``"partial": true`` until all four arms have finished for at least 3 seeds at 1M steps.
 
     python -m benchmarks.peers [--steps 1000000] [--seeds 0 1 2] [--cpu 1] [--max-minutes 90]
 """
@@ -85,6 +88,9 @@ class Args:
     skip_epochs: bool = False
     report_only: bool = False
     runs_dir: Path = Path("benchmarks/runs/peers")
+    records: Path = RESULTS / "peers_runs"
+    """Each finished arm's ``result.json`` and ``metrics.csv``, and the epoch timings, kept here (commit it):
+    a later sitting skips what it holds, and the report reads it when ``runs_dir`` is gone."""
     venv: Path | None = None
     """imitation's virtualenv (default: RUNS_DIR/imitation-venv)."""
     out: Path = RESULTS / "peers.json"
@@ -236,7 +242,7 @@ def prefrl_epoch_seconds(
 
 
 def epoch_times(args: Args, python: Path) -> dict[str, Any]:
-    path = args.runs_dir / "epoch_times.json"
+    path = args.records / "epoch_times.json"
     if path.exists():
         return json.loads(path.read_text())
     data = preference_set(args.epoch_pairs, args.epoch_segment_length)
@@ -289,6 +295,30 @@ def arm_dir(args: Args, arm: str, seed: int) -> Path:
     return args.runs_dir / f"{arm}-{args.steps}-s{seed}"
 
 
+def record_dir(args: Args, arm: str, seed: int) -> Path:
+    return args.records / arm_dir(args, arm, seed).name
+
+
+def finished_result(args: Args, arm: str, seed: int) -> Path | None:
+    """A finished arm's ``result.json``: its kept record's, else its run directory's (None: unfinished)."""
+    for folder in (record_dir(args, arm, seed), arm_dir(args, arm, seed)):
+        if (folder / "result.json").exists():
+            return folder / "result.json"
+    return None
+
+
+def keep_record(args: Args, arm: str, seed: int) -> None:
+    """Copy a finished arm's ``metrics.csv`` and ``result.json`` to its record (the result last: the record
+    counts once it is there)."""
+    source, record = arm_dir(args, arm, seed), record_dir(args, arm, seed)
+    if (record / "result.json").exists() or not (source / "result.json").exists():
+        return
+    record.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.csv", "result.json"):
+        shutil.copyfile(source / name, record / f".{name}.tmp")
+        os.replace(record / f".{name}.tmp", record / name)
+
+
 def arm_command(args: Args, arm: str, seed: int, python: Path) -> list[str]:
     run_dir = arm_dir(args, arm, seed)
     if arm.startswith("prefrl"):
@@ -307,7 +337,8 @@ def arm_command(args: Args, arm: str, seed: int, python: Path) -> list[str]:
 def run_arm(args: Args, arm: str, seed: int, python: Path, deadline: float) -> bool:
     """Runs one arm to the end (True) or until ``deadline`` (False); its result.json when it ends."""
     run_dir = arm_dir(args, arm, seed)
-    if (run_dir / "result.json").exists():
+    if finished_result(args, arm, seed) is not None:
+        keep_record(args, arm, seed)  # an arm finished before its record was kept
         return True
     cpu_file = run_dir.with_suffix(".cpu_s")  # CPU seconds over all sittings (the machine may be busy)
     if arm.startswith("imitation") and run_dir.exists():
@@ -338,6 +369,7 @@ def run_arm(args: Args, arm: str, seed: int, python: Path, deadline: float) -> b
     if proc.returncode != 0:
         raise SystemExit(f"peers: {arm} seed {seed} failed (exit {proc.returncode}); see {log}")
     write_json(run_dir / "result.json", arm_result(args, arm, seed))
+    keep_record(args, arm, seed)
     return True
 
 
@@ -466,16 +498,13 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
     runs = []
     for seed in args.seeds:
         for arm in ARMS:
-            path = arm_dir(args, arm, seed) / "result.json"
-            if path.exists():
-                runs.append(json.loads(path.read_text()))
+            path = finished_result(args, arm, seed)
+            if path is not None:
+                metrics = path.parent / "metrics.csv"
+                curve = os.path.relpath(metrics.resolve(), ROOT) if metrics.exists() else None
+                runs.append({**json.loads(path.read_text()), "metrics": curve})
     summary = summarize(runs, epochs)
-    missing = [
-        f"{a} s{s}"
-        for s in args.seeds
-        for a in args.arms
-        if not (arm_dir(args, a, s) / "result.json").exists()
-    ]
+    missing = [f"{a} s{s}" for s in args.seeds for a in args.arms if finished_result(args, a, s) is None]
     settings = {
         "steps": args.steps,
         "seeds": args.seeds,
@@ -555,7 +584,9 @@ def plot(args: Args, runs: list[dict[str, Any]], epochs: dict[str, Any] | None) 
     colours = dict(zip(ARMS, ("tab:blue", "tab:cyan", "tab:red", "tab:orange")))
     labelled = set()
     for r in runs:
-        m = read_metrics(Path(str(r["run_dir"])) / "metrics.csv")
+        if r["metrics"] is None:  # an arm recorded before its curve was kept
+            continue
+        m = read_metrics(ROOT / str(r["metrics"]))
         arm = str(r["arm"])
         label = None if arm in labelled else arm
         labelled.add(arm)
@@ -583,21 +614,26 @@ def main(args: Args) -> None:
         raise SystemExit(f"peers: unknown arms {sorted(unknown)}; choose from {list(ARMS)}")
     if args.cpu and shutil.which("taskset") is None:
         raise SystemExit("peers: --cpu needs taskset (util-linux); leave it out to run unpinned")
+    if args.report_only:  # from what is recorded: no virtualenv to build, nothing measured
+        previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+        timed = args.records / "epoch_times.json"
+        epochs = json.loads(timed.read_text()) if timed.exists() else previous.get("epochs")
+        report(args, epochs, {key: previous.get(key) for key in ("parity", "imitation_venv")})
+        return
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else math.inf
     python = ensure_imitation_venv(args.venv or args.runs_dir / "imitation-venv")
     extra = {"parity": parity(python, args.runs_dir), "imitation_venv": venv_versions(python)}
-    measured = (args.runs_dir / "epoch_times.json").exists()
+    measured = (args.records / "epoch_times.json").exists()
     epochs = epoch_times(args, python) if measured or not args.skip_epochs else None
-    if not args.report_only:
-        for seed in args.seeds:
-            for arm in args.arms:
-                if not run_arm(args, arm, seed, python, deadline):
-                    break
-                report(args, epochs, extra)
-            else:
-                continue
-            break
+    for seed in args.seeds:
+        for arm in args.arms:
+            if not run_arm(args, arm, seed, python, deadline):
+                break
+            report(args, epochs, extra)
+        else:
+            continue
+        break
     report(args, epochs, extra)
 
 

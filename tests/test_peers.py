@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.peers import ARMS, earlier_results, is_partial, summarize
+from benchmarks.peers import (
+    ARMS,
+    Args,
+    arm_dir,
+    earlier_results,
+    finished_result,
+    is_partial,
+    keep_record,
+    record_dir,
+    report,
+    summarize,
+)
 
 
 def run(arm: str, seed: int, final: float | None, wall: float, steps: int = 1_000_000) -> dict[str, Any]:
@@ -101,3 +113,30 @@ def test_results_under_other_settings_are_kept_beside_new_ones(tmp_path: Path) -
     out.write_text(json.dumps({"settings": both_cores, "summary": {}, "runs": [], "earlier": earlier}))
     assert earlier_results(out, both_cores) == earlier
     assert earlier_results(tmp_path / "absent.json", both_cores) == []
+
+
+def test_finished_arms_are_kept_and_reported_from_their_records_once_the_runs_are_gone(
+    tmp_path: Path,
+) -> None:
+    args = Args(steps=300_000, seeds=[0], runs_dir=tmp_path / "runs", records=tmp_path / "kept")
+    args.out = tmp_path / "peers.json"
+    finals = dict(zip(ARMS, (1900.0, 2000.0, 800.0, 1000.0)))
+    for arm, final in finals.items():
+        run_dir = arm_dir(args, arm, 0)
+        run_dir.mkdir(parents=True)
+        header = "step,wall_s,episodes,true_return,learned_return,labels,val_accuracy\n"
+        (run_dir / "metrics.csv").write_text(header + "150000,100,2,10,1,0,nan\n300000,200,2,20,2,0,nan\n")
+        result = {**run(arm, 0, final, 200.0, steps=300_000), "agent_steps": 300_000}
+        (run_dir / "result.json").write_text(json.dumps(result))
+        assert finished_result(args, arm, 0) == run_dir / "result.json"
+        keep_record(args, arm, 0)
+    shutil.rmtree(tmp_path / "runs")  # run directories are not committed; the records are
+
+    for arm in ARMS:
+        assert finished_result(args, arm, 0) == record_dir(args, arm, 0) / "result.json"
+    report(args, None, {})
+    data = json.loads(args.out.read_text())
+    assert data["missing"] == [] and len(data["runs"]) == 4
+    assert data["summary"]["prefrl_ratio"] == 0.95 and data["summary"]["imitation_ratio"] == 0.8
+    assert all(Path(r["metrics"]).name == "metrics.csv" for r in data["runs"])
+    assert args.out.with_suffix(".png").exists()
