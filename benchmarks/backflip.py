@@ -350,7 +350,6 @@ def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -
     # Both agents' steps are observed as the run's own env observes them (its env settings, e.g.
     # floor_clearance, may differ from the other run's), from their simulator states.
     observer = gym.make(spec.env, **config.make_kwargs()).unwrapped
-    nq = observer.model.nq
     length = spec.segment_length
     if spec.reward_from is not None:  # a frozen reward: the segments its person judged
         length = int(json.loads((spec.reward_from / "spec.json").read_text())["segment_length"])
@@ -358,12 +357,9 @@ def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -
     scores, learned, owner = [], [], []
     for index, played_by in enumerate((run_dir, other)):
         for episode in play_final_policy(played_by, episodes, seed):
-            observations = []
-            for state in episode.states[:-1]:
-                observer.set_state(state[:nq], state[nq:])
-                observations.append(observer._get_obs())
+            observations = observer.observe(episode.states[:-1])  # the states the agent acted in
             rewards = ensemble.member_rewards(
-                np.array(observations, dtype=np.float32), episode.actions.astype(np.float32)
+                observations.astype(np.float32), episode.actions.astype(np.float32)
             ).mean(0)
             for start in range(0, len(rewards) - length + 1, length):
                 scores.append(backflip_progress(episode.states[start + 1 : start + length + 1]))

@@ -11,6 +11,9 @@
   by 2π per turn. With ``floor_clearance=True`` it also holds each body's height above the floor (its
   lowest point: what a person watching sees at once, whether the hopper is in the air or which part of it
   is on the floor, and what the policy and the learned reward would otherwise infer from the joint angles).
+  With ``observation_lags=[10, 25]`` it also holds copies of itself from that many steps back: a person
+  judges a clip, not a frame, and what makes a landing a backflip's (that the hopper was upside down in the
+  air a moment before) is not in the present state, so a reward r̂(o, a) of one step cannot pay for it.
 * **A tracking camera** that follows the torso from the side, far enough back to keep a jump in view.
 * **Instructions** for people labeling (:data:`INSTRUCTIONS`), exposed as ``env.unwrapped.instructions``.
 
@@ -26,6 +29,7 @@ wants, a landed airborne backflip, is judged from the simulator state in
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,6 +73,8 @@ class HopperBackflipEnv(HopperEnv):
             the scripted person's score paid step by step (:class:`~.backflip_judge.FlightScore`).
         floor_clearance: add to the observation the height above the floor of each body's lowest point
             (torso, thigh, leg, foot; :func:`~.backflip_judge.lowest_points`).
+        observation_lags: steps back (each ≥ 1) at which a copy of the observation is appended to it, the
+            oldest steps of an episode repeating its first observation; empty: none.
         **kwargs: passed to Hopper-v5 (e.g. ``render_mode``, ``width``, ``height``).
     """
 
@@ -81,10 +87,14 @@ class HopperBackflipEnv(HopperEnv):
         reset_noise_scale: float = 5e-3,
         reward: str = "rotation",
         floor_clearance: bool = False,
+        observation_lags: Sequence[int] = (),
         **kwargs: Any,
     ) -> None:
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}; got {reward!r}")
+        lags = tuple(observation_lags)
+        if not all(isinstance(lag, int) and lag >= 1 for lag in lags):
+            raise ValueError(f"observation_lags must be whole steps ≥ 1, e.g. [10, 25]; got {lags!r}")
         super().__init__(
             frame_skip=frame_skip,
             default_camera_config=dict(CAMERA),
@@ -101,15 +111,41 @@ class HopperBackflipEnv(HopperEnv):
             reset_noise_scale=reset_noise_scale,
             reward=reward,
             floor_clearance=floor_clearance,
+            observation_lags=lags,
             **kwargs,
         )
         self.floor_clearance = floor_clearance
+        self.observation_lags = lags
         self._flights = FlightScore() if reward == "flips" else None
         # qpos without x, with the pitch as (cos, sin): 1 + 2 + 3; qvel: 6; the bodies' clearance: 4.
-        obs_size = self.data.qpos.size + self.data.qvel.size + (len(BODIES) if floor_clearance else 0)
+        now_size = self.data.qpos.size + self.data.qvel.size + (len(BODIES) if floor_clearance else 0)
+        obs_size = now_size * (1 + len(lags))
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float64)
+        self._depth = max(lags, default=0) + 1
+        self._past: deque[NDArray[np.float64]] = deque(maxlen=self._depth)
 
     def _get_obs(self) -> NDArray[np.float64]:
+        """The observation of the state just reached, which it adds to the history the lags read: called
+        once per step and once at reset (a reset empties the history)."""
+        now = self._observe_now()
+        if not self._past:
+            self._past.extend([now] * self._depth)
+        self._past.append(now)
+        return np.concatenate([now, *(self._past[-1 - lag] for lag in self.observation_lags)])
+
+    def observe(self, states: np.ndarray) -> NDArray[np.float64]:
+        """The observations ``(steps, obs_dim)`` the env gives along a sequence of simulator states
+        ``(steps, nq + nv)``, the first taken as an episode's start (e.g. to score another agent's
+        episode with a learned reward). Leaves the simulator at the last state."""
+        nq = self.model.nq
+        self._past.clear()
+        out = []
+        for state in np.asarray(states, dtype=np.float64):
+            self.set_state(state[:nq], state[nq:])
+            out.append(self._get_obs())
+        return np.array(out)
+
+    def _observe_now(self) -> NDArray[np.float64]:
         qpos = self.data.qpos
         pitch = qpos[PITCH_INDEX]
         velocity = np.clip(self.data.qvel, -10, 10)
@@ -140,6 +176,7 @@ class HopperBackflipEnv(HopperEnv):
         return self._get_obs(), reward, False, False, info
 
     def reset_model(self) -> NDArray[np.float64]:
+        self._past.clear()
         obs = super().reset_model()
         if self._flights is not None:
             self._flights.reset(self.state_vector())

@@ -116,3 +116,26 @@ def test_floor_clearance_adds_each_bodys_height_above_the_floor_to_the_observati
         assert obs[-4:] == pytest.approx(clearance)  # the pose just reached, not the one before the step
     plain, _ = gym.make(BACKFLIP_ID).reset(seed=3)
     assert plain.shape == (12,)  # off by default: runs taught before it keep their observation
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_observation_lags_append_the_observation_of_that_many_steps_back() -> None:
+    env = gym.make(BACKFLIP_ID, floor_clearance=True, observation_lags=[3, 10])
+    check_env(env, skip_render_check=True)
+    assert env.observation_space.shape == (48,)
+    for episode in range(2):  # a reset starts the history anew
+        first, _ = env.reset(seed=episode)
+        assert first[16:32] == pytest.approx(first[:16]) and first[32:] == pytest.approx(first[:16])
+        seen, states = [first[:16]], [env.unwrapped.state_vector()]
+        for t in range(1, 30):
+            obs, *_ = env.step(env.action_space.sample())
+            seen.append(obs[:16])
+            states.append(env.unwrapped.state_vector())
+            assert obs[16:32] == pytest.approx(seen[max(t - 3, 0)])
+            assert obs[32:] == pytest.approx(seen[max(t - 10, 0)])
+    # The same observations from the states alone, as another agent's episode is scored.
+    replayed = env.unwrapped.observe(np.array(states))
+    assert replayed[:, :16] == pytest.approx(np.array(seen))
+    assert replayed[-1, 32:] == pytest.approx(seen[-11])
+    with pytest.raises(ValueError, match="observation_lags must be whole steps"):
+        gym.make(BACKFLIP_ID, observation_lags=[0])
