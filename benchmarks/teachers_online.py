@@ -30,7 +30,8 @@ its run directory is gone. A report that would find no run at all leaves the pub
 Writes ``benchmarks/results/teachers_online.json`` (``{partial, runs_done, runs_not_done, sources: {name:
 {normalized: {iqm, iqm_ci95, mean, mean_ci95, per_seed}, final_true_return, labels, curve}}, ...}``) and
 ``.png`` (learning curves; normalised final scores). ``partial`` is true unless every run of the full
-benchmark (the spec's steps and seeds, every source) has finished.
+benchmark (the spec's steps and seeds, every source) has finished. Results of another piece (steps, seeds,
+sources) published earlier in the JSON are kept in its ``earlier`` list.
 
     python -m benchmarks.teachers_online                          # everything (≈ 8 core-hours), resumable
     python -m benchmarks.teachers_online --steps 100000 --seeds 0  # a smaller piece, in OUT-100000-steps
@@ -335,6 +336,19 @@ def summarise(
     }
 
 
+def earlier_pieces(out: Path, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Results published at ``out`` for another piece (steps, seeds, sources), kept beside the new ones
+    rather than overwritten: the earlier ones, then the one ``out`` holds now if its piece differs."""
+    if not out.exists():
+        return []
+    previous = json.loads(out.read_text())
+    earlier: list[dict[str, Any]] = previous.pop("earlier", [])
+    piece = lambda r: (r["task"], sorted(r["sources"]))  # noqa: E731
+    if piece(previous) != piece(results):
+        earlier.append(previous)
+    return earlier
+
+
 def note(spec: dict[str, Any], full: dict[str, Any]) -> str:
     seeds = spec.get("seeds", [0])
     text = (
@@ -433,6 +447,7 @@ def main(args: Args) -> int:
             file=sys.stderr,
         )
         return 1
+    results["earlier"] = earlier_pieces(args.out, results)
     write_json(args.out, results)
     plot(results, args.out.with_suffix(".png"))
     for name, entry in results["sources"].items():

@@ -215,6 +215,8 @@ def test_teachers_online_reports_from_its_kept_records_once_the_run_directories_
     synthetic, _ = teachers_online.sweeps(piece, spec)
     for run in synthetic.runs:  # as the sweep's tasks run them
         assert main(["train", *run.args]) == 0
+    published = {"task": {"steps": 512, "seeds": [0]}, "sources": {"oracle": {}}, "note": "another piece"}
+    out.write_text(json.dumps(published))
     assert teachers_online.main(args) == 0
     first = json.loads(out.read_text())
     assert set(first["runs_done"]) == {run.name for run in synthetic.runs}
@@ -224,6 +226,7 @@ def test_teachers_online_reports_from_its_kept_records_once_the_run_directories_
     assert teachers_online.main(args) == 0
     again = json.loads(out.read_text())
     assert again["runs_done"] == first["runs_done"]
+    assert first["earlier"] == again["earlier"] == [published]  # kept once, beside this piece's results
     for source in ("true-reward", "oracle", "mistake"):
         assert again["sources"][source]["final_true_return"] == first["sources"][source]["final_true_return"]
     for source in ("oracle", "mistake"):
