@@ -29,6 +29,7 @@ A run directory that already holds this run is resumed (``prefrl resume``); a fi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -450,8 +451,8 @@ def main(args: Args) -> None:
     if config["steps"] != PUBLISHED_STEPS:
         suffix += f"_{config['steps'] // 1000}k_steps"
     config_settings = settings(config)
-    for setting in config_settings:
-        suffix += "_" + setting.replace("=", "_").replace(".", "")
+    for setting in config_settings:  # e.g. ent_coef_001, observation_lags_10_20 (no brackets in file names)
+        suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
         "the hand-written backflip reward (ceiling)"
