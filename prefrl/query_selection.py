@@ -14,6 +14,9 @@ import numpy as np
 from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Pair, SegmentPool
 
+SCORE_BYTES = 64 * 2**20
+"""Observation bytes of the candidate pairs scored at once (a chunk of them, however many there are)."""
+
 
 class QuerySelector(Protocol):
     oversample: int
@@ -59,11 +62,20 @@ class _EnsembleSelector:
     def choose(self, candidates: list[Pair], n: int) -> list[Pair]:
         if len(candidates) <= n:
             return candidates
-        obs = np.stack([np.stack([left.obs, right.obs]) for left, right in candidates])
-        acts = np.stack([np.stack([left.acts, right.acts]) for left, right in candidates])
-        scores = self.score(self.ensemble.preference_probs(obs, acts))
-        best = np.argsort(-scores, kind="stable")[:n]
+        # Scored a chunk at a time: a frame-stack pair's observations are 1.4 MB (App. A.2's 25 steps of
+        # 4×84×84), and a run's hundreds of candidates at once would be gigabytes for every update.
+        chunk = max(1, SCORE_BYTES // (2 * candidates[0][0].obs.nbytes))
+        probs = np.concatenate(
+            [self._probs(candidates[i : i + chunk]) for i in range(0, len(candidates), chunk)], axis=1
+        )
+        best = np.argsort(-self.score(probs), kind="stable")[:n]
         return [candidates[i] for i in best]
+
+    def _probs(self, pairs: list[Pair]) -> np.ndarray:
+        """Per-member preference probabilities ``(K, len(pairs))``."""
+        obs = np.stack([np.stack([left.obs, right.obs]) for left, right in pairs])
+        acts = np.stack([np.stack([left.acts, right.acts]) for left, right in pairs])
+        return self.ensemble.preference_probs(obs, acts)
 
 
 class DisagreementSelector(_EnsembleSelector):

@@ -1,7 +1,11 @@
+import tracemalloc
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
+from prefrl import query_selection
+from prefrl.frame_storage import FrameStackSegment, FrameStore
 from prefrl.query_selection import DisagreementSelector, EntropySelector, RandomSelector, make_selector
 from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Segment, SegmentPool
@@ -64,3 +68,45 @@ def test_selectors_on_a_real_ensemble_return_distinct_pairs(rng):
 def test_unknown_selector():
     with pytest.raises(ValueError, match="unknown query selection"):
         make_selector("clever", ensemble())
+
+
+def test_candidates_are_scored_a_chunk_at_a_time_and_chosen_as_if_at_once(rng, monkeypatch):
+    ens = ensemble()
+    candidates = pool_of(50, rng).sample_pairs(100, rng)
+    batches = []
+
+    def fake_probs(obs, acts):
+        batches.append(len(obs))
+        spread = obs[:, 0, 0, 0] / 100
+        return np.stack([0.5 + spread, 0.5 - spread, 0.5 + spread])
+
+    monkeypatch.setattr(ens, "preference_probs", fake_probs)
+    at_once = DisagreementSelector(ens).choose(candidates, 10)
+    assert batches == [100]
+    pair_bytes = 2 * candidates[0][0].obs.nbytes
+    monkeypatch.setattr(query_selection, "SCORE_BYTES", 7 * pair_bytes)
+    batches.clear()
+    assert DisagreementSelector(ens).choose(candidates, 10) == at_once
+    assert batches == [7] * 14 + [2]
+
+
+def test_scoring_frame_stack_candidates_holds_one_chunk_of_their_observations_at_a_time(rng, monkeypatch):
+    # App. A.2's segments: 25 steps of 4 stacked 84×84 frames, 1.4 MB of observations per pair.
+    store = FrameStore((84, 84))
+    frames = store.intern_stacks(rng.integers(0, 255, (1, 8, 84, 84), dtype=np.uint8))[0]
+    segments = [
+        FrameStackSegment(store, rng.choice(frames, (25, 4)), np.zeros((25, 1)), np.zeros(25))
+        for _ in range(400)
+    ]
+    candidates = list(zip(segments[::2], segments[1::2]))  # 200 pairs: 282 MB of observations at once
+    ens = ensemble()
+    monkeypatch.setattr(ens, "preference_probs", lambda obs, acts: rng.random((3, len(obs))))
+    tracemalloc.start()
+    try:
+        chosen = DisagreementSelector(ens).choose(candidates, 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(chosen) == 20
+    # A chunk of 64 MB, and its pairs' arrays before stacking; at once, it would be 282 MB twice over.
+    assert peak < 200 * 2**20
