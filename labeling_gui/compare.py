@@ -188,7 +188,10 @@ def _serve(app: FastAPI) -> Iterator[str]:
     """Run ``app`` with uvicorn in a thread on a free loopback port; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # log_config=None: a server inside this process leaves the process's logging as it is (uvicorn's own
+    # configuration would close every handler already installed, and with it the streams some hold).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", log_config=None)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -73,7 +73,9 @@ def serve(app: FastAPI) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # As labeling_gui.compare does: uvicorn's logging configuration would close the handlers installed
+    # before it (absl's, imported with rliable, holds pytest's captured stderr and closes it).
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
