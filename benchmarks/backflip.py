@@ -33,6 +33,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BackflipRule,
     BackwardTurn,
+    Jump,
     backflip_progress,
+    clip_jumps,
     count_backward_turns,
     judge_turns,
 )
@@ -119,6 +122,10 @@ class Args:
     """Only check the run's learned reward: play this other run's final agent (e.g. the ceiling, which lands
     backflips) beside the run's own, compare how the learned reward and the person's score rank their
     segments (:func:`learned_reward_check`) and add the figures to the run's record in ``--out``."""
+    describe_labels: bool = False
+    """Only describe what the run's labelled clips showed (:func:`labelled_clips`, from its
+    ``labels.sqlite``) and add it to the run's record in ``--out`` (runs evaluated before the benchmark
+    recorded it)."""
 
 
 def _python() -> list[str]:
@@ -322,6 +329,38 @@ def share_disagreeing(store: LabelStore) -> float | None:
     return wrong / judged if judged else None
 
 
+CLIP_TURNS = (0.25, 0.5, 0.9)
+"""Airborne turns (of 2π) by which :func:`labelled_clips` sorts what the person was shown (0.9: most of
+a turn, as a landed flip's is in the air; its first and last steps touch)."""
+
+
+def labelled_clips(store: LabelStore, *, last: int = 200) -> dict[str, Any]:
+    """What the clips of the answered pairs showed, by :func:`~prefrl.envs.backflip_judge.clip_jumps`: the
+    share of clips with a jump, with an airborne backward turn of at least each of :data:`CLIP_TURNS` in one
+    jump, and with a jump landed on the foot after a turn of at least each, over all answers and over the
+    ``last`` ones. A reward taught by these labels can pay for a landing only if some
+    clips showed one: this tells a run that never showed the person a landed flip from one whose labels
+    did not teach it."""
+
+    def shares(clips: list[list[Jump]]) -> dict[str, Any]:
+        turned = np.array([max((jump.turn for jump in jumps), default=0.0) for jumps in clips])
+        landed = np.array([max((j.turn for j in jumps if j.landed), default=-1.0) for jumps in clips])
+        out: dict[str, Any] = {"clips": len(clips), "jumping": float(np.mean([bool(j) for j in clips]))}
+        out["landed"] = float(np.mean(landed >= 0.0))
+        for turn in CLIP_TURNS:
+            out[f"turn_in_air_{turn:g}"] = float(np.mean(turned >= turn))
+            out[f"landed_after_turn_{turn:g}"] = float(np.mean(landed >= turn))
+        return out
+
+    clips = [
+        clip_jumps(segment.states)
+        for query, _ in store.answered_pairs()
+        for segment in (query.left, query.right)
+        if segment.states is not None
+    ]
+    return {"all": shares(clips), f"last_{last}_answers": shares(clips[-2 * last :])}
+
+
 def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -> dict[str, Any]:
     """Does a taught run's learned reward rank another agent's behaviour as the person's score does?
 
@@ -391,20 +430,43 @@ def learned_reward_check(run_dir: Path, other: Path, episodes: int, seed: int) -
     }
 
 
-def add_reward_check(args: Args) -> None:
-    """``--check-reward-against``: the check, added to this run's record in ``--out``."""
-    if args.check_reward_against is None or not args.out.exists():
-        raise SystemExit(f"{args.out}: no results to add the check to; evaluate the run first")
+def add_to_record(args: Args, key: str, figures: Callable[[], dict[str, Any]]) -> None:
+    """Adds ``figures()`` under ``key`` to the record of ``--run-dir``'s run in ``--out``."""
+    if not args.out.exists():
+        raise SystemExit(f"{args.out}: no results to add {key} to; evaluate the run first")
     data = json.loads(args.out.read_text())
     mine = [run for run in data["runs"] if Path(run.get("run_dir", "")) == args.run_dir]
     if not mine:
         raise SystemExit(f"{args.out} holds no run of {args.run_dir}; evaluate it first")
-    other, seed = args.check_reward_against, args.seed + 20_000
-    check = learned_reward_check(args.run_dir, other, args.eval_episodes, seed)
+    added = figures()
     for run in mine:
-        run["learned_reward_check"] = check
+        run[key] = added
     write_json(args.out, data)
-    print(json.dumps(check, indent=1))
+    print(json.dumps(added, indent=1))
+
+
+def add_reward_check(args: Args) -> None:
+    """``--check-reward-against``: the check, added to this run's record in ``--out``."""
+    other, seed = args.check_reward_against, args.seed + 20_000
+    assert other is not None
+    add_to_record(
+        args,
+        "learned_reward_check",
+        lambda: learned_reward_check(args.run_dir, other, args.eval_episodes, seed),
+    )
+
+
+def add_labelled_clips(args: Args) -> None:
+    """``--describe-labels``: :func:`labelled_clips` of the run, added to its record in ``--out``."""
+    labels = args.run_dir / "labels.sqlite"
+    if not labels.exists():
+        raise SystemExit(f"{args.run_dir}: no labels.sqlite (a ceiling or frozen-reward run asks for none)")
+
+    def describe() -> dict[str, Any]:
+        with LabelStore(labels) as store:
+            return labelled_clips(store)
+
+    add_to_record(args, "labelled_clips", describe)
 
 
 def _best_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -432,6 +494,9 @@ never counted toward the targets."""
 def main(args: Args) -> None:
     if args.check_reward_against is not None:
         add_reward_check(args)
+        return
+    if args.describe_labels:
+        add_labelled_clips(args)
         return
     earlier = earlier_published(args.out)
     if args.evaluate_only:
@@ -489,11 +554,12 @@ def main(args: Args) -> None:
         if source
         else "Hopper backflip, scripted teacher through the labeling GUI",
     )
-    records, disagreeing = [], None
+    records, disagreeing, shown = [], None, None
     if not ceiling:
         with LabelStore(labelled / "labels.sqlite") as store:
             records = store.answer_records()
             disagreeing = share_disagreeing(store)
+            shown = labelled_clips(store)
     state = read_state(latest_checkpoint(args.run_dir))  # type: ignore[arg-type]
     labels = sum(r["choice"] != "skip" for r in records)
     if ceiling:
@@ -529,6 +595,7 @@ def main(args: Args) -> None:
         "backward_turns_each_episode": judged.backward_turns,
         "labelers": sorted({r["labeler"] for r in records}),
         "answers_disagreeing_with_progress": disagreeing,
+        "labelled_clips": shown,
         "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
         "env_kwargs": list(config["env_kwargs"]),
         "agent_kwargs": list(config["agent_kwargs"]),

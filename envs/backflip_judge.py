@@ -244,8 +244,34 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     return score + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
 
 
+def clip_jumps(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[Jump]:
+    """The jumps a clip shows (:class:`FlightScore`'s, see :class:`Jump`): how far towards a landed backflip
+    the behaviour a person was asked about had come.
+
+    Args:
+        states: simulator states ``(steps, nq + nv)`` of the clip.
+        rule: the contact margin and what standing after a landing is.
+    """
+    states = np.asarray(states, dtype=np.float64)
+    flights = FlightScore(rule)
+    flights.reset(states[0])
+    for state in states[1:]:
+        flights.step(state)
+    return flights.jumps
+
+
 LANDING_CREDIT = 1.0
 """Weight of a flight's landing on the foot against its airborne turning (:func:`backflip_progress`)."""
+
+
+@dataclass
+class Jump:
+    """One jump seen by :class:`FlightScore`: the backward turn it made in the air (in turns of 2π, capped
+    at one full turn) and whether its landing settled on the foot, upright (rule 3). A jump still in the air
+    when the states end is not landed."""
+
+    turn: float
+    landed: bool = False
 
 
 class FlightScore:
@@ -267,6 +293,8 @@ class FlightScore:
         self._pitch, self._airborne, self._on_foot, self._jumped = 0.0, False, False, False
         self._turned = 0.0
         self._landing: tuple[int, float, int] | None = None  # steps since touchdown, turn, standing run
+        self.jumps: list[Jump] = []
+        """The jumps so far (since :meth:`reset`), the one in the air last; what a clip showed a person."""
 
     def reset(self, state: np.ndarray) -> None:
         """Starts an episode (or a clip) at simulator state ``state`` ``(nq + nv,)``. A clip that opens in
@@ -276,6 +304,7 @@ class FlightScore:
         self._airborne = not bool(touching.any())
         self._on_foot = bool(touching[BODIES.index("foot")] and not touching[:3].any())
         self._jumped, self._turned, self._landing = self._airborne, 0.0, None
+        self.jumps = [Jump(0.0)] if self._jumped else []
 
     def step(self, state: np.ndarray) -> float:
         """The reward for reaching simulator state ``state`` ``(nq + nv,)``."""
@@ -284,10 +313,13 @@ class FlightScore:
         pitch, reward = float(state[PITCH_INDEX]), 0.0
         if airborne and not self._airborne:  # takeoff: a jump only from the foot alone
             self._turned, self._jumped = 0.0, self._on_foot
+            if self._jumped:
+                self.jumps.append(Jump(0.0))
         if airborne and self._airborne and self._jumped:
             turned = self._turned + (self._pitch - pitch) / (2 * np.pi)
             reward += min(max(turned, 0.0), 1.0) - min(max(self._turned, 0.0), 1.0)
             self._turned = turned
+            self.jumps[-1].turn = min(max(turned, 0.0), 1.0)
         if not airborne and self._airborne and self._jumped:  # touchdown: the landing is judged next (rule 3)
             self._landing = (0, min(max(self._turned, 0.0), 1.0), 0)
         if self._landing is not None:
@@ -305,7 +337,10 @@ class FlightScore:
         run = run + 1 if _standing(state[None], touching, rule)[0] else 0
         if run == rule.settle_steps:
             self._landing = None
-            return LANDING_CREDIT * turn if steps - rule.settle_steps + 1 < rule.landing_window else 0.0
+            if steps - rule.settle_steps + 1 >= rule.landing_window:
+                return 0.0
+            self.jumps[-1].landed = True
+            return LANDING_CREDIT * turn
         steps += 1
         self._landing = (steps, turn, run) if steps < rule.landing_window + rule.settle_steps else None
         return 0.0

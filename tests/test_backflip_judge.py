@@ -10,6 +10,7 @@ from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BODIES,
     backflip_progress,
+    clip_jumps,
     count_backward_turns,
     floor_contacts,
     judge_backflips,
@@ -215,3 +216,15 @@ def test_progress_counts_only_flights_that_take_off_from_the_foot() -> None:
     height = [0.05 * (s[:, 1].max() - 1.25) for s in (jump, bounce)]
     assert 0.7 < backflip_progress(jump) - height[0] <= 0.8  # 0.8 turns, less the first and last steps
     assert backflip_progress(bounce) - height[1] == pytest.approx(0.0)
+
+
+def test_clip_jumps_say_how_far_each_jump_turned_and_whether_it_landed() -> None:
+    """What a clip showed the person: a landed flip, the same turn crashed, a small landed hop, a roll."""
+    (landed,) = clip_jumps(flip(STAND, -2 * np.pi))
+    assert landed.landed and landed.turn == pytest.approx(1.0, abs=0.05)  # its first steps touch
+    (crashed,) = clip_jumps(flip(0.04, -2.5 * np.pi))
+    assert not crashed.landed and crashed.turn == pytest.approx(1.0, abs=0.05)
+    (hopped,) = clip_jumps(hop(1.0, lands=True))
+    assert hopped.landed and hopped.turn == pytest.approx(1.0 / (2 * np.pi), abs=0.02)
+    assert clip_jumps(rolling(60)) == []
+    assert clip_jumps(flight_from(np.pi, 1.6 * np.pi)) == []  # a bounce off the head is no jump

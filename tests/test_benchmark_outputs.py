@@ -233,3 +233,25 @@ def test_teachers_online_reports_from_its_kept_records_once_the_run_directories_
         assert again["sources"][source]["normalized"] == first["sources"][source]["normalized"]
         (labels,) = again["sources"][source]["labels"]
         assert labels == first["sources"][source]["labels"][0] and labels["answers"] >= 8
+
+
+def test_the_backflip_benchmark_says_what_the_labelled_clips_showed(tmp_path: Path) -> None:
+    """A run whose person never saw a landed flip is told apart from one whose labels did not teach it."""
+    from prefrl.label_store import LabelStore
+    from prefrl.segments import Segment
+    from prefrl.teachers import Answer, Preference
+    from tests.test_backflip_judge import STAND, flip, rolling
+
+    def clip(states: np.ndarray) -> Segment:
+        steps = len(states)
+        return Segment(np.zeros((steps, 3)), np.zeros((steps, 3)), np.zeros(steps), states=states)
+
+    landed, crashed, rolled = flip(STAND, -2 * np.pi), flip(0.04, -2.5 * np.pi), rolling(60)
+    with LabelStore(tmp_path / "labels.sqlite") as store:
+        first, second = store.add_queries([(clip(landed), clip(rolled)), (clip(crashed), clip(rolled))])
+        store.add_answers([Answer(first.query_id, Preference.LEFT), Answer(second.query_id, Preference.LEFT)])
+        shown = backflip.labelled_clips(store, last=1)
+    assert shown["all"]["clips"] == 4 and shown["all"]["jumping"] == 0.5
+    assert shown["all"]["turn_in_air_0.9"] == 0.5 and shown["all"]["landed_after_turn_0.9"] == 0.25
+    last = {key: 0.0 for key in shown["all"] if key.startswith("landed")}
+    assert shown["last_1_answers"] == {**shown["all"], "clips": 2, **last}  # the crashed flip and the roll
