@@ -238,9 +238,7 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
         rule: the contact margin and what standing after a landing is.
     """
     states = np.asarray(states, dtype=np.float64)
-    flights = FlightScore(rule)
-    flights.reset(states[0])
-    score = sum(flights.step(state) for state in states[1:])
+    score, _ = _flights_of(states, rule)
     return score + 0.05 * (float(states[:, HEIGHT_INDEX].max()) - 1.25)
 
 
@@ -252,12 +250,14 @@ def clip_jumps(states: np.ndarray, rule: BackflipRule = BackflipRule()) -> list[
         states: simulator states ``(steps, nq + nv)`` of the clip.
         rule: the contact margin and what standing after a landing is.
     """
-    states = np.asarray(states, dtype=np.float64)
+    return _flights_of(np.asarray(states, dtype=np.float64), rule)[1].jumps
+
+
+def _flights_of(states: np.ndarray, rule: BackflipRule) -> tuple[float, FlightScore]:
+    """:class:`FlightScore` run over ``states`` from the first: the sum of its rewards, and the scorer."""
     flights = FlightScore(rule)
     flights.reset(states[0])
-    for state in states[1:]:
-        flights.step(state)
-    return flights.jumps
+    return float(sum(flights.step(state) for state in states[1:])), flights
 
 
 LANDING_CREDIT = 1.0
