@@ -12,7 +12,12 @@ episodes with the agent and reports, on those steps:
   forward is "unhealthy" on most steps while its torso stays high).
 
 This is how the Hopper agent that slid forward lying down was found (README, Task variants).
-Writes benchmarks/results/reward_diagnostics.json.
+With ``--against RUN`` (the true-reward run of the same task, say) that run's final agent is played too
+and scored by each diagnosed run's learned reward: a reward that pays more for the better agent's
+behaviour, as the true reward does, was right, and its own agent fell short of it; one that pays less is
+wrong off the behaviour it was fitted on.
+
+Writes benchmarks/results/reward_diagnostics.json, keeping the diagnoses of other run directories there.
 
     python -m benchmarks.reward_diagnostics benchmarks/runs/prefrl_Hopper-v0-ppo-oracle-700-s0 [...]
 """
@@ -29,7 +34,7 @@ import torch
 import tyro
 from stable_baselines3.common.vec_env import VecNormalize
 
-from benchmarks.common import RESULTS, machine_info, write_json
+from benchmarks.common import RESULTS, machine_info, play_final_policy, write_json
 from prefrl import algos
 from prefrl.checkpoint import latest_checkpoint
 from prefrl.config import TrainConfig
@@ -47,10 +52,14 @@ class Args:
     pairs: int = 2000
     """Random segment pairs drawn to measure ordering agreement."""
     seed: int = 123
+    against: Path | None = None
+    """Another run of the same task whose final agent each run's learned reward also scores."""
     out: Path = RESULTS / "reward_diagnostics.json"
 
 
-def diagnose(run_dir: Path, episodes: int, pairs: int, seed: int) -> dict[str, object]:
+def diagnose(
+    run_dir: Path, episodes: int, pairs: int, seed: int, against: Path | None = None
+) -> dict[str, object]:
     config = TrainConfig.load(run_dir / "config.json")
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
@@ -121,6 +130,14 @@ def diagnose(run_dir: Path, episodes: int, pairs: int, seed: int) -> dict[str, o
         "segment_length": length,
         "segment_pair_agreement": round(float(agree[keep].mean()), 4),
     }
+    if against is not None:
+        other = play_final_policy(against, episodes, seed, deterministic=False)  # played as its own agent is
+        scored = [ensemble.member_rewards(e.observations, e.actions).mean(0).sum() for e in other]
+        result["against"] = {
+            "run_dir": str(against),
+            "true_return_per_episode": round(float(np.mean([e.true_return for e in other])), 1),
+            "learned_return_per_episode": round(float(np.mean(scored)), 1),
+        }
     return result
 
 
@@ -128,8 +145,11 @@ def main(args: Args) -> None:
     if not args.run_dirs:
         raise SystemExit("give one or more run directories")
     torch.set_num_threads(1)
-    runs = [diagnose(d, args.episodes, args.pairs, args.seed) for d in args.run_dirs]
-    write_json(args.out, {"benchmark": "reward_diagnostics", "runs": runs, "machine": machine_info()})
+    runs = [diagnose(d, args.episodes, args.pairs, args.seed, args.against) for d in args.run_dirs]
+    previous = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    diagnosed = {run["run_dir"] for run in runs}
+    kept = [run for run in previous if run["run_dir"] not in diagnosed]  # other runs' diagnoses stay
+    write_json(args.out, {"benchmark": "reward_diagnostics", "runs": kept + runs, "machine": machine_info()})
     print(json.dumps(runs, indent=2))
 
 
