@@ -343,6 +343,8 @@ def labelled_clips(store: LabelStore, *, last: int = 200) -> dict[str, Any]:
     did not teach it."""
 
     def shares(clips: list[list[Jump]]) -> dict[str, Any]:
+        if not clips:
+            return {"clips": 0}
         turned = np.array([max((jump.turn for jump in jumps), default=0.0) for jumps in clips])
         landed = np.array([max((j.turn for j in jumps if j.landed), default=-1.0) for jumps in clips])
         out: dict[str, Any] = {"clips": len(clips), "jumping": float(np.mean([bool(j) for j in clips]))}

@@ -248,6 +248,7 @@ def test_the_backflip_benchmark_says_what_the_labelled_clips_showed(tmp_path: Pa
 
     landed, crashed, rolled = flip(STAND, -2 * np.pi), flip(0.04, -2.5 * np.pi), rolling(60)
     with LabelStore(tmp_path / "labels.sqlite") as store:
+        assert backflip.labelled_clips(store)["all"] == {"clips": 0}  # nothing answered yet
         first, second = store.add_queries([(clip(landed), clip(rolled)), (clip(crashed), clip(rolled))])
         store.add_answers([Answer(first.query_id, Preference.LEFT), Answer(second.query_id, Preference.LEFT)])
         shown = backflip.labelled_clips(store, last=1)
