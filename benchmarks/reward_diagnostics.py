@@ -19,7 +19,9 @@ wrong off the behaviour it was fitted on.
 
 Writes benchmarks/results/reward_diagnostics.json, keeping the diagnoses of other run directories there.
 
-    python -m benchmarks.reward_diagnostics benchmarks/runs/prefrl_Hopper-v0-ppo-oracle-700-s0 [...]
+    python -m benchmarks.reward_diagnostics --run-dirs RUNS/prefrl_Hopper-v0-ppo-oracle-700-s0 [...]
+    python -m benchmarks.reward_diagnostics --run-dirs RUNS/prefrl_Swimmer-v0-ppo-oracle-700-s0 \
+        --against RUNS/prefrl_Swimmer-v0-ppo-true-reward-s0
 """
 
 from __future__ import annotations
