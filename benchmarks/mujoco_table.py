@@ -4,7 +4,7 @@ Runs the committed sweeps (:mod:`prefrl.sweep`) as one grid on a local Ray, chea
 whole tasks finish early in a sitting, then reports what is finished with :func:`prefrl.report.write_report`:
 
 * ``benchmarks/specs/mujoco_table.toml``: all 8 tasks, PPO on the true reward against 700 oracle labels,
-  3 seeds, 1M steps (200k for Reacher and the pendulums), RL Zoo's per-task PPO settings for both arms;
+  3 seeds, 1M steps (200k for Reacher), RL Zoo's per-task PPO settings for both arms;
 * ``mujoco_budgets.toml``: 350 and 1,400 labels on Hopper, Walker2d and HalfCheetah;
 * ``mujoco_trpo.toml``: TRPO (the paper's agent) on Hopper and Walker2d.
 
@@ -94,11 +94,13 @@ def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
     main = report["summary"].get(MAIN_ARM, {})
     complete = not missing
     tasks_in_iqm = main.get("tasks", 0)
+    left_out = main.get("tasks_left_out", [])
     return {
         "iqm_700": main.get("iqm"),
         "iqm_700_ci": main.get("ci95"),
         "mean_700": main.get("mean"),
-        "iqm_700_over": f"{tasks_in_iqm} of {len(tasks)} tasks × {main.get('runs_per_task', 0)} seeds",
+        "iqm_700_over": f"{tasks_in_iqm} of {len(tasks)} tasks × {main.get('runs_per_task', 0)} seeds"
+        + (f" (left out, fewer seeds: {', '.join(left_out)})" if left_out else ""),
         "per_task": per_task,
         "below_0_8": sorted(
             env for env in tasks if scores[env].get(MAIN_ARM) and np.mean(scores[env][MAIN_ARM]) < 0.8

@@ -153,19 +153,30 @@ def normalized_scores(runs: list[RunResult]) -> dict[str, dict[str, list[float]]
     return {arm: dict(tasks) for arm, tasks in scores.items()}
 
 
+def full_matrix(tasks: dict[str, list[float]]) -> tuple[int, dict[str, list[float]]]:
+    """The seeds per task and the tasks that give the largest full (seeds × tasks) matrix; a tie goes to more
+    tasks (a task says more about the method than another seed of a task already in)."""
+    counts = sorted({len(v) for v in tasks.values()})
+    runs = max(counts, key=lambda k: (k * sum(len(v) >= k for v in tasks.values()), -k))
+    return runs, {t: v for t, v in tasks.items() if len(v) >= runs}
+
+
 def aggregate(scores: dict[str, dict[str, list[float]]], *, seed: int = 0) -> dict[str, dict[str, Any]]:
     """IQM and mean of each arm's normalised scores over tasks × seeds, each with a 95 % stratified-bootstrap
     CI, and its performance profile (the fraction of runs scoring above τ, with a 95 % bootstrap band) at
     :data:`PROFILE_TAUS`.
 
-    rliable needs a full (runs × tasks) matrix: each arm uses as many seeds as its least-run task has.
+    rliable needs a full (runs × tasks) matrix, so an arm whose tasks have different numbers of finished
+    seeds is aggregated over the seeds-per-task count that keeps the most runs (:func:`full_matrix`): with
+    three seeds on four tasks and one on a fifth, the IQM covers the four tasks × three seeds and names the
+    fifth under ``tasks_left_out``, rather than dropping to one seed of each. ``per_task`` lists every task.
     """
     from rliable import library as rly
     from rliable import metrics as rly_metrics
 
     out = {}
-    for arm, tasks in scores.items():
-        runs = min(len(v) for v in tasks.values())
+    for arm, all_tasks in scores.items():
+        runs, tasks = full_matrix(all_tasks)
         matrix = np.array([tasks[t][:runs] for t in sorted(tasks)]).T  # (runs, tasks)
         np.random.seed(seed)  # rliable draws its bootstrap from numpy's global generator
         point, interval = rly.get_interval_estimates(
@@ -181,7 +192,8 @@ def aggregate(scores: dict[str, dict[str, list[float]]], *, seed: int = 0) -> di
             "mean_ci95": [float(interval[arm][0, 1]), float(interval[arm][1, 1])],
             "tasks": len(tasks),
             "runs_per_task": runs,
-            "per_task": {t: float(np.mean(v)) for t, v in sorted(tasks.items())},
+            "tasks_left_out": sorted(set(all_tasks) - set(tasks)),
+            "per_task": {t: float(np.mean(v)) for t, v in sorted(all_tasks.items())},
             "performance_profile": {
                 "tau": PROFILE_TAUS.tolist(),
                 "fraction": np.asarray(profile[arm]).tolist(),
@@ -248,6 +260,13 @@ def _markdown(runs: list[RunResult], summary: dict[str, Any]) -> str:
     for arm, s in sorted(summary.items()):
         interval = f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
         lines.append(f"| {arm} | {s['iqm']:.2f} | {interval} | {s['tasks']} | {s['runs_per_task']} |")
+    for arm, s in sorted(summary.items()):
+        if s["tasks_left_out"]:
+            fewer = ", ".join(s["tasks_left_out"])
+            lines.append(
+                f"\n{arm}: {fewer} left out of the IQM (fewer than {s['runs_per_task']} finished seeds); "
+                "the per-task table above still lists them."
+            )
     lines += [
         "",
         "Normalised score: (final true return − untrained) / (the task's true-reward final − untrained); "

@@ -51,6 +51,25 @@ def test_the_report_normalises_by_the_true_reward_arm_and_takes_the_iqm(tmp_path
     assert (tmp_path / "out" / "table.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_task_with_fewer_finished_seeds_is_left_out_of_the_iqm_instead_of_shrinking_it(tmp_path):
+    # Hopper and Walker2d have three seeds of each arm, Swimmer's preference arm only one so far. The IQM
+    # covers 2 tasks × 3 seeds (6 runs) rather than 3 tasks × 1 seed (3 runs) and names Swimmer.
+    for task, ratio in zip(TASKS[:2], (0.6, 1.0)):
+        for seed in range(3):
+            fake_run(tmp_path, task, "true-reward", seed, 200.0)
+            fake_run(tmp_path, task, "oracle", seed, 200.0 * ratio * (1 + 0.1 * (seed - 1)))
+    for seed in range(3):
+        fake_run(tmp_path, TASKS[2], "true-reward", seed, 200.0)
+    fake_run(tmp_path, TASKS[2], "oracle", 0, 20.0)
+    summary = write_report([tmp_path], tmp_path / "out")["summary"]["ppo oracle 700"]
+    assert (summary["tasks"], summary["runs_per_task"]) == (2, 3)
+    assert summary["tasks_left_out"] == ["prefrl/Swimmer-v0"]
+    assert summary["per_task"]["prefrl/Swimmer-v0"] == pytest.approx(0.1)  # listed, not aggregated
+    assert summary["ci95"][1] > summary["ci95"][0]  # three seeds: a real interval
+    assert summary["mean"] == pytest.approx(0.8)
+    assert "prefrl/Swimmer-v0 left out of the IQM" in (tmp_path / "out.md").read_text()
+
+
 def test_scores_run_from_the_untrained_policy_to_the_true_reward_arm_even_below_zero(tmp_path):
     # Reacher-like: returns are negative. The untrained policy gets -40, the true-reward arm -5 and the
     # preference arm -10: 30/35 of the way, where a plain ratio (-10 / -5 = 2) would call it twice as good.
