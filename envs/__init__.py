@@ -3,7 +3,7 @@
 Importing this package registers them (idempotently):
 
 * MuJoCo (App. A.1), in :mod:`prefrl.envs.mujoco`: fixed-horizon episodes, termination replaced by a
-  reward term (walkers: torso height; pendulums: a fall penalty), no control costs; ids in
+  reward term (walkers: torso height; pendulums: a fall penalty and a fresh pose), no control costs; ids in
   :data:`MUJOCO_TASKS`.
 * Atari (App. A.2), in :mod:`prefrl.envs.atari`: standard preprocessing, score blacked out, no life-loss or
   episode-end signal; ids in :data:`ATARI_TASKS`.

@@ -15,7 +15,13 @@ to recover everything the agent is rewarded for:
     torso pitch beyond ±0.2 rad (Hopper), a step function of the pose that a reward model fitted to
     preferences extrapolates poorly: in our Hopper benchmark the agent learned to slide forward lying down.
   - **Pendulums:** each step on which the v5 env would terminate (the pole visibly fallen) costs
-    ``fall_penalty``.
+    ``fall_penalty``, and the pendulum is put back in a fresh starting pose (``reset_on_fall``, as the
+    paper's Atari envs still reset without telling the agent, App. A.2), so the episode goes on at its full
+    length. Left lying instead (``reset_on_fall=False``), a fallen pole is a state nothing leaves: it rests on
+    the hinge's limit, every later step is the same ``-fall_penalty``, and all but the first of an episode's
+    segments look alike. Measured on InvertedPendulum (700 oracle labels, seed 0, PPO 1M steps): 682 of
+    697 answers were "equal", and the reward fitted on them paid a toppling agent +13 per episode and one
+    that balances for the whole episode −103, so the agent learned to topple (−996 against 1,000).
 * **No torque costs.** People cannot see torques, so control costs (and Ant's contact cost) are left out of
   the true reward.
 
@@ -166,19 +172,36 @@ class FallPenalty(gym.Wrapper[Any, Any, Any, Any], RecordConstructorArgs):
     Hopper's forward velocity, the double pendulum's distance penalty). ``info["fallen"]`` and
     ``info["reward_fall"]`` (0 or ``-fall_penalty``) report it.
 
+    With ``reset_on_fall`` a fallen step also puts the simulation back in a fresh starting pose (the base
+    env's own ``reset_model``, drawn from its seeded generator): the step returns the new pose's observation
+    and ``info["fall_reset"]`` is True, the episode goes on. The agent is not told, as with the paper's Atari
+    envs; the penalty is what it has to learn from.
+
     Args:
         env: A gymnasium MuJoCo env.
         fallen: A key of :data:`FALL_CONDITIONS` (a name, not a function, so ``env.spec`` stays JSON-able).
         fall_penalty: Reward subtracted per fallen step.
+        reset_on_fall: Start again from a fresh pose after a fallen step, instead of simulating on.
     """
 
-    def __init__(self, env: gym.Env[Any, Any], fallen: str, *, fall_penalty: float = FALL_PENALTY) -> None:
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        fallen: str,
+        *,
+        fall_penalty: float = FALL_PENALTY,
+        reset_on_fall: bool = False,
+    ) -> None:
         if fallen not in FALL_CONDITIONS:
             raise ValueError(f"unknown fall condition {fallen!r}; choose one of {sorted(FALL_CONDITIONS)}")
-        RecordConstructorArgs.__init__(self, fallen=fallen, fall_penalty=fall_penalty)
+        RecordConstructorArgs.__init__(
+            self, fallen=fallen, fall_penalty=fall_penalty, reset_on_fall=reset_on_fall
+        )
         gym.Wrapper.__init__(self, env)
         self.is_fallen = FALL_CONDITIONS[fallen]
         self.fall_penalty = float(fall_penalty)
+        self.reset_on_fall = bool(reset_on_fall)
+        self._model, self._data = _model_and_data(env)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         # The base env's `terminated` is dropped: it is either always False (terminate_when_unhealthy=False)
@@ -187,6 +210,10 @@ class FallPenalty(gym.Wrapper[Any, Any, Any, Any], RecordConstructorArgs):
         fallen = bool(self.is_fallen(self.env.unwrapped))
         reward_fall = -self.fall_penalty if fallen else 0.0
         info = {**info, "fallen": fallen, "reward_fall": reward_fall}
+        if fallen and self.reset_on_fall:
+            mujoco.mj_resetData(self._model, self._data)  # as MujocoEnv.reset does before reset_model
+            obs = self.env.unwrapped.reset_model()  # type: ignore[attr-defined]
+            info["fall_reset"] = True
         return obs, float(reward) + reward_fall, False, truncated, info
 
 
@@ -236,6 +263,7 @@ class MujocoTask:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     fallen: str | None = None  # a key of FALL_CONDITIONS
     torso_height: tuple[int, float] | None = None  # (qpos index, fall height): the `upright="height"` term
+    reset_on_fall: bool = False  # the default of make_task's `reset_on_fall` (FallPenalty)
 
     @property
     def id(self) -> str:
@@ -263,9 +291,15 @@ TASKS: dict[str, MujocoTask] = {
         ),
         MujocoTask("Reacher", ReacherEnv, 50, {"reward_control_weight": 0.0}),
         # The pendulums have no control cost and no kwarg to stop termination: FallPenalty drops it.
-        MujocoTask("InvertedPendulum", InvertedPendulumEnv, 1000, fallen="pendulum_fallen"),
         MujocoTask(
-            "InvertedDoublePendulum", InvertedDoublePendulumEnv, 1000, fallen="double_pendulum_fallen"
+            "InvertedPendulum", InvertedPendulumEnv, 1000, fallen="pendulum_fallen", reset_on_fall=True
+        ),
+        MujocoTask(
+            "InvertedDoublePendulum",
+            InvertedDoublePendulumEnv,
+            1000,
+            fallen="double_pendulum_fallen",
+            reset_on_fall=True,
         ),
     )
 }
@@ -278,6 +312,7 @@ def make_task(
     upright: str = "height",
     fall_penalty: float = FALL_PENALTY,
     height_weight: float = 1.0,
+    reset_on_fall: bool | None = None,
     **kwargs: Any,
 ) -> gym.Env[Any, Any]:
     """Builds one App. A.1 variant (Christiano et al. 2017); the registered ids' entry point.
@@ -292,6 +327,8 @@ def make_task(
             ``fall_penalty`` per unhealthy step, :class:`FallPenalty`). Ignored by the other tasks.
         fall_penalty: Reward subtracted per fallen step (pendulums; walkers with ``upright="penalty"``).
         height_weight: Reward per unit of torso height per step (walkers with ``upright="height"``).
+        reset_on_fall: After a fallen step, start again from a fresh pose within the episode
+            (:class:`FallPenalty`); default: the task's (True for the pendulums, False otherwise).
         **kwargs: Passed to the gymnasium v5 env (e.g. ``render_mode``, ``width``, ``height``); they override
             the variant's defaults.
     """
@@ -306,7 +343,8 @@ def make_task(
         return SimStateInfo(HeightReward(base, qpos_index, fall_height, weight=height_weight))
     env: gym.Env[Any, Any] = spec.env_class(**{**spec.kwargs, **kwargs})
     if spec.fallen is not None:
-        env = FallPenalty(env, spec.fallen, fall_penalty=fall_penalty)
+        reset = spec.reset_on_fall if reset_on_fall is None else reset_on_fall
+        env = FallPenalty(env, spec.fallen, fall_penalty=fall_penalty, reset_on_fall=reset)
     return SimStateInfo(env)
 
 

@@ -23,9 +23,10 @@ TASK_INSTRUCTIONS: dict[str, str] = {
     "Ant": "Prefer the clip in which the ant moves further to the right without flipping over.",
     "Reacher": "Prefer the clip in which the arm's tip gets closer to the target (the red dot) "
     "and stays there.",
-    "InvertedPendulum": "Prefer the clip in which the pole stays upright (closer to vertical) for longer.",
-    "InvertedDoublePendulum": "Prefer the clip in which the two-part pole stays upright, its tip higher, "
-    "for longer.",
+    "InvertedPendulum": "Prefer the clip in which the pole falls less often (it jumps back upright after "
+    "each fall) and stays closer to vertical.",
+    "InvertedDoublePendulum": "Prefer the clip in which the two-part pole falls less often (it jumps back "
+    "upright after each fall), its tip higher.",
 }
 GENERIC = "Prefer the clip in which the agent does the task better. Press ↓ when you cannot tell."
 

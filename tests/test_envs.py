@@ -104,7 +104,7 @@ def test_episode_lasts_exactly_the_horizon(env_id: str) -> None:
 def test_reward_is_base_reward_without_control_costs_plus_fall_penalty(env_id: str) -> None:
     """Same trajectory as the gymnasium v5 env; reward = v5 reward − its control/contact costs − penalty."""
     fall_penalty = 2.5
-    ours = gym.make(env_id, upright="penalty", fall_penalty=fall_penalty)
+    ours = gym.make(env_id, upright="penalty", fall_penalty=fall_penalty, reset_on_fall=False)
     base = gym.make(f"{_name(env_id)}-v5")
     obs, _ = ours.reset(seed=1)
     base_obs, _ = base.reset(seed=1)
@@ -131,7 +131,10 @@ def test_reward_is_base_reward_without_control_costs_plus_fall_penalty(env_id: s
 
 @pytest.mark.parametrize("env_id", FALLEN_POSES)
 def test_fallen_pose_costs_fall_penalty(env_id: str) -> None:
-    envs = {penalty: gym.make(env_id, upright="penalty", fall_penalty=penalty) for penalty in (0.0, 2.5)}
+    envs = {
+        penalty: gym.make(env_id, upright="penalty", fall_penalty=penalty, reset_on_fall=False)
+        for penalty in (0.0, 2.5)
+    }
     rewards: dict[float, float] = {}
     for penalty, env in envs.items():
         _, info = env.reset(seed=0)
@@ -146,6 +149,48 @@ def test_fallen_pose_costs_fall_penalty(env_id: str) -> None:
     default.reset(seed=0)
     set_sim_state(default, FALLEN_POSES[env_id](get_sim_state(default)))
     assert default.step(np.zeros(default.action_space.shape))[4]["reward_fall"] == -1.0
+
+
+PENDULUMS = ("prefrl/InvertedPendulum-v0", "prefrl/InvertedDoublePendulum-v0")
+
+
+@pytest.mark.parametrize("env_id", PENDULUMS)
+def test_a_fallen_pendulum_pays_the_penalty_once_and_starts_again_from_a_fresh_pose(env_id: str) -> None:
+    env = gym.make(env_id)
+    _, info = env.reset(seed=0)
+    start = info["sim_state"]
+    set_sim_state(env, FALLEN_POSES[env_id](start))
+    obs, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
+    assert info["fallen"] and info["fall_reset"] and info["reward_fall"] == -1.0
+    assert not terminated and not truncated
+    # The step hands back the fresh pose (v5's reset noise: at most 0.1 rad on the hinges) and its
+    # observation, and the pendulum is upright on the next step.
+    assert abs(info["sim_state"][1]) <= 0.1 and not np.array_equal(info["sim_state"], start)
+    assert obs[0] == info["sim_state"][0]  # the observation is the fresh pose's: its cart position
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape))
+    assert not info["fallen"] and "fall_reset" not in info
+    # Left lying (reset_on_fall=False) the pendulum stays fallen, and pays every step.
+    lying = gym.make(env_id, reset_on_fall=False)
+    lying.reset(seed=0)
+    set_sim_state(lying, FALLEN_POSES[env_id](start))
+    for _ in range(3):
+        info = lying.step(np.zeros(lying.action_space.shape))[4]
+        assert info["fallen"] and "fall_reset" not in info
+
+
+@pytest.mark.parametrize("env_id", PENDULUMS)
+def test_a_random_pendulum_falls_many_times_in_one_full_length_episode(env_id: str) -> None:
+    # What makes the pendulums learnable from preferences: every segment shows balancing and falling.
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    falls, steps, truncated = 0, 0, False
+    while not truncated:
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert not terminated
+        falls += info.get("fall_reset", False)
+        steps += 1
+    assert steps == 1000 and falls > 50
 
 
 # Torso height: (qpos index, fall height) of the walkers whose default upright term is the height.
