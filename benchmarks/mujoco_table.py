@@ -52,13 +52,13 @@ run, deterministic evaluation). Our variants have fixed-length episodes, no cont
 height term for the alive bonus (envs/mujoco.py): another scale, set beside ours, not compared."""
 
 
+ALL_SPECS = (SPECS / "mujoco_table.toml", SPECS / "mujoco_budgets.toml", SPECS / "mujoco_trpo.toml")
+
+
 @dataclass
 class Args:
-    specs: tuple[Path, ...] = (
-        SPECS / "mujoco_table.toml",
-        SPECS / "mujoco_budgets.toml",
-        SPECS / "mujoco_trpo.toml",
-    )
+    specs: tuple[Path, ...] = ALL_SPECS
+    """Specs whose runs to start this sitting; the report and its status always cover every committed spec."""
     envs: tuple[str, ...] = ()
     """Run only these tasks this sitting (default: all); the report covers every recorded run."""
     cpus: int | None = None
@@ -123,13 +123,14 @@ def _mean_std(values: list[float]) -> dict[str, float | int]:
 
 
 def main(args: Args) -> None:
-    everything = grid(args.specs, order=cheapest_first)
+    reported = tuple(dict.fromkeys(path.resolve() for path in (*ALL_SPECS, *args.specs)))
+    everything = grid(reported, order=cheapest_first)
     todo = None if args.report_only else grid(args.specs, args.envs, order=cheapest_first)
     report = sweep_and_report(everything, todo, args.out, args.cpus)
     data = {
         **report,
         "summary": summary(report, everything),
-        "specs": [os.path.relpath(path, ROOT) for path in args.specs],
+        "specs": [os.path.relpath(path, ROOT) for path in reported],
         "machine": machine_info(),
     }
     write_json(args.out.with_suffix(".json"), data)
