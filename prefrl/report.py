@@ -287,8 +287,12 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
     panels = len(envs) + (1 if stats else 0)  # a panel per task, then the performance profile
     columns = min(panels, 4)
     rows = -(-panels // columns)
-    fig, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
-    axes = list(grid.flat)
+    fig, panel_grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    axes = list(panel_grid.flat)
+    # one colour per arm in every panel, so that an arm reads the same across tasks and in the profile
+    arm_names = sorted({r.arm for r in runs})
+    palette = plt.get_cmap("tab10" if len(arm_names) <= 10 else "tab20")  # an int picks the i-th colour
+    colour = {arm: palette(i % palette.N) for i, arm in enumerate(arm_names)}
     for ax in axes[panels:]:
         ax.set_visible(False)
     for ax, env in zip(axes, envs):
@@ -297,15 +301,15 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
             if run.env == env:
                 arms[run.arm].append(run)
         for arm, members in sorted(arms.items()):
-            grid, curves = learning_curves(members)
+            steps, curves = learning_curves(members)
             if not curves:
                 continue
             with warnings.catch_warnings():  # steps before a run's first episode have no value yet
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(curves, axis=0)
                 low, high = bootstrap_band(np.array(curves))
-            ax.plot(grid, mean, label=f"{arm} ({len(curves)})")
-            ax.fill_between(grid, low, high, alpha=0.2)
+            ax.plot(steps, mean, color=colour[arm], label=f"{arm} ({len(curves)})")
+            ax.fill_between(steps, low, high, color=colour[arm], alpha=0.2)
         ax.set_title(env, fontsize=9)
         ax.set_xlabel("env steps")
         ax.set_ylabel("true return")
@@ -314,8 +318,8 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
         ax = axes[panels - 1]
         for arm in sorted(stats):
             profile = stats[arm]["performance_profile"]
-            ax.plot(profile["tau"], profile["fraction"], label=arm)
-            ax.fill_between(profile["tau"], *profile["ci95"], alpha=0.2)
+            ax.plot(profile["tau"], profile["fraction"], color=colour[arm], label=arm)
+            ax.fill_between(profile["tau"], *profile["ci95"], color=colour[arm], alpha=0.2)
         ax.set_title("performance profile", fontsize=9)
         ax.set_xlabel("normalised score τ")
         ax.set_ylabel("fraction of runs > τ")

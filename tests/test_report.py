@@ -92,6 +92,29 @@ def test_a_setting_that_differs_between_preference_runs_of_a_task_makes_its_own_
     assert summary["ppo oracle 700 query_selection=disagreement"]["iqm"] == pytest.approx(0.8)
 
 
+def test_an_arm_keeps_one_colour_in_every_panel(tmp_path, monkeypatch):
+    # Hopper has a 350-label arm that Walker2d lacks, so the true-reward arm is the third curve on Hopper
+    # and the second on Walker2d: it must still be drawn in the same colour, in the profile panel too.
+    for seed in range(2):
+        for task in TASKS[:2]:
+            fake_run(tmp_path, task, "true-reward", seed, 100.0)
+            fake_run(tmp_path, task, "oracle", seed, 80.0, labels=700)
+        fake_run(tmp_path, TASKS[0], "oracle", seed, 60.0, labels=350)
+    drawn: list[dict[str, tuple]] = []
+
+    def record_colours(fig, *args, **kwargs):
+        for ax in fig.axes:
+            drawn.append({line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()})
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", record_colours)
+    write_report([tmp_path], tmp_path / "out")
+    hopper, walker, profile = drawn[:3]
+    assert len(hopper) == 3 and len(walker) == 2 and len(profile) == 2
+    assert hopper["ppo true-reward"] == walker["ppo true-reward"]
+    assert hopper["ppo oracle 700"] == walker["ppo oracle 700"] == profile["ppo oracle 700"]
+    assert len(set(hopper.values())) == 3
+
+
 def test_unfinished_runs_are_listed_not_scored(tmp_path, capsys):
     fake_run(tmp_path, TASKS[0], "true-reward", 0, 100.0)
     short = fake_run(tmp_path, TASKS[0], "oracle", 0, 80.0)
