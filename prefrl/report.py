@@ -18,6 +18,7 @@ rank a worse run higher. Writes ``OUT.md``, ``OUT.json`` and ``OUT.png``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections import defaultdict
@@ -28,7 +29,7 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from prefrl.config import NO_LABELS, ConfigError
+from prefrl.config import NO_LABELS, ConfigError, TrainConfig
 from prefrl.metrics import final_true_return, read_metrics
 
 BOOTSTRAP_REPS = 2_000
@@ -39,6 +40,12 @@ NOT_ARM_SETTINGS = frozenset(
     | {"progress_bar", "format"}
 )
 """config.json keys that never tell arms apart (the task, the seed, how a run was computed)."""
+TRAIN_DEFAULTS: dict[str, Any] = {
+    field.name: field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+    for field in dataclasses.fields(TrainConfig)
+    if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+}
+"""``prefrl train``'s defaults: a setting left at its default is not named in an arm's name."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,8 @@ class RunResult:
     wall_s: float | None
     run_dir: Path
     arm: str
-    """``ALGO TEACHER [LABELS] [KEY=VALUE ...]``; true-reward runs: ``ALGO true-reward``."""
+    """``ALGO TEACHER [LABELS] [KEY=VALUE ...]``, naming each setting that differs between the task's
+    preference runs and is not at ``prefrl train``'s default; true-reward runs: ``ALGO true-reward``."""
 
 
 def find_runs(paths: list[Path]) -> list[RunResult]:
@@ -110,7 +118,10 @@ def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunRes
     if teacher == "frozen":
         arm += f" {Path(config['reward_from']).name}"
     elif teacher != "true-reward":
-        arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in varying)
+        named = [
+            key for key in varying if key not in TRAIN_DEFAULTS or config.get(key) != TRAIN_DEFAULTS[key]
+        ]
+        arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in named)
     return RunResult(
         env=config["env"],
         algo=config["algo"],
