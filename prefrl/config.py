@@ -32,6 +32,15 @@ CONFIG_FORMAT = 2
 meant "the family's default"); :meth:`TrainConfig.from_json` reads those as unset."""
 
 
+RETIRED_SETTINGS: dict[str, Any] = {"pseudo_label_threshold": None, "crop_steps": 0}
+"""Settings that earlier versions had, at their "off" values: SURF's pseudo-labels and temporal cropping
+(Park et al. 2022), removed after issue 11's ablation found they did not pay (on the reward model,
+``benchmarks/results/surf_offline.json``; on SAC, ``offpolicy_feedback.json``). A run saved with them off
+reads as today's; one that used them names the last commit that had them."""
+RETIRED_AT = "eb81b34"
+"""The last commit with the retired settings' code."""
+
+
 class ConfigError(ValueError):
     """A bad setting, with a message that says what to do instead."""
 
@@ -85,14 +94,6 @@ class TrainConfig:
     hybrid_replay_share: float | None = None
     """With --policy-aligned-steps and an off-policy agent: the share of each replay batch drawn from the
     newest --policy-aligned-steps transitions (QPA's hybrid experience replay; default 0.5)."""
-    pseudo_label_threshold: float | None = None
-    """SURF (Park et al. 2022): every reward-model fit also trains on random unlabelled pairs of the run's
-    segments (10 per label, at most 2,000) that a member already orders with P̂ above this threshold, as if
-    answered so (4 unlabelled pairs per labelled one in each batch, weight 1; SURF's scripts use 0.99).
-    Vector observations only. Default: off."""
-    crop_steps: int = 0
-    """SURF's temporal cropping: the reward model trains on windows of each segment up to this many steps
-    shorter, at random offsets (SURF: 5). Default 0: off."""
     ensemble_size: int = 3
     """Reward predictors in the ensemble (App. A: 3)."""
     reward_epochs: int = 10
@@ -170,6 +171,12 @@ class TrainConfig:
         data = dict(data)
         if data.pop("format", 1) < 2:
             data = _from_format_1(data)
+        for name, off in RETIRED_SETTINGS.items():
+            if name in data and data.pop(name) != off:
+                raise ConfigError(
+                    f"this run sets --{name.replace('_', '-')}, SURF's option, which prefrl no longer has "
+                    f"(it did not pay; README, off-policy); run it with prefrl at commit {RETIRED_AT}"
+                )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
-from prefrl.reward_model import RewardEnsemble, SemiSupervision
+from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Pair, Segment
 from prefrl.teachers import Preference
 
@@ -108,9 +108,6 @@ def efficiency_curve(
     ensemble_size: int = 3,
     fits: int = 1,
     seed: int = 0,
-    semi: SemiSupervision | None = None,
-    unlabeled: Sequence[Pair] = (),
-    unlabeled_per_label: int = 10,
 ) -> list[EfficiencyPoint]:
     """Held-out accuracy of an ensemble fitted on the first N of ``answers``, for each N of ``counts``.
 
@@ -127,9 +124,6 @@ def efficiency_curve(
         ensemble_size: members of the ensemble (App. A: 3).
         fits: fits per N, each with its own seed (their accuracies are averaged).
         seed: base seed of weights, bootstrap samples and validation splits.
-        semi: fit with SURF's pseudo-labels and cropping (:class:`~prefrl.reward_model.SemiSupervision`);
-            the fit at N gets the first ``unlabeled_per_label``·N of ``unlabeled`` as its unlabelled pairs
-            (SURF adds 10 unlabelled pairs per query).
     """
     if len(pairs) != len(answers):
         raise ValueError(f"{len(pairs)} pairs but {len(answers)} answers")
@@ -143,7 +137,6 @@ def efficiency_curve(
         for (left, right), answer in zip(pairs[:n], answers[:n]):
             if answer != Preference.SKIP:
                 dataset.add(left, right, preference_to_mu(answer))
-        fit_semi = None if semi is None else semi.with_pairs(unlabeled[: unlabeled_per_label * n])
         accuracies: list[float] = []
         for fit in range(fits if len(dataset) else 0):
             with torch.random.fork_rng(devices=[]):  # the initial weights, without touching global state
@@ -151,7 +144,7 @@ def efficiency_curve(
                 ensemble = RewardEnsemble.for_spaces(
                     observation_space, action_space, ensemble_size=ensemble_size
                 )
-            ensemble.fit(dataset, epochs=epochs, rng=np.random.default_rng([seed, fit, n]), semi=fit_semi)
+            ensemble.fit(dataset, epochs=epochs, rng=np.random.default_rng([seed, fit, n]))
             accuracies.append(held_out_accuracy(ensemble, held_out, truth))
         accuracy = float(np.mean(accuracies)) if accuracies else None
         points.append(EfficiencyPoint(n, len(dataset), accuracy, tuple(accuracies)))

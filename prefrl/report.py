@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from prefrl.config import NO_LABELS, ConfigError, TrainConfig
+from prefrl.config import NO_LABELS, RETIRED_SETTINGS, ConfigError, TrainConfig
 from prefrl.metrics import final_true_return, read_metrics
 
 BOOTSTRAP_REPS = 2_000
@@ -44,8 +44,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     field.name: field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
     for field in dataclasses.fields(TrainConfig)
     if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
-}
-"""``prefrl train``'s defaults: a setting left at its default is not named in an arm's name."""
+} | RETIRED_SETTINGS
+"""``prefrl train``'s defaults (and retired settings' "off" values, which older runs' ``config.json`` hold):
+a setting left at its default is not named in an arm's name."""
 
 
 @dataclass(frozen=True)

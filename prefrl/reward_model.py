@@ -10,17 +10,13 @@ and fitted by cross-entropy against the label μ. Each member is fitted on its o
 of the labels, with its own 1/e validation hold-out and an adaptive L2 coefficient that keeps the
 validation loss between 1.1× and 1.5× the training loss (App. A; Ibarz et al. 2018). Each member's
 output is normalised independently (zero mean, std ``output_std``) and the members are averaged.
-
-Optionally the fit follows SURF (Park et al. 2022, :class:`SemiSupervision`): unlabelled pairs that a
-member already orders confidently join its batches with that order as their label, and segments are
-cropped in time so that the members see shifted windows of what was judged.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,7 +25,6 @@ import torch
 from torch import nn
 
 from prefrl.preference_dataset import PreferenceDataset
-from prefrl.segments import Segment
 
 RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(obs ``(N, *obs_shape)``, acts ``(N, *act_shape)``) -> rewards ``(N,)``: what the wrappers need."""
@@ -99,52 +94,6 @@ class FitStats:
     l2_coef: float
     num_pairs: int
     epochs: int
-
-
-@dataclass(frozen=True)
-class SemiSupervision:
-    """SURF's additions to the fit (Park et al. 2022, "SURF: Semi-supervised reward learning with data
-    augmentation for feedback-efficient preference-based RL", ICLR).
-
-    Attributes:
-        unlabeled: pairs nobody answered (their μ is ignored): random pairs of the run's segments.
-        threshold: τ. A member pseudo-labels an unlabelled pair when its P̂ of one side exceeds τ, and trains
-            on it as if answered so (SURF's scripts: 0.99).
-        ratio: μ, unlabelled pairs per labelled pair in each batch (SURF's scripts: 4).
-        weight: λ, the pseudo-label loss's weight beside the labels' (SURF: 1).
-        crop: temporal cropping. Each batch trains on windows of ``length − c`` steps, ``c`` drawn from
-            ``0..crop`` per batch, each segment's window at its own random offset (0: off). SURF keeps
-            ``crop_range`` steps (5) of margin around the judged segment and shifts windows over it; prefrl
-            keeps only what was judged, so its windows are shorter than the segment, never longer.
-    """
-
-    unlabeled: PreferenceDataset | None = None
-    threshold: float = 0.99
-    ratio: int = 4
-    weight: float = 1.0
-    crop: int = 0
-
-    def with_pairs(self, pairs: Sequence[tuple[Segment, Segment]]) -> SemiSupervision:
-        """These settings with ``pairs`` as the unlabelled pairs (none: no pseudo-labels)."""
-        unlabeled = PreferenceDataset()
-        for left, right in pairs:
-            unlabeled.add(left, right, 0.5)  # μ is never read for unlabelled pairs
-        return replace(self, unlabeled=unlabeled if len(pairs) else None)
-
-
-def crop_pairs(
-    obs: np.ndarray, acts: np.ndarray, crop: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``length − c`` steps (``c`` drawn from ``0..crop``) of every segment of pairs ``(B, 2,
-    length, ...)``, each at its own random offset (SURF's temporal cropping)."""
-    length = obs.shape[2]
-    cut = int(rng.integers(0, min(crop, length - 1) + 1))
-    if cut == 0:
-        return obs, acts
-    starts = rng.integers(0, cut + 1, size=obs.shape[:2])
-    steps = starts[..., None] + np.arange(length - cut)  # (B, 2, length - cut)
-    rows, sides = np.arange(obs.shape[0])[:, None, None], np.arange(2)[None, :, None]
-    return obs[rows, sides, steps], acts[rows, sides, steps]
 
 
 @dataclass
@@ -313,30 +262,19 @@ class RewardEnsemble(nn.Module):
         return 1.0 / (1.0 + np.exp(np.clip(returns[..., 1] - returns[..., 0], -50, 50)))
 
     # ------------------------------------------------------------------------------------- fitting
-    def _pair_returns(self, member: nn.Module, obs: np.ndarray, acts: np.ndarray) -> torch.Tensor:
-        """Predicted returns ``(B, 2)`` of pairs ``(B, 2, length, ...)``, batched over pairs and steps."""
-        batch, _, length = obs.shape[:3]
-        o = torch.as_tensor(obs.reshape(-1, *obs.shape[3:]), device=self.device)
-        a = action_features(self.action_space, acts.reshape(-1, *acts.shape[3:])).to(self.device)
-        return member(o, a).reshape(batch, 2, length).sum(-1)
-
     def _pair_loss(
         self, member: nn.Module, obs: np.ndarray, acts: np.ndarray, mu: np.ndarray
     ) -> torch.Tensor:
-        """Per-pair cross-entropy ``(B,)`` of the noisy Bradley-Terry model."""
-        return _noisy_cross_entropy(
-            self._pair_returns(member, obs, acts), torch.as_tensor(mu, device=self.device)
-        )
-
-    def _pseudo_label_loss(
-        self, member: nn.Module, obs: np.ndarray, acts: np.ndarray, threshold: float
-    ) -> torch.Tensor:
-        """SURF's loss on unlabelled pairs: the member's own confident orderings as labels, the rest
-        contributing nothing (averaged over the whole batch, as SURF does)."""
-        returns = self._pair_returns(member, obs, acts)
-        p_left = torch.sigmoid(returns[:, 0] - returns[:, 1]).detach()
-        confident = (torch.maximum(p_left, 1 - p_left) > threshold).float()
-        return (_noisy_cross_entropy(returns, (p_left > 0.5).float()) * confident).mean()
+        """Per-pair cross-entropy ``(B,)`` of the noisy Bradley-Terry model, batched over pairs and steps."""
+        batch, _, length = obs.shape[:3]
+        o = torch.as_tensor(obs.reshape(-1, *obs.shape[3:]), device=self.device)
+        a = action_features(self.action_space, acts.reshape(-1, *acts.shape[3:])).to(self.device)
+        returns = member(o, a).reshape(batch, 2, length).sum(-1)
+        p_left = (1 - RANDOM_ANSWER_PROB) * torch.sigmoid(
+            returns[:, 0] - returns[:, 1]
+        ) + RANDOM_ANSWER_PROB / 2
+        target = torch.as_tensor(mu, device=self.device)
+        return -(target * torch.log(p_left) + (1 - target) * torch.log1p(-p_left))
 
     def _l2(self, member: nn.Module) -> torch.Tensor:
         return sum((p**2).sum() for name, p in member.named_parameters() if name.endswith("weight"))  # type: ignore[return-value]
@@ -366,7 +304,6 @@ class RewardEnsemble(nn.Module):
         progress: FitProgress | None = None,
         on_epoch: Callable[[FitProgress], None] | None = None,
         sample_size: int | None = None,
-        semi: SemiSupervision | None = None,
     ) -> FitStats:
         """Fit every member for ``epochs`` passes over its bootstrap resample of ``data``.
 
@@ -380,8 +317,6 @@ class RewardEnsemble(nn.Module):
             on_epoch: called with the progress after every epoch of every member (e.g. to save it).
             sample_size: pairs in each member's bootstrap sample, so an epoch's cost does not grow with the
                 dataset (default: as many as the member's training pairs, the usual bootstrap).
-            semi: SURF's pseudo-labels and temporal cropping (None: neither). Validation is never cropped
-                nor pseudo-labelled.
         """
         n = len(data)
         if n == 0:
@@ -414,18 +349,7 @@ class RewardEnsemble(nn.Module):
                 epoch_losses = []
                 for start in range(0, len(train_idx), self.batch_size):
                     obs, acts, mu = data.batch(train_idx[start : start + self.batch_size])
-                    if semi is not None and semi.crop:
-                        obs, acts = crop_pairs(obs, acts, semi.crop, rng)
                     loss = self._pair_loss(member, obs, acts, mu).mean()
-                    if semi is not None and semi.unlabeled is not None and len(semi.unlabeled):
-                        u_obs, u_acts, _ = semi.unlabeled.batch(
-                            rng.integers(len(semi.unlabeled), size=semi.ratio * len(mu))
-                        )
-                        if semi.crop:
-                            u_obs, u_acts = crop_pairs(u_obs, u_acts, semi.crop, rng)
-                        loss = loss + semi.weight * self._pseudo_label_loss(
-                            member, u_obs, u_acts, semi.threshold
-                        )
                     self.optimizers[k].zero_grad()
                     (loss + self.l2_coefs[k] * self._l2(member)).backward()
                     self.optimizers[k].step()
@@ -489,13 +413,6 @@ class RewardEnsemble(nn.Module):
     def load(self, path: str | Path) -> None:
         """Load weights, normalisation, optimiser state and L2 coefficients saved by :meth:`save`."""
         self.restore(torch.load(path, map_location=self.device, weights_only=False))
-
-
-def _noisy_cross_entropy(returns: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy ``(B,)`` of P̂[left ≻ right] (Bradley-Terry on ``returns (B, 2)`` with the 10 % random
-    answer) against μ = ``target``."""
-    p_left = (1 - RANDOM_ANSWER_PROB) * torch.sigmoid(returns[:, 0] - returns[:, 1]) + RANDOM_ANSWER_PROB / 2
-    return -(target * torch.log(p_left) + (1 - target) * torch.log1p(-p_left))
 
 
 class _NumpyMLPEnsemble:

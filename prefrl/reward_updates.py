@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ import torch
 
 from prefrl.preference_dataset import PreferenceDataset
 from prefrl.query_selection import make_selector
-from prefrl.reward_model import FitStats, RewardEnsemble, SemiSupervision
+from prefrl.reward_model import FitStats, RewardEnsemble
 from prefrl.segments import Pair, Segment
 
 
@@ -51,7 +51,6 @@ class UpdateRequest:
         norm_obs, norm_acts: steps to renormalise on, ``(N, *obs_shape)`` and ``(N, *act_shape)``.
         candidates: pairs to choose the next queries from.
         num_queries: how many of them to choose.
-        unlabeled: random pairs nobody answered, for SURF's pseudo-labels (empty: none).
     """
 
     step: int
@@ -61,7 +60,6 @@ class UpdateRequest:
     norm_acts: np.ndarray
     candidates: list[Pair]
     num_queries: int
-    unlabeled: list[Pair] = field(default_factory=list)
 
 
 @dataclass
@@ -89,7 +87,6 @@ class RewardUpdater:
             mostly Python, which holds the GIL a thread would share with the agent's own Python loop; a
             process shares nothing and needs the dataset sent along (cheap for vectors, not for frames,
             whose CNN ops release the GIL anyway).
-        semi: SURF's settings for every fit (its unlabelled pairs come with each request), or None.
     """
 
     def __init__(
@@ -103,9 +100,8 @@ class RewardUpdater:
         fit_threads: int,
         background: bool,
         process: bool = False,
-        semi: SemiSupervision | None = None,
     ) -> None:
-        self.live, self.dataset, self.rng, self.semi = ensemble, dataset, rng, semi
+        self.live, self.dataset, self.rng = ensemble, dataset, rng
         self.fit_threads, self.background = fit_threads, background
         self.shadow = copy.deepcopy(ensemble)
         self.selector = make_selector(query_selection, self.shadow, oversample=oversample)
@@ -120,7 +116,7 @@ class RewardUpdater:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_start,
-                initargs=(self.shadow, query_selection, oversample, fit_threads, semi),
+                initargs=(self.shadow, query_selection, oversample, fit_threads),
             )
 
     @property
@@ -152,13 +148,7 @@ class RewardUpdater:
             obs, acts = _pairs_as_arrays(request.candidates)
             job = (self.dataset, request.epochs, request.sample_size, request.norm_obs, request.norm_acts)
             self._future = self._pool.submit(
-                _worker_update,
-                *job,
-                obs,
-                acts,
-                request.num_queries,
-                self.rng.bit_generator.state,
-                _pairs_as_arrays(request.unlabeled),
+                _worker_update, *job, obs, acts, request.num_queries, self.rng.bit_generator.state
             )
             return
         self._thread = threading.Thread(
@@ -227,11 +217,7 @@ class RewardUpdater:
             stats = None
             if request.epochs > 0:
                 stats = self.shadow.fit(
-                    self.dataset,
-                    epochs=request.epochs,
-                    rng=self.rng,
-                    sample_size=request.sample_size,
-                    semi=with_unlabeled(self.semi, request.unlabeled),
+                    self.dataset, epochs=request.epochs, rng=self.rng, sample_size=request.sample_size
                 )
             self.shadow.normalize(request.norm_obs, request.norm_acts)
             queries = (
@@ -250,16 +236,10 @@ class RewardUpdater:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_start(
-    ensemble: RewardEnsemble,
-    query_selection: str,
-    oversample: int,
-    fit_threads: int,
-    semi: SemiSupervision | None,
-) -> None:
+def _worker_start(ensemble: RewardEnsemble, query_selection: str, oversample: int, fit_threads: int) -> None:
     _die_with_parent()
     torch.set_num_threads(fit_threads)
-    _WORKER["ensemble"], _WORKER["semi"] = ensemble, semi
+    _WORKER["ensemble"] = ensemble
     _WORKER["selector"] = make_selector(query_selection, ensemble, oversample=oversample)
 
 
@@ -277,38 +257,25 @@ def _worker_update(
     candidate_acts: np.ndarray,
     num_queries: int,
     rng_state: Mapping[str, Any],
-    unlabeled: tuple[np.ndarray, np.ndarray],
 ) -> tuple[dict[str, Any], FitStats | None, list[int], float, Mapping[str, Any]]:
     """One update in the worker process: what :meth:`RewardUpdater._run` does in a thread."""
     start = time.perf_counter()
     ensemble: RewardEnsemble = _WORKER["ensemble"]
     rng = np.random.default_rng()
     rng.bit_generator.state = rng_state
-    stats = None
-    if epochs > 0:
-        semi = with_unlabeled(_WORKER["semi"], _arrays_as_pairs(*unlabeled))
-        stats = ensemble.fit(dataset, epochs=epochs, rng=rng, sample_size=sample_size, semi=semi)
+    stats = ensemble.fit(dataset, epochs=epochs, rng=rng, sample_size=sample_size) if epochs > 0 else None
     ensemble.normalize(norm_obs, norm_acts)
     chosen: list[int] = []
     if num_queries:
-        pairs = _arrays_as_pairs(candidate_obs, candidate_acts)
+        zeros = np.zeros(candidate_obs.shape[2])
+        pairs = [
+            (Segment(o[0], a[0], zeros), Segment(o[1], a[1], zeros))
+            for o, a in zip(candidate_obs, candidate_acts)
+        ]
         index = {id(pair[0]): i for i, pair in enumerate(pairs)}
         chosen = [index[id(left)] for left, _ in _WORKER["selector"].choose(pairs, num_queries)]
     state = ensemble.state()
     return state, stats, chosen, time.perf_counter() - start, rng.bit_generator.state
-
-
-def with_unlabeled(semi: SemiSupervision | None, pairs: list[Pair]) -> SemiSupervision | None:
-    """``semi`` with ``pairs`` as its unlabelled pairs (None stays None: SURF is off)."""
-    return None if semi is None else semi.with_pairs(pairs)
-
-
-def _arrays_as_pairs(obs: np.ndarray, acts: np.ndarray) -> list[Pair]:
-    """:func:`_pairs_as_arrays` undone (true rewards, never used here, are zeros)."""
-    if not len(obs):
-        return []
-    zeros = np.zeros(obs.shape[2])
-    return [(Segment(o[0], a[0], zeros), Segment(o[1], a[1], zeros)) for o, a in zip(obs, acts)]
 
 
 def _pairs_as_arrays(pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.observations import ObservationKind, observation_kind
 from prefrl.off_policy import restore_replay_buffer
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
-from prefrl.reward_model import RewardEnsemble, SemiSupervision
+from prefrl.reward_model import RewardEnsemble
 from prefrl.reward_updates import RewardUpdater
 from prefrl.spec import RunSpec
 from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
@@ -60,15 +60,6 @@ class RunParts:
     teacher: Teacher
     outstanding: dict[int, Query]
     updater: RewardUpdater
-
-
-def surf_settings(spec: RunSpec) -> SemiSupervision | None:
-    """SURF's settings for the run's fits (Park et al. 2022: μ = 4, λ = 1), or None when neither is on."""
-    if spec.pseudo_label_threshold is None and not spec.crop_steps:
-        return None
-    return SemiSupervision(
-        threshold=spec.pseudo_label_threshold or 1.0, ratio=4, weight=1.0, crop=spec.crop_steps
-    )
 
 
 def build_parts(
@@ -134,7 +125,6 @@ def build_parts(
         fit_threads=spec.fit_threads,
         background=spec.reward_updates == "async",
         process=kind.updates_in_process,
-        semi=surf_settings(spec),
     )
     return RunParts(
         kind=kind,

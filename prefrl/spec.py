@@ -207,8 +207,6 @@ class RunSpec:
     unsupervised_steps: int
     policy_aligned_steps: int | None
     hybrid_replay_share: float
-    pseudo_label_threshold: float | None
-    crop_steps: int
     output_std: float
     n_envs: int
     agent_hyperparams: Mapping[str, Any]
@@ -328,7 +326,6 @@ def resolve(config: TrainConfig) -> RunSpec:
             f"--policy-aligned-steps {config.policy_aligned_steps} holds fewer than two segments of "
             f"{segment_length} steps; raise it to at least {2 * segment_length}"
         )
-    _check_surf(config, observations, segment_length)
     cores = os.cpu_count() or 1
     if observations == "vector":
         fit_threads = 1  # more threads only slow a 64×64 MLP
@@ -379,28 +376,6 @@ def _reward_inputs(config: TrainConfig, observations: str) -> str:
             "(App. A.2); leave --reward-inputs unset or set it to observations"
         )
     return "observations"
-
-
-def _check_surf(config: TrainConfig, observations: str, segment_length: int) -> None:
-    """SURF's settings (pseudo-labels, temporal cropping) make sense only for runs that learn a reward."""
-    threshold, crop = config.pseudo_label_threshold, config.crop_steps
-    for flag, used in (("--pseudo-label-threshold", threshold is not None), ("--crop-steps", crop > 0)):
-        if used and not config.learns_reward:
-            raise ConfigError(f"{flag} is for runs that learn a reward; a --teacher true-reward run has none")
-    if threshold is not None and not 0.5 <= threshold < 1:
-        raise ConfigError(
-            f"--pseudo-label-threshold is a probability in [0.5, 1) (SURF: 0.99); got {threshold}"
-        )
-    if threshold is not None and observations != "vector":
-        raise ConfigError(
-            "--pseudo-label-threshold is for vector observations (the unlabelled pairs of frame stacks would "
-            "be decoded on every update); leave it unset for this env"
-        )
-    if not 0 <= crop <= segment_length - 2:
-        raise ConfigError(
-            f"--crop-steps must be in [0, {segment_length - 2}] for {segment_length}-step segments "
-            f"(SURF: 5); got {crop}"
-        )
 
 
 QPA_HYBRID_REPLAY_SHARE = 0.5
@@ -509,8 +484,6 @@ _AS_GIVEN = (
     "reward_epochs",
     "reward_update_interval",
     "reward_updates",
-    "pseudo_label_threshold",
-    "crop_steps",
     "threads",
     "checkpoint_interval",
     "instructions",

@@ -43,7 +43,7 @@ from prefrl.off_policy import (
 )
 from prefrl.preference_dataset import preference_to_mu
 from prefrl.reward_model import FitProgress, FitStats
-from prefrl.reward_updates import UpdateRequest, UpdateResult, with_unlabeled
+from prefrl.reward_updates import UpdateRequest, UpdateResult
 from prefrl.run_parts import REPLAY_BUFFER_FILE, RunParts, build_parts
 from prefrl.segments import Pair
 from prefrl.spec import RunSpec, check_run_dir, resolve
@@ -51,9 +51,6 @@ from prefrl.teachers import Preference, Query, Teacher
 
 PRETRAIN_SAVE_S = 60.0
 """Seconds between saves of the reward model's pre-training progress (``pretraining.pt``)."""
-UNLABELED_PER_LABEL, MAX_UNLABELED = 10, 2_000
-"""SURF's unlabelled pairs for a fit: 10 per label (its ``inv_label_ratio``), at most 2,000 (what a worker
-process is sent with every update stays a few MB)."""
 
 
 @dataclass
@@ -185,17 +182,7 @@ class PreferenceTrainer:
             newest = max(2, self.spec.policy_aligned_steps // self.spec.segment_length)
         pool = self.parts.reward_env.pool
         candidates = pool.sample_pairs(due * selector.oversample, self.rng, newest=newest) if due > 0 else []
-        unlabeled = self._unlabeled_pairs() if epochs else []
-        return UpdateRequest(
-            step, epochs, sample_size, norm_obs, norm_acts, candidates, max(due, 0), unlabeled
-        )
-
-    def _unlabeled_pairs(self) -> list[Pair]:
-        """SURF's unlabelled pairs for the next fit: random pairs of the pool (none unless it is on)."""
-        pool = self.parts.reward_env.pool
-        if self.spec.pseudo_label_threshold is None or len(pool) < 2:
-            return []
-        return pool.sample_pairs(min(UNLABELED_PER_LABEL * len(self.parts.dataset), MAX_UNLABELED), self.rng)
+        return UpdateRequest(step, epochs, sample_size, norm_obs, norm_acts, candidates, max(due, 0))
 
     def _apply(self, result: UpdateResult | None, *, ask: bool = True) -> None:
         """A finished update is live now (the updater swapped it in): record it and ask its queries."""
@@ -297,7 +284,6 @@ class PreferenceTrainer:
                 rng=self.rng,
                 progress=progress,
                 on_epoch=save_now_and_then,
-                semi=with_unlabeled(parts.updater.semi, self._unlabeled_pairs()),
             )
         except KeyboardInterrupt:
             if self._fit_progress is not None:

@@ -60,16 +60,6 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--agent-kwargs", "gamma"], "--agent-kwargs takes KEY=VALUE items"),
         (["--env", TOY, "--policy-aligned-steps", "15"], "holds fewer than two segments of 30 steps"),
         (["--env", TOY, "--hybrid-replay-share", "0.5"], "--hybrid-replay-share is QPA's replay"),
-        (["--env", TOY, "--pseudo-label-threshold", "1.5"], "--pseudo-label-threshold is a probability"),
-        (["--env", TOY, "--crop-steps", "29"], "--crop-steps must be in [0, 28] for 30-step segments"),
-        (
-            ["--env", TOY, "--teacher", "true-reward", "--crop-steps", "5"],
-            "--crop-steps is for runs that learn",
-        ),
-        (
-            ["--env", "prefrl/PongNoScore-v0", "--pseudo-label-threshold", "0.99"],
-            "is for vector observations",
-        ),
         (
             ["--env", TOY, "--teacher", "true-reward", "--policy-aligned-steps", "1000"],
             "--policy-aligned-steps chooses queries (QPA)",

@@ -94,8 +94,9 @@ def test_a_setting_that_differs_between_preference_runs_of_a_task_makes_its_own_
 
 
 def test_an_ablation_grid_names_only_the_settings_each_arm_changes(tmp_path):
-    # PEBBLE and its QPA and SURF arms, as benchmarks/specs/offpolicy*.toml run them: every setting varies
-    # between the task's preference runs, but each arm is named by what it sets away from the default.
+    # PEBBLE and its QPA and SURF arms, as benchmarks/results/offpolicy_runs records them: every setting
+    # varies between the task's preference runs, but each arm is named by what it sets away from the
+    # default; SURF's settings are retired, and the PEBBLE arm's "off" values are not named either.
     fake_run(tmp_path, TASKS[0], "true-reward", 0, 100.0)
     fake_run(tmp_path, TASKS[0], "oracle", 0, 50.0, crop_steps=0, policy_aligned_steps=None)
     fake_run(tmp_path, TASKS[0], "oracle", 0, 60.0, crop_steps=0, policy_aligned_steps=10000)

@@ -4,7 +4,7 @@ import os
 import pytest
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
-from prefrl.config import TrainConfig
+from prefrl.config import RETIRED_AT, ConfigError, TrainConfig
 from prefrl.environment import make_vec_env
 from prefrl.observations import observation_kind
 from prefrl.spec import DEFAULTS, check_run_dir, resolve
@@ -121,6 +121,21 @@ def test_format_1_configs_read_their_family_defaults_as_unset(tmp_path):
     assert (config.pretrain_epochs, config.dropout, config.reward_updates) == (None, None, "sync")
     spec = resolve(config)
     assert (spec.pretrain_epochs, spec.dropout) == (200, 0.5)
+
+
+def test_runs_saved_with_retired_settings_off_still_load_and_those_that_used_them_say_where_to_go(tmp_path):
+    """SURF's settings are gone (they did not pay): saved at their off values they are dropped on load; a
+    run that used them is refused with the commit that still has them, not a traceback."""
+    saved = TrainConfig(env=TOY, run_dir=tmp_path / "run").to_json()
+    (tmp_path / "config.json").write_text(
+        json.dumps({**saved, "pseudo_label_threshold": None, "crop_steps": 0})
+    )
+    assert TrainConfig.load(tmp_path / "config.json").to_json() == saved
+    (tmp_path / "config.json").write_text(
+        json.dumps({**saved, "pseudo_label_threshold": 0.99, "crop_steps": 0})
+    )
+    with pytest.raises(ConfigError, match=f"--pseudo-label-threshold, SURF's option.*commit {RETIRED_AT}"):
+        TrainConfig.load(tmp_path / "config.json")
 
 
 def test_run_dir_checks(tmp_path):

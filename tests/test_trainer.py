@@ -380,38 +380,3 @@ def test_kill_during_a_background_fit_then_resume_loses_no_label(tmp_path):
     assert queries <= 120  # no query asked twice over the budget
     labels_used = int(out.split(" labels,")[0].split()[-1])
     assert labels_used == answers_after  # every stored answer is in the final preference set, once
-
-
-@pytest.mark.parametrize("updates", ["sync", "async"])
-def test_surf_pseudo_labels_and_cropping_reach_every_fit(tmp_path, monkeypatch, updates):
-    """With SURF on, the pre-training fit and every refit get unlabelled pairs of the pool (10 per label, in
-    the background worker process too) and the cropping setting; the run learns as before."""
-    from prefrl.reward_model import RewardEnsemble
-
-    fit, seen = RewardEnsemble.fit, []
-
-    def fit_recording(self, data, **kwargs):
-        semi = kwargs.get("semi")
-        seen.append((len(data), len(semi.unlabeled) if semi and semi.unlabeled else 0, semi and semi.crop))
-        return fit(self, data, **kwargs)
-
-    monkeypatch.setattr(RewardEnsemble, "fit", fit_recording)
-    requests = []
-    from prefrl.reward_updates import RewardUpdater
-
-    submit = RewardUpdater.submit
-    monkeypatch.setattr(
-        RewardUpdater,
-        "submit",
-        lambda self, r: (requests.append((r.epochs, len(r.unlabeled))), submit(self, r))[1],
-    )
-    config = toy_config(tmp_path, pseudo_label_threshold=0.9, crop_steps=3, reward_updates=updates)
-    PreferenceTrainer(config).train()
-    pretrain = seen[0]
-    assert pretrain[1] == 10 * pretrain[0] and pretrain[2] == 3  # the initial labels' fit
-    refits = [(epochs, n) for epochs, n in requests if epochs]
-    assert refits and all(n > 0 for _, n in refits)
-    if updates == "sync":  # inline: the fits ran here, with the request's pairs
-        assert len(seen) == 1 + len(refits) and all(u > 0 and crop == 3 for _, u, crop in seen)
-    m = read_metrics(tmp_path / "run" / "metrics.csv")
-    assert np.nanmax(m["val_accuracy"]) > 0.7
