@@ -5,7 +5,7 @@ seed's arms finish together, then reports what is finished with :func:`prefrl.re
 
 * ``benchmarks/specs/offpolicy.toml``: ``prefrl/Walker2d-v0``, SAC on the true reward against SAC with
   PEBBLE (Lee et al. 2021: state-entropy exploration, relabelling, critic reset) from 200 oracle labels,
-  3 seeds, the same steps;
+  4 seeds (3 until the fourth was added, 2026-11-25), the same steps;
 * ``offpolicy_qpa.toml``: the ablation arm PEBBLE plus QPA's policy-aligned queries and hybrid replay
   (Hu et al. 2024). The records also hold a third arm, PEBBLE plus SURF's pseudo-labels and temporal
   cropping (Park et al. 2022), run at commit eb81b34: it did not pay, so prefrl no longer has SURF and
