@@ -82,7 +82,8 @@ def find_runs(paths: list[Path]) -> list[RunResult]:
     configs = {}
     for run_dir in dirs:
         try:
-            configs[run_dir] = json.loads((run_dir / "config.json").read_text())
+            # A setting added after a run was saved is at its default there.
+            configs[run_dir] = TRAIN_DEFAULTS | json.loads((run_dir / "config.json").read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{run_dir / 'config.json'} is not valid JSON ({err})") from None
     varying = _arm_settings(list(configs.values()))

@@ -97,16 +97,19 @@ def test_an_ablation_grid_names_only_the_settings_each_arm_changes(tmp_path):
     # PEBBLE and its QPA and SURF arms, as benchmarks/results/offpolicy_runs records them: every setting
     # varies between the task's preference runs, but each arm is named by what it sets away from the
     # default; SURF's settings are retired, and the PEBBLE arm's "off" values are not named either.
-    fake_run(tmp_path, TASKS[0], "true-reward", 0, 100.0)
+    for seed in range(2):
+        fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0)
     fake_run(tmp_path, TASKS[0], "oracle", 0, 50.0, crop_steps=0, policy_aligned_steps=None)
     fake_run(tmp_path, TASKS[0], "oracle", 0, 60.0, crop_steps=0, policy_aligned_steps=10000)
     fake_run(tmp_path, TASKS[0], "oracle", 0, 70.0, crop_steps=5, pseudo_label_threshold=0.99)
+    fake_run(tmp_path, TASKS[0], "oracle", 1, 55.0)  # saved after SURF went: neither setting in its config
     summary = write_report([tmp_path], tmp_path / "out")["summary"]
     assert sorted(summary) == [
         "ppo oracle 700",
         "ppo oracle 700 crop_steps=5 pseudo_label_threshold=0.99",
         "ppo oracle 700 policy_aligned_steps=10000",
     ]
+    assert summary["ppo oracle 700"]["runs_per_task"] == 2  # the run saved without SURF's keys joins PEBBLE
 
 
 def test_an_arm_keeps_one_colour_in_every_panel(tmp_path, monkeypatch):
