@@ -88,6 +88,9 @@ class Args:
     """What the reward model sees (``prefrl train --reward-inputs``): ``observations`` for r̂(o), a reward
     on the motion the person judges that the agent cannot earn by its actions alone; unset for App. A.1's
     r̂(o, a). Recorded and part of the run's key, as ``--agent-kwargs``."""
+    policy_aligned_steps: int | None = None
+    """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``;
+    e.g. 10000 with ``--algo sac``). Recorded and part of the run's key, as ``--agent-kwargs``."""
     eval_episodes: int = 5
     port: int = 8765
     clips: bool = True
@@ -145,6 +148,8 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--agent-kwargs", *args.agent_kwargs]
     if args.reward_inputs:
         cmd += ["--reward-inputs", args.reward_inputs]
+    if args.policy_aligned_steps:
+        cmd += ["--policy-aligned-steps", str(args.policy_aligned_steps)]
     if args.ceiling:
         return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips", *args.env_kwargs]
     if args.env_kwargs:
@@ -275,10 +280,10 @@ EARLIER_PERSON_SCORE = "whole landed flips only"
 
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
-    ``--agent-kwargs`` and ``--reward-inputs``."""
+    ``--agent-kwargs``, ``--reward-inputs`` and ``--policy-aligned-steps``."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
-    inputs = [f"reward_inputs={run['reward_inputs']}"] if run.get("reward_inputs") else []
-    return [*task, *run.get("agent_kwargs", []), *inputs]
+    given = [f"{key}={run[key]}" for key in ("reward_inputs", "policy_aligned_steps") if run.get(key)]
+    return [*task, *run.get("agent_kwargs", []), *given]
 
 
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
@@ -602,6 +607,7 @@ def main(args: Args) -> None:
         "env_kwargs": list(config["env_kwargs"]),
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
+        "policy_aligned_steps": config.get("policy_aligned_steps"),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,
         "teacher": teacher,
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),

@@ -67,9 +67,10 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     noise_free = {**flip_run("ppo", 900, 900, 3.0, airborne=3.0), "arm": backflip.NOISE_FREE}
     entropy = {**taught, "agent_kwargs": ["ent_coef=0.01"]}
     observed = {**taught, "reward_inputs": "observations"}
+    aligned = {**taught, "policy_aligned_steps": 10000}
     longer = {**entropy, "steps": 2_001_472}
-    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy, observed, longer)}
-    assert len(keys) == 6  # none replaces another
+    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy, observed, aligned, longer)}
+    assert len(keys) == 7  # none replaces another
     summary = backflip.summary([taught, frozen, noise_free])
     assert not summary["target_met"] and summary["target_met_by_frozen_reward"]
     assert summary["noise_free_person_per_algo"]["ppo"]["backflips_per_episode"] == 3.0
@@ -85,6 +86,8 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     assert command is not None and command[command.index("--agent-kwargs") + 1] == "ent_coef=0.01"
     command = backflip.train_command(backflip.Args(reward_inputs="observations", run_dir=tmp_path / "o"))
     assert command is not None and command[command.index("--reward-inputs") + 1] == "observations"
+    command = backflip.train_command(backflip.Args(policy_aligned_steps=10000, run_dir=tmp_path / "qpa"))
+    assert command is not None and command[command.index("--policy-aligned-steps") + 1] == "10000"
     floor = backflip.Args(env_kwargs=("floor_clearance=True",), run_dir=tmp_path / "floor")
     command = backflip.train_command(floor)
     assert command is not None and command[command.index("--env-kwargs") + 1] == "floor_clearance=True"
