@@ -30,6 +30,11 @@ RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(obs ``(N, *obs_shape)``, acts ``(N, *act_shape)``) -> rewards ``(N,)``: what the wrappers need."""
 
 RANDOM_ANSWER_PROB = 0.1  # App. A: "a 10 % chance that the human responds uniformly at random"
+INPUT_CLIP = 10.0
+"""Standardised inputs of an MLP member are clipped to ±this many standard deviations of the data its fit
+started on (SB3's ``VecNormalize`` clips observations at the same 10): a feature that the labelled steps
+barely vary (e.g. a rail's constraint force, zero until the agent pushes the cart into it) cannot blow the
+reward up when it moves."""
 
 
 def action_features(space: gym.Space, acts: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -43,8 +48,10 @@ def action_features(space: gym.Space, acts: np.ndarray | torch.Tensor) -> torch.
 class MLPReward(nn.Module):
     """r̂(o, a) for vector observations: 2 hidden layers of 64, leaky ReLU 0.01 (App. A.1).
 
-    Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit. With
-    ``use_actions=False`` the member is r̂(o): it takes actions like any member and ignores them.
+    Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit and clipped to
+    ±:data:`INPUT_CLIP`; a feature constant in those statistics is ignored (its standard deviation is
+    infinite), since the fit cannot have learnt what it is worth. With ``use_actions=False`` the member is
+    r̂(o): it takes actions like any member and ignores them.
     """
 
     in_mean: torch.Tensor
@@ -76,12 +83,13 @@ class MLPReward(nn.Module):
     def set_input_stats(self, features: torch.Tensor) -> None:
         """``features``: observations then action features, as :meth:`forward` concatenates them."""
         features = features[:, : self.in_mean.numel()]  # (observations come first)
+        std = features.std(0)
         self.in_mean.copy_(features.mean(0))
-        self.in_std.copy_(features.std(0).clamp_min(1e-6))
+        self.in_std.copy_(torch.where(std > 1e-6, std, torch.full_like(std, math.inf)))
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs.float().reshape(obs.shape[0], -1), acts[:, : self.act_dim]], dim=1)
-        return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
+        return self.net(((x - self.in_mean) / self.in_std).clamp(-INPUT_CLIP, INPUT_CLIP)).squeeze(-1)
 
 
 @dataclass
@@ -417,14 +425,20 @@ class RewardEnsemble(nn.Module):
 
 class _NumpyMLPEnsemble:
     """The whole MLP ensemble as stacked numpy weights, with input standardisation, output
-    normalisation and the member average folded into the first and last layers.
+    normalisation and the member average folded into the first and last layers (the inputs clipped
+    beforehand to ±:data:`INPUT_CLIP` standard deviations, in their own units).
 
     The env wrapper calls the reward once per vectorised step on a handful of rows; at that size
     numpy's batched matmul is several times cheaper than torch's per-op dispatch.
     """
 
     def __init__(
-        self, weights: list[np.ndarray], biases: list[np.ndarray], action_space: gym.Space, act_dim: int
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        bounds: tuple[np.ndarray, np.ndarray],
+        action_space: gym.Space,
+        act_dim: int,
     ) -> None:
         # Members side by side: the first layer's (in, out) blocks are concatenated into one matrix and the
         # last layer's outputs summed in one (K·hidden, 1) product; hidden layers stay per member (a block
@@ -438,6 +452,7 @@ class _NumpyMLPEnsemble:
         ]
         self.last_w = np.concatenate(list(weights[-1]), axis=0).astype(np.float32)  # sums over members
         self.last_b = np.float32(biases[-1][:, 0].sum())
+        self.low, self.high = (b.astype(np.float32) for b in bounds)
         self.action_space = action_space
         self.act_dim = act_dim
 
@@ -453,9 +468,13 @@ class _NumpyMLPEnsemble:
             b = np.stack([ls[depth].bias.detach().cpu().numpy() for ls in linears]).astype(np.float64)
             weights.append(w)  # (K, in, out)
             biases.append(b[:, None, :])  # (K, 1, out)
-        # Fold (x - mean) / std into the first layer.
+        # Fold (x - mean) / std into the first layer. The members' fits start from the same statistics,
+        # so one clip of the raw inputs serves them all; members that differ keep torch's path.
         mean = np.stack([m.in_mean.cpu().numpy() for m in members]).astype(np.float64)  # (K, in)
         std = np.stack([m.in_std.cpu().numpy() for m in members]).astype(np.float64)
+        if not all(np.array_equal(m, mean[0]) and np.array_equal(s, std[0]) for m, s in zip(mean, std)):
+            return None
+        bounds = (mean[0] - INPUT_CLIP * std[0], mean[0] + INPUT_CLIP * std[0])
         biases[0] = biases[0] - np.einsum("ki,kio->ko", mean / std, weights[0])[:, None, :]
         weights[0] = weights[0] / std[:, :, None]
         # Fold (r - out_mean) * out_scale / K into the last layer.
@@ -463,13 +482,14 @@ class _NumpyMLPEnsemble:
         out_mean = ensemble.out_mean.cpu().numpy().astype(np.float64)
         weights[-1] = weights[-1] * scale[:, None, None]
         biases[-1] = (biases[-1] - out_mean[:, None, None]) * scale[:, None, None]
-        return cls(weights, biases, ensemble.action_space, members[0].act_dim)
+        return cls(weights, biases, bounds, ensemble.action_space, members[0].act_dim)
 
     def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         if isinstance(self.action_space, gym.spaces.Discrete):
             acts = np.eye(int(self.action_space.n))[np.asarray(acts, dtype=np.int64).reshape(-1)]
         acts = acts.reshape(len(acts), -1)[:, : self.act_dim]
         h = np.concatenate([obs.reshape(len(obs), -1), acts], axis=1, dtype=np.float32)
+        np.clip(h, self.low, self.high, out=h)
         # ndarray.dot: the least per-call overhead for these tiny matrices.
         h = h.dot(self.first_w)
         h += self.first_b

@@ -12,11 +12,13 @@ from prefrl.segments import Segment
 OBS, ACT = gym.spaces.Box(-1, 1, (6,)), gym.spaces.Box(-1, 1, (2,))
 
 
-def linear_task(rng, n_train=500, n_test=300, length=20):
+def linear_task(rng, n_train=500, n_test=300, length=20, constant_feature=None):
     w = rng.normal(size=6)
 
     def seg():
         obs = rng.normal(size=(length, 6)).astype(np.float32)
+        if constant_feature is not None:
+            obs[:, constant_feature] = 0.0
         return Segment(obs, rng.uniform(-1, 1, (length, 2)).astype(np.float32), (obs @ w).astype(np.float32))
 
     train, test = PreferenceDataset(), PreferenceDataset()
@@ -72,6 +74,37 @@ def test_an_observation_only_reward_ignores_actions_and_still_learns(rng):
     np.testing.assert_allclose(ens.member_rewards(steps, other).mean(0), fast, rtol=1e-4, atol=1e-5)
     with_actions = RewardEnsemble.for_spaces(OBS, ACT)
     assert not np.allclose(with_actions.reward(steps, actions), with_actions.reward(steps, other))
+
+
+def test_a_feature_the_labels_never_varied_cannot_move_the_reward(rng):
+    # The double pendulum's rail force: 0 in every labelled step, up to 10 once the cart hits the rail.
+    train, _ = linear_task(rng, n_train=200, constant_feature=5)
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    ens.fit(train, epochs=3, rng=rng)
+    steps, actions = train.all_steps(500, rng)
+    ens.normalize(steps, actions)
+    pushed = steps.copy()
+    pushed[:, 5] = 10.0
+    np.testing.assert_allclose(ens.reward(pushed, actions), ens.reward(steps, actions), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        ens.member_rewards(pushed, actions), ens.member_rewards(steps, actions), atol=1e-5
+    )
+
+
+def test_a_feature_far_outside_the_labelled_range_counts_as_ten_standard_deviations(rng):
+    train, _ = linear_task(rng, n_train=200)
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    ens.fit(train, epochs=3, rng=rng)
+    steps, actions = train.all_steps(500, rng)
+    ens.normalize(steps, actions)
+    member = ens.members[0]
+    far, at_clip = steps[:50].copy(), steps[:50].copy()
+    far[:, 2] = 1e6
+    at_clip[:, 2] = float(member.in_mean[2] + 10 * member.in_std[2])
+    fast = ens.reward(far, actions[:50])  # the numpy path the wrapper uses every step
+    np.testing.assert_allclose(fast, ens.reward(at_clip, actions[:50]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ens.member_rewards(far, actions[:50]).mean(0), fast, rtol=1e-4, atol=1e-4)
+    assert np.abs(fast).max() < 100  # unclipped, 1e6 standard deviations would give ~1e5
 
 
 def test_adaptive_l2_rises_when_validation_loss_runs_away(rng):
