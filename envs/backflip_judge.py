@@ -216,22 +216,27 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     """How close a clip is to a landed airborne backflip, ranked as a person judging clips would: airborne
     backward rotation first, then a landing on the foot, then height.
 
-    ``Σ_jumps min(turns, 1) · (1 + LANDING_CREDIT · landed) + 0.05 · (highest torso height − 1.25 m)``. A jump
-    is a flight, a stretch of steps in which nothing touches the floor, that takes off from the foot alone
-    (the page's instructions: "it jumps"; bouncing off the head does not count); its turns are the backward
-    rotation (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the page's
-    instructions: "a full turn best"; turning further in one flight is no closer to a backflip and harder to
-    land). A jump whose touchdown the clip shows settling on the foot, upright (rule 3 of
-    :class:`BackflipRule`: within ``landing_window`` steps, ``settle_steps`` standing steps in a row, torso
-    and thigh off the floor meanwhile, before any next takeoff) is landed. So a full turn in the air scores 1
-    and landed 2, a quarter turn landed 0.5, a roll on the ground about 0, and a metre of height counts as
-    much as 18° of airborne turning. It is the sum of :class:`FlightScore`'s step rewards over the clip, plus
-    the height.
+    ``Σ_jumps min(turns, 1) · (1 + LANDING_CREDIT · landing) + 0.05 · (highest torso height − 1.25 m)``. A
+    jump is a flight, a stretch of steps in which nothing touches the floor, that takes off from the foot
+    alone (the page's instructions: "it jumps"; bouncing off the head does not count); its turns are the
+    backward rotation (in turns of 2π) the torso makes in it, of which a full turn counts, not more (the
+    page's instructions: "a full turn best"; turning further in one flight is no closer to a backflip and
+    harder to land). Its ``landing`` is 1 when the clip shows the touchdown settling on the foot, upright
+    (rule 3 of :class:`BackflipRule`: within ``landing_window`` steps, ``settle_steps`` standing steps in a
+    row, torso and thigh off the floor meanwhile, before any next takeoff); otherwise, how it came down:
+    ``TOUCHDOWN_SHARE`` times its uprightness at touchdown when the foot alone touched first
+    (:func:`touchdown_uprightness`), 0 when the torso, thigh or leg did. So a full turn in the air scores 1,
+    coming down upright on the foot and then toppling 1.5, landed 2; a quarter turn landed 0.5, a roll on
+    the ground about 0, and a metre of height counts as much as 18° of airborne turning. It is the sum of
+    :class:`FlightScore`'s step rewards over the clip, plus the height.
 
     The landing credit is graded by the turn before it, as a person's judgement is, so that a landing pays
     before the flips are whole: counting only whole landed backflips (as the strict judge does) gives a
     learner nothing to climb until it lands a full flip, and a PPO agent taught that way learned to turn
-    over in the air and crash.
+    over in the air and crash. Crashes are graded too, by how the hopper came down, as a person comparing
+    two clips that both end in a fall would prefer the one that came down on its foot, upright, to the one
+    that came down on its back: without it, an agent that turned in the air and crashed every time was
+    never shown anything closer to a landing than its own crashes (no clip of 1,792 landed after half a turn).
 
     Args:
         states: simulator states ``(steps, nq + nv)`` of the clip.
@@ -262,6 +267,25 @@ def _flights_of(states: np.ndarray, rule: BackflipRule) -> tuple[float, FlightSc
 
 LANDING_CREDIT = 1.0
 """Weight of a flight's landing on the foot against its airborne turning (:func:`backflip_progress`)."""
+TOUCHDOWN_SHARE = 0.5
+"""Share of the landing credit paid at touchdown for coming down on the foot alone, upright
+(:func:`touchdown_uprightness`); the rest is paid when the landing settles."""
+
+
+def touchdown_uprightness(
+    state: np.ndarray, touching: np.ndarray, rule: BackflipRule = BackflipRule()
+) -> float:
+    """How well a flight came down, at its first step touching the floor: 0 unless the foot alone touches;
+    then the torso's uprightness, ``cos(pitch) / cos(max_pitch)`` clipped to [0, 1] (1 within rule 3's
+    ``max_pitch`` of upright, 0 lying level or upside down).
+
+    Args:
+        state: the simulator state ``(nq + nv,)`` of the touchdown step.
+        touching: which bodies touch the floor then, bool ``(4,)`` in :data:`BODIES` order.
+    """
+    if not touching[BODIES.index("foot")] or touching[:3].any():
+        return 0.0
+    return float(np.clip(np.cos(state[PITCH_INDEX]) / np.cos(rule.max_pitch), 0.0, 1.0))
 
 
 @dataclass
@@ -279,7 +303,9 @@ class FlightScore:
     an agent to learn from directly (the ceiling beside the agents taught by preferences).
 
     Each step pays the airborne backward turning it adds to the current flight, up to a full turn per
-    flight, and a step at which a landing settles pays ``LANDING_CREDIT`` times that flight's turn. Only
+    flight; the touchdown pays ``TOUCHDOWN_SHARE · LANDING_CREDIT`` times that turn and its
+    :func:`touchdown_uprightness`, and a step at which the landing settles the rest of ``LANDING_CREDIT``
+    times the turn. Only
     jumps count: flights that take off from the foot alone (a hopper bouncing off its head from turn to turn
     is not jumping, and an agent paid for every flight learned to do just that). Over an episode the
     rewards add up to :func:`backflip_progress` of its states without the height term (tested).
@@ -292,7 +318,8 @@ class FlightScore:
         self.rule = rule
         self._pitch, self._airborne, self._on_foot, self._jumped = 0.0, False, False, False
         self._turned = 0.0
-        self._landing: tuple[int, float, int] | None = None  # steps since touchdown, turn, standing run
+        self._landing: tuple[int, float, int, float] | None = None
+        """Steps since the touchdown, the flight's turn, the standing run, the credit paid at touchdown."""
         self.jumps: list[Jump] = []
         """The jumps so far (since :meth:`reset`), the one in the air last; what a clip showed a person."""
 
@@ -321,7 +348,12 @@ class FlightScore:
             self._turned = turned
             self.jumps[-1].turn = min(max(turned, 0.0), 1.0)
         if not airborne and self._airborne and self._jumped:  # touchdown: the landing is judged next (rule 3)
-            self._landing = (0, min(max(self._turned, 0.0), 1.0), 0)
+            turn = min(max(self._turned, 0.0), 1.0)
+            paid = (
+                TOUCHDOWN_SHARE * LANDING_CREDIT * turn * touchdown_uprightness(state, touching[0], self.rule)
+            )
+            reward += paid
+            self._landing = (0, turn, 0, paid)
         if self._landing is not None:
             reward += self._judge_landing(state, touching)
         self._pitch, self._airborne = pitch, airborne
@@ -329,7 +361,7 @@ class FlightScore:
         return reward
 
     def _judge_landing(self, state: np.ndarray, touching: np.ndarray) -> float:
-        steps, turn, run = self._landing  # type: ignore[misc]
+        steps, turn, run, paid = self._landing  # type: ignore[misc]
         rule = self.rule
         if touching[0, :2].any():  # torso or thigh on the floor: crashed
             self._landing = None
@@ -340,9 +372,9 @@ class FlightScore:
             if steps - rule.settle_steps + 1 >= rule.landing_window:
                 return 0.0
             self.jumps[-1].landed = True
-            return LANDING_CREDIT * turn
+            return LANDING_CREDIT * turn - paid
         steps += 1
-        self._landing = (steps, turn, run) if steps < rule.landing_window + rule.settle_steps else None
+        self._landing = (steps, turn, run, paid) if steps < rule.landing_window + rule.settle_steps else None
         return 0.0
 
 

@@ -9,6 +9,7 @@ import pytest
 from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BODIES,
+    TOUCHDOWN_SHARE,
     backflip_progress,
     clip_jumps,
     count_backward_turns,
@@ -137,8 +138,9 @@ def test_progress_ranks_clips_as_a_person_would() -> None:
     assert scores[0] > scores[1] > scores[2] and scores[0] > 1.4
     assert abs(scores[2]) < 0.2 and abs(scores[3]) < 0.2  # a roll on the ground is no progress
     simulated = [backflip_progress(launched(w)) for w in (-5.0, -6.0, -4.0, 0.0)]
-    # landed flip > full airborne turn, crashed > most of a turn > a jump without turning
-    assert simulated[0] > 1.4 > simulated[1] > 1.0 > simulated[2] > simulated[3]
+    # landed flip > full airborne turn, crashed > most of a turn, come down on the foot leaning back and
+    # fallen > a jump without turning
+    assert simulated[0] > 1.9 and 1.4 > simulated[1] > simulated[2] > 0.8 > simulated[3]
 
 
 def hop(turn: float, *, lands: bool) -> np.ndarray:
@@ -158,14 +160,37 @@ def hop(turn: float, *, lands: bool) -> np.ndarray:
 
 def test_progress_credits_a_landing_in_proportion_to_the_turn_before_it() -> None:
     """A person prefers a flight that lands on the foot to the same flight crashing, before flips are whole;
-    the credit grows with how far the flight turned."""
+    the credit grows with how far the flight turned. Coming down upright on the foot and then collapsing
+    earns the touchdown's share of it (``hop(lands=False)`` touches down on its foot, then drops)."""
     small, larger = 0.5, 1.0  # radians turned in the air, landing within 0.6 rad of upright
     landed = [backflip_progress(hop(turn, lands=True)) for turn in (small, larger)]
     crashed = [backflip_progress(hop(turn, lands=False)) for turn in (small, larger)]
     for turn, up, down in zip((small, larger), landed, crashed):
-        assert up - down == pytest.approx(turn / (2 * np.pi), abs=0.02)
+        # the whole landing credit, less the touchdown's share when it came down on the foot first
+        assert (1 - TOUCHDOWN_SHARE) * turn / (2 * np.pi) - 0.01 < up - down < turn / (2 * np.pi) + 0.01
     assert landed[1] - crashed[1] > landed[0] - crashed[0]
     assert judge_backflips(hop(larger, lands=True)) == []  # not a backflip: the strict count is unchanged
+
+
+def test_progress_grades_a_fall_by_how_the_flight_came_down() -> None:
+    """Of two full turns in the air that both end on the floor, a person prefers the one that came down on
+    its foot, upright, to the one that came down on its back; a landing beats both."""
+    clips = {
+        "landed": flip(STAND, -2 * np.pi),
+        "foot first, then fell": flip(0.04, -2.5 * np.pi),
+        "on its back": flight_from(0.0, 2.5 * np.pi),
+    }
+    jumps = {name: clip_jumps(states) for name, states in clips.items()}
+    assert [len(j) for j in jumps.values()] == [1, 1, 1] and jumps["landed"][0].landed
+    assert all(j[0].turn > 0.95 and not j[0].landed for name, j in jumps.items() if name != "landed")
+    score = {name: backflip_progress(s) - 0.05 * (s[:, 1].max() - 1.25) for name, s in clips.items()}
+    assert score["landed"] == pytest.approx(2 * jumps["landed"][0].turn)
+    fell = jumps["foot first, then fell"][0].turn
+    assert score["foot first, then fell"] == pytest.approx(
+        (1 + TOUCHDOWN_SHARE) * fell
+    )  # upright at touchdown
+    assert score["on its back"] == pytest.approx(1.0)
+    assert judge_backflips(clips["foot first, then fell"]) == []  # the strict count is unchanged
 
 
 def test_progress_counts_at_most_a_full_turn_per_flight() -> None:
@@ -176,7 +201,8 @@ def test_progress_counts_at_most_a_full_turn_per_flight() -> None:
         states_of(z, np.concatenate([np.zeros(10), -turns * 2 * np.pi * flight])) for turns in (1, 2)
     )
     height = 0.05 * (z.max() - 1.25)
-    assert backflip_progress(twice) == pytest.approx(1.0 + height)  # not 2
+    # one turn, not 2, and half the landing credit for coming down upright on the foot (it ends there)
+    assert backflip_progress(twice) == pytest.approx(1.0 + TOUCHDOWN_SHARE + height)
     assert 0.9 + height < backflip_progress(once) <= backflip_progress(twice)  # (its first steps touch)
 
 
@@ -188,8 +214,9 @@ def test_the_flips_reward_pays_the_persons_score_step_by_step(pitch_velocity: fl
     height = 0.05 * (states[:, 1].max() - 1.25)
     assert rewards.sum() == pytest.approx(backflip_progress(states) - height)
     if judge_backflips(states):  # the landed flip: about a full turn in the air, then as much on landing
-        landing = rewards.max()
-        assert landing == pytest.approx(rewards.sum() - landing) and landing > 0.95
+        (jump,) = clip_jumps(states)
+        assert jump.landed and jump.turn > 0.95
+        assert rewards.sum() == pytest.approx(2 * jump.turn)
 
 
 def test_the_backflip_env_names_its_rewards() -> None:
@@ -214,7 +241,9 @@ def test_progress_counts_only_flights_that_take_off_from_the_foot() -> None:
     assert floor_contacts(jump[:5])[:, BODIES.index("foot")].all()
     assert floor_contacts(bounce[:5])[:, BODIES.index("torso")].all()
     height = [0.05 * (s[:, 1].max() - 1.25) for s in (jump, bounce)]
-    assert 0.7 < backflip_progress(jump) - height[0] <= 0.8  # 0.8 turns, less the first and last steps
+    (jumped,) = clip_jumps(jump)
+    assert 0.7 < jumped.turn <= 0.8  # 0.8 turns, less the first and last steps
+    assert backflip_progress(jump) - height[0] > jumped.turn
     assert backflip_progress(bounce) - height[1] == pytest.approx(0.0)
 
 
