@@ -279,6 +279,9 @@ came down on its foot and toppled were equal), ``"graded landings"`` (commit 728
 so bouncing off the head paid) and :data:`EARLIER_PERSON_SCORE`, which credited only whole landed backflips
 inside a clip."""
 EARLIER_PERSON_SCORE = "whole landed flips only"
+PERSON_SCORE_TAG = "touchdowns"
+"""Ends the file names (clip, filmstrip, curve) of runs trained in this version with :data:`PERSON_SCORE`, so
+that they never overwrite those of a run made with an earlier score and the same settings."""
 
 
 def settings(run: dict[str, Any]) -> list[str]:
@@ -528,6 +531,8 @@ def main(args: Args) -> None:
     config_settings = settings(config)
     for setting in config_settings:  # e.g. ent_coef_001, observation_lags_10_20 (no brackets in file names)
         suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
+    if not args.evaluate_only:
+        suffix += f"_{PERSON_SCORE_TAG}"
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
         "the hand-written backflip reward (ceiling)"
