@@ -22,8 +22,8 @@ rotation in the step, in radians, so an episode's true return is its net backwar
 curve, but a lax one, since rolling over on the ground earns it as well as flipping. With ``reward="flips"``
 it is instead the scripted person's score paid step by step (:class:`~prefrl.envs.backflip_judge.FlightScore`:
 airborne backward turning, up to a full turn per flight, and a landing credit, half of it paid for coming
-down on the foot, upright), a hand-written backflip
-reward: ``--teacher true-reward`` on it is the ceiling for the agents taught by preferences. What a person
+down on the foot, upright), a hand-written backflip reward: ``--teacher true-reward`` on it is the ceiling
+for the agents taught by preferences. What a person
 wants, a landed airborne backflip, is judged from the simulator state in
 :mod:`prefrl.envs.backflip_judge`; the scripted :class:`BackflipTeacher` prefers the clip closer to one.
 """

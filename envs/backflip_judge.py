@@ -305,10 +305,10 @@ class FlightScore:
     Each step pays the airborne backward turning it adds to the current flight, up to a full turn per
     flight; the touchdown pays ``TOUCHDOWN_SHARE · LANDING_CREDIT`` times that turn and its
     :func:`touchdown_uprightness`, and a step at which the landing settles the rest of ``LANDING_CREDIT``
-    times the turn. Only
-    jumps count: flights that take off from the foot alone (a hopper bouncing off its head from turn to turn
-    is not jumping, and an agent paid for every flight learned to do just that). Over an episode the
-    rewards add up to :func:`backflip_progress` of its states without the height term (tested).
+    times the turn. Only jumps count: flights that take off from the foot alone (a hopper bouncing off its
+    head from turn to turn is not jumping, and an agent paid for every flight learned to do just that). Over
+    an episode the rewards add up to :func:`backflip_progress` of its states without the height term
+    (tested).
 
     Args:
         rule: the contact margin and what standing after a landing is.
