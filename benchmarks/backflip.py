@@ -45,6 +45,7 @@ import tyro
 from benchmarks.common import RESULTS, filmstrip, machine_info, play_final_policy, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
+from prefrl.config import default_policy_aligned_steps, in_current_format
 from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BackflipRule,
@@ -89,8 +90,9 @@ class Args:
     on the motion the person judges that the agent cannot earn by its actions alone; unset for App. A.1's
     r̂(o, a). Recorded and part of the run's key, as ``--agent-kwargs``."""
     policy_aligned_steps: int | None = None
-    """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``;
-    e.g. 10000 with ``--algo sac``). Recorded and part of the run's key, as ``--agent-kwargs``."""
+    """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``:
+    unset, prefrl's default, 10,000 for SAC/TD3; 0 for PEBBLE alone). The window the run took is recorded
+    and part of the run's key, as ``--agent-kwargs``."""
     eval_episodes: int = 5
     port: int = 8765
     clips: bool = True
@@ -148,7 +150,7 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--agent-kwargs", *args.agent_kwargs]
     if args.reward_inputs:
         cmd += ["--reward-inputs", args.reward_inputs]
-    if args.policy_aligned_steps:
+    if args.policy_aligned_steps is not None:
         cmd += ["--policy-aligned-steps", str(args.policy_aligned_steps)]
     if args.ceiling:
         return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips", *args.env_kwargs]
@@ -325,6 +327,12 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             for run in taught
         )},
     }  # fmt: skip
+
+
+def policy_aligned_steps(config: dict[str, Any]) -> int:
+    """The QPA window a run took, from its ``config.json`` (any format): 0 for none."""
+    window = in_current_format(config)["policy_aligned_steps"]
+    return default_policy_aligned_steps(config["algo"], config["teacher"]) if window is None else int(window)
 
 
 def share_disagreeing(store: LabelStore) -> float | None:
@@ -615,7 +623,7 @@ def main(args: Args) -> None:
         "env_kwargs": list(config["env_kwargs"]),
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
-        "policy_aligned_steps": config.get("policy_aligned_steps"),
+        "policy_aligned_steps": policy_aligned_steps(config),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,
         "teacher": teacher,
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),

@@ -25,7 +25,7 @@ import torch
 from stable_baselines3.common.utils import LinearSchedule
 
 from prefrl.cnn_reward import is_frame_stack_space
-from prefrl.config import NO_LABELS, ConfigError, TrainConfig
+from prefrl.config import NO_LABELS, OFF_POLICY, ConfigError, TrainConfig, default_policy_aligned_steps
 from prefrl.environment import EnvFamily, check_env_id, env_dt, env_family, make_env
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import DEFAULT_SEGMENT_SECONDS, default_segment_length
@@ -167,8 +167,6 @@ DEFAULTS: dict[EnvFamily, FamilyDefaults] = {
     ),
 }
 
-OFF_POLICY = ("sac", "td3")
-
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -205,7 +203,7 @@ class RunSpec:
     dropout: float
     reward_inputs: str
     unsupervised_steps: int
-    policy_aligned_steps: int | None
+    policy_aligned_steps: int  # 0: no QPA
     hybrid_replay_share: float
     output_std: float
     n_envs: int
@@ -304,9 +302,12 @@ def resolve(config: TrainConfig) -> RunSpec:
             f"--unsupervised-steps {unsupervised_steps} leaves no steps to learn from preferences in "
             f"--steps {config.steps}; lower it or raise --steps"
         )
+    policy_aligned_steps = config.policy_aligned_steps
+    if policy_aligned_steps is None:
+        policy_aligned_steps = default_policy_aligned_steps(config.algo, config.teacher)
     hybrid_replay_share = 0.0
     if config.hybrid_replay_share is not None:
-        if not (config.policy_aligned_steps and config.algo in OFF_POLICY):
+        if not (policy_aligned_steps and config.algo in OFF_POLICY):
             raise ConfigError(
                 "--hybrid-replay-share is QPA's replay for off-policy agents with --policy-aligned-steps; "
                 "use --algo sac or td3 and set --policy-aligned-steps, or leave it unset"
@@ -314,17 +315,17 @@ def resolve(config: TrainConfig) -> RunSpec:
         if not 0 <= config.hybrid_replay_share <= 1:
             raise ConfigError(f"--hybrid-replay-share is a share in [0, 1]; got {config.hybrid_replay_share}")
         hybrid_replay_share = config.hybrid_replay_share
-    elif config.policy_aligned_steps and config.algo in OFF_POLICY:
+    elif policy_aligned_steps and config.algo in OFF_POLICY:
         hybrid_replay_share = QPA_HYBRID_REPLAY_SHARE
-    if config.policy_aligned_steps is not None and not config.learns_reward:
+    if policy_aligned_steps and not config.learns_reward:
         raise ConfigError(
             "--policy-aligned-steps chooses queries (QPA); a --teacher true-reward run asks none: "
             "leave it unset"
         )
-    if config.policy_aligned_steps is not None and config.policy_aligned_steps < 2 * segment_length:
+    if policy_aligned_steps and policy_aligned_steps < 2 * segment_length:
         raise ConfigError(
-            f"--policy-aligned-steps {config.policy_aligned_steps} holds fewer than two segments of "
-            f"{segment_length} steps; raise it to at least {2 * segment_length}"
+            f"--policy-aligned-steps {policy_aligned_steps} holds fewer than two segments of "
+            f"{segment_length} steps; raise it to at least {2 * segment_length} (or 0 for off)"
         )
     cores = os.cpu_count() or 1
     if observations == "vector":
@@ -351,7 +352,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         dropout=_given(config.dropout, table.dropout),
         reward_inputs=_reward_inputs(config, observations),
         unsupervised_steps=unsupervised_steps,
-        policy_aligned_steps=config.policy_aligned_steps,
+        policy_aligned_steps=policy_aligned_steps,
         hybrid_replay_share=hybrid_replay_share,
         output_std=_given(config.output_std, table.output_std),
         n_envs=_given(config.n_envs, agent.n_envs),
@@ -533,7 +534,7 @@ def _check_ranges(c: TrainConfig) -> None:
         "--n-envs": (c.n_envs, 1),
         "--unsupervised-steps": (c.unsupervised_steps, 0),
         "--reward-pairs-per-step": (c.reward_pairs_per_step, 0),
-        "--policy-aligned-steps": (c.policy_aligned_steps, 2),
+        "--policy-aligned-steps": (c.policy_aligned_steps, 0),
     }
     for flag, (number, low) in at_least.items():
         if number is not None and number < low:

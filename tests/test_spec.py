@@ -4,7 +4,7 @@ import os
 import pytest
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
-from prefrl.config import RETIRED_AT, ConfigError, TrainConfig
+from prefrl.config import QPA_POLICY_ALIGNED_STEPS, RETIRED_AT, ConfigError, TrainConfig
 from prefrl.environment import make_vec_env
 from prefrl.observations import observation_kind
 from prefrl.spec import DEFAULTS, check_run_dir, resolve
@@ -121,6 +121,35 @@ def test_format_1_configs_read_their_family_defaults_as_unset(tmp_path):
     assert (config.pretrain_epochs, config.dropout, config.reward_updates) == (None, None, "sync")
     spec = resolve(config)
     assert (spec.pretrain_epochs, spec.dropout) == (200, 0.5)
+
+
+def test_off_policy_agents_learning_a_reward_take_qpa_unless_told_otherwise(tmp_path):
+    def spec(**settings):
+        return resolve(TrainConfig(env=TOY, run_dir=tmp_path / "run", segment_length=20, **settings))
+
+    sac = spec(algo="sac")
+    assert (sac.policy_aligned_steps, sac.hybrid_replay_share) == (QPA_POLICY_ALIGNED_STEPS, 0.5)
+    assert spec(algo="td3").policy_aligned_steps == QPA_POLICY_ALIGNED_STEPS
+    pebble = spec(algo="sac", policy_aligned_steps=0)  # PEBBLE alone
+    assert (pebble.policy_aligned_steps, pebble.hybrid_replay_share) == (0, 0.0)
+    assert spec(algo="sac", teacher="true-reward").policy_aligned_steps == 0  # no queries to align
+    assert spec(algo="ppo").policy_aligned_steps == 0  # measured for off-policy agents only
+    assert spec(algo="ppo", policy_aligned_steps=400).policy_aligned_steps == 400
+    with pytest.raises(ConfigError, match="--hybrid-replay-share is QPA's replay"):
+        spec(algo="sac", policy_aligned_steps=0, hybrid_replay_share=0.3)
+    with pytest.raises(ConfigError, match="--policy-aligned-steps must be >= 0"):
+        spec(algo="sac", policy_aligned_steps=-1)
+
+
+def test_runs_saved_before_qpa_was_the_off_policy_default_resume_without_it(tmp_path):
+    """Format 2: an unset window meant no QPA; a SAC run saved then must not take it up on resume."""
+    old = TrainConfig(env=TOY, algo="sac", run_dir=tmp_path / "run").to_json()
+    (tmp_path / "config.json").write_text(json.dumps({**old, "format": 2}))
+    config = TrainConfig.load(tmp_path / "config.json")
+    assert config.policy_aligned_steps == 0 and resolve(config).policy_aligned_steps == 0
+    (tmp_path / "config.json").write_text(json.dumps(old))  # saved now: QPA by default
+    now = resolve(TrainConfig.load(tmp_path / "config.json"))
+    assert now.policy_aligned_steps == QPA_POLICY_ALIGNED_STEPS
 
 
 def test_runs_saved_with_retired_settings_off_still_load_and_those_that_used_them_say_where_to_go(tmp_path):
