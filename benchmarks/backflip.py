@@ -271,17 +271,20 @@ def earlier_published(out: Path) -> list[dict[str, object]]:
 FIGURES = ("backflips_per_episode", "airborne_turns_per_episode", "backward_turns_per_episode")
 
 
-PERSON_SCORE = "graded landings and touchdowns, jumps only"
+PERSON_SCORE = "graded landings and touchdowns, turning undone charged, jumps only"
 """What the scripted person's score (:func:`~prefrl.envs.backflip_judge.backflip_progress`) is this version:
 each jump's airborne turn (a flight taken off from the foot), up to a full turn, with a landing credit graded
-by that turn, half of it paid for coming down on the foot, upright, even when the hopper then falls. Runs
-taught with earlier versions are kept beside the new ones under their own names: ``"graded landings, jumps
-only"`` (commit de2c142: no credit for how a fall came down, so a flip that crashed on its back and one that
-came down on its foot and toppled were equal), ``"graded landings"`` (commit 7287d13: every flight counted,
-so bouncing off the head paid) and :data:`EARLIER_PERSON_SCORE`, which credited only whole landed backflips
-inside a clip."""
+by that turn, half of it paid for coming down on the foot, upright, even when the hopper then falls; turning
+forwards outside a jump takes back credited turning not yet landed, and a landing counts only the turn still
+made when it stands. Runs taught with earlier versions are kept beside the new ones under their own names:
+``"graded landings and touchdowns, jumps only"`` (commit a32ced9: a half turn in the air swung back to
+upright on the foot earned the turn and a landing, and the ceiling agent learned to do only that),
+``"graded landings, jumps only"`` (commit de2c142: no credit for how a fall came down, so a flip that crashed
+on its back and one that came down on its foot and toppled were equal), ``"graded landings"`` (commit
+7287d13: every flight counted, so bouncing off the head paid) and :data:`EARLIER_PERSON_SCORE`, which
+credited only whole landed backflips inside a clip."""
 EARLIER_PERSON_SCORE = "whole landed flips only"
-PERSON_SCORE_TAG = "touchdowns"
+PERSON_SCORE_TAG = "net"
 """Ends the file names (clip, filmstrip, curve) of runs trained in this version with :data:`PERSON_SCORE`, so
 that they never overwrite those of a run made with an earlier score and the same settings."""
 

@@ -225,7 +225,10 @@ def backflip_progress(states: np.ndarray, rule: BackflipRule = BackflipRule()) -
     (rule 3 of :class:`BackflipRule`: within ``landing_window`` steps, ``settle_steps`` standing steps in a
     row, torso and thigh off the floor meanwhile, before any next takeoff); otherwise, how it came down:
     ``TOUCHDOWN_SHARE`` times its uprightness at touchdown when the foot alone touched first
-    (:func:`touchdown_uprightness`), 0 when the torso, thigh or leg did. So a full turn in the air scores 1,
+    (:func:`touchdown_uprightness`), 0 when the torso, thigh or leg did. Turning forwards outside a jump
+    takes back credited turning not yet landed, and a landing counts only the turn still made when the hopper
+    stands (a half turn in the air swung back to upright over the foot is no flip, and once paid, a PPO agent
+    learned to do nothing else). So a full turn in the air scores 1,
     coming down upright on the foot and then toppling 1.5, landed 2; a quarter turn landed 0.5, a roll on
     the ground about 0, and a metre of height counts as much as 18° of airborne turning. It is the sum of
     :class:`FlightScore`'s step rewards over the clip, plus the height.
@@ -303,12 +306,13 @@ class FlightScore:
     an agent to learn from directly (the ceiling beside the agents taught by preferences).
 
     Each step pays the airborne backward turning it adds to the current flight, up to a full turn per
-    flight; the touchdown pays ``TOUCHDOWN_SHARE · LANDING_CREDIT`` times that turn and its
+    flight, and charges forward turning outside a jump against the turning paid since the last landing;
+    the touchdown pays ``TOUCHDOWN_SHARE · LANDING_CREDIT`` times that turn and its
     :func:`touchdown_uprightness`, and a step at which the landing settles the rest of ``LANDING_CREDIT``
-    times the turn. Only jumps count: flights that take off from the foot alone (a hopper bouncing off its
-    head from turn to turn is not jumping, and an agent paid for every flight learned to do just that). Over
-    an episode the rewards add up to :func:`backflip_progress` of its states without the height term
-    (tested).
+    times the turn still made then (from the takeoff's pitch to the settled one). Only jumps count: flights
+    that take off from the foot alone (a hopper bouncing off its head from turn to turn is not jumping, and
+    an agent paid for every flight learned to do just that). Over an episode the rewards add up to
+    :func:`backflip_progress` of its states without the height term (tested).
 
     Args:
         rule: the contact margin and what standing after a landing is.
@@ -317,7 +321,7 @@ class FlightScore:
     def __init__(self, rule: BackflipRule = BackflipRule()) -> None:
         self.rule = rule
         self._pitch, self._airborne, self._on_foot, self._jumped = 0.0, False, False, False
-        self._turned = 0.0
+        self._turned, self._takeoff_pitch, self._credit = 0.0, 0.0, 0.0
         self._landing: tuple[int, float, int, float] | None = None
         """Steps since the touchdown, the flight's turn, the standing run, the credit paid at touchdown."""
         self.jumps: list[Jump] = []
@@ -331,6 +335,7 @@ class FlightScore:
         self._airborne = not bool(touching.any())
         self._on_foot = bool(touching[BODIES.index("foot")] and not touching[:3].any())
         self._jumped, self._turned, self._landing = self._airborne, 0.0, None
+        self._takeoff_pitch, self._credit = self._pitch, 0.0
         self.jumps = [Jump(0.0)] if self._jumped else []
 
     def step(self, state: np.ndarray) -> float:
@@ -339,14 +344,20 @@ class FlightScore:
         airborne = not bool(touching.any())
         pitch, reward = float(state[PITCH_INDEX]), 0.0
         if airborne and not self._airborne:  # takeoff: a jump only from the foot alone
-            self._turned, self._jumped = 0.0, self._on_foot
+            self._turned, self._jumped, self._takeoff_pitch = 0.0, self._on_foot, self._pitch
             if self._jumped:
                 self.jumps.append(Jump(0.0))
         if airborne and self._airborne and self._jumped:
             turned = self._turned + (self._pitch - pitch) / (2 * np.pi)
-            reward += min(max(turned, 0.0), 1.0) - min(max(self._turned, 0.0), 1.0)
+            paid = min(max(turned, 0.0), 1.0) - min(max(self._turned, 0.0), 1.0)
+            reward += paid
+            self._credit += paid
             self._turned = turned
             self.jumps[-1].turn = min(max(turned, 0.0), 1.0)
+        elif pitch > self._pitch:  # turning forwards outside a jump's flight undoes credited turning
+            undone = min(self._credit, (pitch - self._pitch) / (2 * np.pi))
+            reward -= undone
+            self._credit -= undone
         if not airborne and self._airborne and self._jumped:  # touchdown: the landing is judged next (rule 3)
             turn = min(max(self._turned, 0.0), 1.0)
             paid = (
@@ -372,7 +383,10 @@ class FlightScore:
             if steps - rule.settle_steps + 1 >= rule.landing_window:
                 return 0.0
             self.jumps[-1].landed = True
-            return LANDING_CREDIT * turn - paid
+            # Only the turn still made when it stands counts: one swung back on the floor is no flip.
+            kept = min(turn, max((self._takeoff_pitch - float(state[PITCH_INDEX])) / (2 * np.pi), 0.0))
+            self._credit = 0.0  # the landed turn is banked: standing up straighter later undoes nothing
+            return LANDING_CREDIT * kept - paid
         steps += 1
         self._landing = (steps, turn, run, paid) if steps < rule.landing_window + rule.settle_steps else None
         return 0.0
