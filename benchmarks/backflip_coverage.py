@@ -30,6 +30,7 @@ fitted reward and a trained agent in ``--run-dir`` are reused.
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from prefrl.envs.backflip_judge import backflip_progress
 from prefrl.labeling_gui.clips import SegmentRenderer
 from prefrl.observations import observation_kind
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
+from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Segment
 from prefrl.spec import resolve
 from prefrl.teachers import Preference
@@ -174,14 +176,19 @@ def fit_reward(args: Args, config: TrainConfig, rng: np.random.Generator) -> dic
     return fit
 
 
-def check_reward(args: Args, config: TrainConfig) -> dict[str, dict[str, float]]:
-    """On fresh episodes of each source: the learned return and the person's score per episode."""
-    spec = resolve(config)
+def fitted_reward(args: Args, config: TrainConfig) -> RewardEnsemble:
     base = make_vec_env(config.env, 1, args.seed, config.make_kwargs() or None)
-    ensemble = observation_kind(spec).ensemble(base)
+    ensemble = observation_kind(resolve(config)).ensemble(base)
+    base.close()
     checkpoint = latest_checkpoint(args.run_dir)
     assert checkpoint is not None
     ensemble.load(checkpoint / "reward_model.pt")
+    return ensemble
+
+
+def check_reward(args: Args, config: TrainConfig) -> dict[str, dict[str, float]]:
+    """On fresh episodes of each source: the learned return and the person's score per episode."""
+    ensemble = fitted_reward(args, config)
     checked = {}
     for source in args.sources:
         episodes = play(source, config, args.episodes, args.seed + 2)
@@ -195,7 +202,8 @@ def check_reward(args: Args, config: TrainConfig) -> dict[str, dict[str, float]]
 
 
 def train_agent(args: Args, config: TrainConfig) -> tuple[Path, float]:
-    """A new PPO agent on the frozen reward (resumed if a run is there); returns its dir and wall seconds."""
+    """A new PPO agent on the frozen reward (resumed if a run is there); returns its dir and the wall seconds
+    its training took (all sessions)."""
     agent_dir = args.run_dir / "agent"
     cmd = [sys.executable, "-m", "prefrl"]
     if (agent_dir / "config.json").exists():
@@ -208,15 +216,19 @@ def train_agent(args: Args, config: TrainConfig) -> tuple[Path, float]:
             *(["--env-kwargs", *config.env_kwargs] if config.env_kwargs else []),
             *(["--agent-kwargs", *args.agent_kwargs] if args.agent_kwargs else []),
         ]  # fmt: skip
-    started = time.perf_counter()
     subprocess.run(cmd, check=True)
-    return agent_dir, time.perf_counter() - started
+    with open(agent_dir / "metrics.csv") as metrics:
+        return agent_dir, float(list(csv.DictReader(metrics))[-1]["wall_s"])
 
 
-def judge_agent(agent_dir: Path, seed: int, strip: Path) -> dict[str, object]:
-    """``benchmarks.backflip``'s judgement of the final policy (deterministic, 5 episodes) and a filmstrip
-    of its first landed backflip (else airborne turn, else turn)."""
-    judged = backflip.evaluate(backflip.Args(run_dir=agent_dir, seed=seed))
+def judge_agent(agent_dir: Path, seed: int, strip: Path, ensemble: RewardEnsemble) -> dict[str, object]:
+    """``benchmarks.backflip``'s judgement of the final policy (deterministic, 5 episodes), what the fitted
+    reward and the person's score pay it, and a filmstrip of its first landed backflip (else airborne turn,
+    else turn)."""
+    evaluation = backflip.Args(run_dir=agent_dir, seed=seed)
+    judged = backflip.evaluate(evaluation)
+    played = play_final_policy(agent_dir, evaluation.eval_episodes, seed + 10_000)  # the episodes judged
+    learned = [ensemble.reward(e.observations, e.actions).sum() for e in played]
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
     try:
         title = f"PPO on a reward fitted on clips of flips: its first {judged.moment_kind}"
@@ -228,6 +240,8 @@ def judge_agent(agent_dir: Path, seed: int, strip: Path) -> dict[str, object]:
         "backflips_per_episode": float(np.mean(judged.backflips)),
         "airborne_turns_per_episode": float(np.mean(judged.airborne_turns)),
         "backward_turns_per_episode": float(np.mean(judged.backward_turns)),
+        "learned_return_per_episode": round(float(np.mean(learned)), 1),
+        "person_score_per_episode": round(float(np.mean([backflip_progress(e.states) for e in played])), 2),
         "filmstrip": strip.name,
     }
 
@@ -252,7 +266,8 @@ def main(args: Args) -> None:
         agent_dir, wall_s = train_agent(args, config)
         strip = args.out.with_name(f"{args.out.stem}_filmstrip.png")
         result["agent"] = {"steps": args.steps, "agent_kwargs": args.agent_kwargs, "wall_s": round(wall_s, 1)}
-        result["agent"] |= judge_agent(agent_dir, args.seed, strip)  # type: ignore[operator]
+        judged = judge_agent(agent_dir, args.seed, strip, fitted_reward(args, config))
+        result["agent"] |= judged  # type: ignore[operator]
     result["machine"] = machine_info()
     write_json(args.out, result)
     print(json.dumps(result, indent=2))
