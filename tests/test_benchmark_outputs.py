@@ -1,6 +1,7 @@
 """Tests for what the backflip and off-policy benchmarks report (benchmarks/backflip.py,
-benchmarks/offpolicy_feedback.py) and the helpers they share (benchmarks/common.py): the summary maths on
-made-up runs, and the final policy played and filmed from a short real run."""
+benchmarks/backflip_coverage.py, benchmarks/offpolicy_feedback.py) and the helpers they share
+(benchmarks/common.py): the summary maths on made-up runs, and the final policy played and filmed from a
+short real run."""
 
 from __future__ import annotations
 
@@ -267,3 +268,36 @@ def test_the_backflip_benchmark_says_what_the_labelled_clips_showed(tmp_path: Pa
     assert shown["all"]["turn_in_air_0.9"] == 0.5 and shown["all"]["landed_after_turn_0.9"] == 0.25
     last = {key: 0.0 for key in shown["all"] if key.startswith("landed")}
     assert shown["last_1_answers"] == {**shown["all"], "clips": 2, **last}  # the crashed flip and the roll
+
+
+def test_the_coverage_diagnosis_cuts_aligned_segments_and_labels_them_by_the_persons_score() -> None:
+    from benchmarks.backflip_coverage import cut, label
+    from benchmarks.common import Episode
+
+    steps = 81  # stand 10 steps, jump and turn 2π backwards in 51, stand 20 more
+    flight = np.linspace(0, 1, 51)
+    flipping = np.zeros((steps + 1, 12))
+    jump = 1.22 + 5.0 * flight * (1 - flight)
+    flipping[:, 1] = np.concatenate([np.full(11, 1.22), jump, np.full(20, 1.22)])
+    flipping[:, 2] = np.concatenate([np.zeros(11), -2 * np.pi * flight, np.full(20, -2 * np.pi)])
+    standing = np.zeros((steps + 1, 12))
+    standing[:, 1] = 1.22
+    step_ids = np.arange(steps, dtype=np.float64)[:, None]
+    flip_episode = Episode(flipping, 0.0, step_ids, step_ids)  # observations: the step's index
+    stand_episode = Episode(standing, 0.0, step_ids + 1000, step_ids)  # the standing one's from 1000
+
+    part = cut([flip_episode], 5, 1, np.random.default_rng(1))[0]
+    start = int(part.obs[0, 0])
+    assert part.obs[:, 0].tolist() == list(range(start, start + 5))
+    assert np.array_equal(part.states, flipping[start + 1 : start + 6])  # the state after each step
+
+    rng = np.random.default_rng(0)
+    segments = cut([flip_episode], steps, 4, rng) + cut([stand_episode], steps, 4, rng)
+    assert backflip_progress(segments[0].states) > backflip_progress(segments[-1].states) + 1
+    dataset, answers = label(segments, 60, rng)
+    assert len(dataset) == 60 and answers["equal"] + answers["left_or_right"] == 60
+    obs, _, mu = dataset.batch(np.arange(60))
+    flip_left, flip_right = np.asarray(obs[:, 0, 0, 0] < 1000), np.asarray(obs[:, 1, 0, 0] < 1000)
+    expected = np.where(flip_left == flip_right, 0.5, np.where(flip_left, 1.0, 0.0))
+    assert np.array_equal(np.asarray(mu), expected)  # the flip preferred, like against like equal
+    assert answers["equal"] == int((flip_left == flip_right).sum()) > 0
