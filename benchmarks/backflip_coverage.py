@@ -247,6 +247,14 @@ def judge_agent(agent_dir: Path, seed: int, strip: Path, ensemble: RewardEnsembl
 
 
 def main(args: Args) -> None:
+    missing = [
+        s for s in [*args.sources, str(args.spec_from)] if s != RANDOM and not Path(s, "config.json").exists()
+    ]
+    if missing:
+        raise SystemExit(
+            f"no run in {', '.join(missing)} (run directories are not committed): train them first "
+            "(python -m benchmarks.backflip --ceiling ...) or name others with --sources / --spec-from"
+        )
     torch.set_num_threads(1)
     config = TrainConfig.load(args.spec_from / "config.json")
     rng = np.random.default_rng(args.seed)
