@@ -148,8 +148,7 @@ def fit_reward(args: Args, config: TrainConfig, rng: np.random.Generator) -> dic
     """Fit the ensemble on labelled pairs of every source's behaviour; saves it as a run's checkpoint that
     ``--teacher frozen --reward-from`` reads. Returns what the fit saw."""
     spec = resolve(config)
-    base = make_vec_env(config.env, 1, args.seed, config.make_kwargs() or None)
-    ensemble = observation_kind(spec).ensemble(base)
+    ensemble = new_ensemble(config, args.seed)
     played = {source: play(source, config, args.episodes, args.seed + 1) for source in args.sources}
     per_source = -(-4 * args.labels // len(args.sources))  # about 4 distinct segments per pair drawn
     segments = [s for eps in played.values() for s in cut(eps, spec.segment_length, per_source, rng)]
@@ -176,10 +175,17 @@ def fit_reward(args: Args, config: TrainConfig, rng: np.random.Generator) -> dic
     return fit
 
 
-def fitted_reward(args: Args, config: TrainConfig) -> RewardEnsemble:
-    base = make_vec_env(config.env, 1, args.seed, config.make_kwargs() or None)
+def new_ensemble(config: TrainConfig, seed: int) -> RewardEnsemble:
+    """An unfitted reward ensemble as ``config``'s run builds it."""
+    base = make_vec_env(config.env, 1, seed, config.make_kwargs() or None)
     ensemble = observation_kind(resolve(config)).ensemble(base)
     base.close()
+    return ensemble
+
+
+def fitted_reward(args: Args, config: TrainConfig) -> RewardEnsemble:
+    """The ensemble :func:`fit_reward` saved in ``--run-dir``."""
+    ensemble = new_ensemble(config, args.seed)
     checkpoint = latest_checkpoint(args.run_dir)
     assert checkpoint is not None
     ensemble.load(checkpoint / "reward_model.pt")
