@@ -184,11 +184,11 @@ class RewardEnsemble(nn.Module):
         self.action_space = action_space
         self.output_std = output_std
         self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.to(self.device)
         k = len(members)
         self.register_buffer("out_mean", torch.zeros(k))
         self.register_buffer("out_scale", torch.ones(k))
+        self.device = torch.device(device)
+        self.to(self.device)  # after every buffer is registered: the normalisation goes along too
         self.l2_coefs = [l2_coef] * k
         self.optimizers = [torch.optim.Adam(m.parameters(), lr=lr) for m in self.members]
         # numpy copy of the weights for per-step inference; rebuilt lazily after every change.
@@ -414,6 +414,19 @@ class RewardEnsemble(nn.Module):
         self.num_fits = int(state["num_fits"])  # type: ignore[call-overload]
         self.eval()
         self._fast = None
+
+    def to_device(self, device: str | torch.device) -> RewardEnsemble:
+        """Move the weights, the normalisation and the optimisers' moments to ``device``; returns self."""
+        self.device = torch.device(device)
+        self.to(self.device)
+        for optimizer in self.optimizers:
+            for moments in optimizer.state.values():
+                for key, value in moments.items():
+                    # Adam keeps its step count on the CPU
+                    if key != "step" and isinstance(value, torch.Tensor):
+                        moments[key] = value.to(self.device)
+        self._fast = None
+        return self
 
     def save(self, path: str | Path) -> None:
         torch.save(self.state(), path)

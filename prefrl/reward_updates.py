@@ -15,7 +15,8 @@ thread, never on the worker's.
 
 Cores: in ``background`` mode the worker is a thread whose torch ops run on ``fit_threads`` intra-op
 threads beside the agent's (torch releases the GIL inside its ops). On a 2-core CPU the agent keeps one core
-and the fitter gets the other; on a GPU machine the shadow lives on the run's device like the live one. With
+and the fitter gets the other; on a GPU machine the shadow lives on the run's device like the live one (a
+worker process moves its own copy there; what crosses between the processes travels on the CPU). With
 ``background=False`` an update runs inline in :meth:`submit`, exactly as before asynchronous updates
 existed, so that a fixed seed reproduces a run.
 """
@@ -116,7 +117,13 @@ class RewardUpdater:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_start,
-                initargs=(self.shadow, query_selection, oversample, fit_threads),
+                initargs=(
+                    copy.deepcopy(self.shadow).to_device("cpu"),
+                    str(self.shadow.device),
+                    query_selection,
+                    oversample,
+                    fit_threads,
+                ),
             )
 
     @property
@@ -134,7 +141,7 @@ class RewardUpdater:
         self._wait()
         self.shadow.restore(copy.deepcopy(self.live.state()))
         if self._pool is not None:
-            self._pool.submit(_worker_reset, self.live.state()).result()
+            self._pool.submit(_worker_reset, on_cpu(self.live.state())).result()
 
     def submit(self, request: UpdateRequest) -> None:
         """Start an update; inline updates are finished when this returns."""
@@ -236,9 +243,12 @@ class RewardUpdater:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_start(ensemble: RewardEnsemble, query_selection: str, oversample: int, fit_threads: int) -> None:
+def _worker_start(
+    ensemble: RewardEnsemble, device: str, query_selection: str, oversample: int, fit_threads: int
+) -> None:
     _die_with_parent()
     torch.set_num_threads(fit_threads)
+    ensemble.to_device(device)
     _WORKER["ensemble"] = ensemble
     _WORKER["selector"] = make_selector(query_selection, ensemble, oversample=oversample)
 
@@ -274,8 +284,25 @@ def _worker_update(
         ]
         index = {id(pair[0]): i for i, pair in enumerate(pairs)}
         chosen = [index[id(left)] for left, _ in _WORKER["selector"].choose(pairs, num_queries)]
-    state = ensemble.state()
+    state = on_cpu(ensemble.state())
     return state, stats, chosen, time.perf_counter() - start, rng.bit_generator.state
+
+
+def on_cpu(state: Any) -> Any:
+    """``state`` (nested dicts, lists and tuples of tensors) with every tensor on the CPU: what crosses the
+    process boundary. torch passes a CUDA tensor to another process as a handle to the sender's memory,
+    which the receiver may not pass on (a worker's answer would fail) and whose writes the sender would
+    see. Tensors already on the CPU are passed through as they are."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        moved = type(state)((key, on_cpu(value)) for key, value in state.items())
+        if hasattr(state, "_metadata"):  # a state_dict's per-module versions
+            moved._metadata = state._metadata  # type: ignore[attr-defined]
+        return moved
+    if isinstance(state, (list, tuple)):
+        return type(state)(on_cpu(value) for value in state)
+    return state
 
 
 def _pairs_as_arrays(pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:

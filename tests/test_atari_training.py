@@ -6,6 +6,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 from prefrl.atari import FrameSharingRewardVecEnv
@@ -36,10 +37,21 @@ def count(db, table):
 
 
 @pytest.mark.parametrize(
-    "algo, n_envs, steps",
-    [("a2c", 16, 960), ("ppo", 2, 1024), ("trpo", 2, 512)],  # A2C with the paper's 16 workers
+    "algo, n_envs, steps, device",
+    [
+        ("a2c", 16, 960, "cpu"),  # A2C with the paper's 16 workers
+        ("ppo", 2, 1024, "cpu"),
+        ("trpo", 2, 512, "cpu"),
+        pytest.param(
+            "a2c",
+            16,
+            960,
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ),
+    ],
 )
-def test_whole_path_on_pong(tmp_path, capsys, algo, n_envs, steps):
+def test_whole_path_on_pong(tmp_path, capsys, algo, n_envs, steps, device):
     run_dir = tmp_path / algo
     code = main(
         [
@@ -58,6 +70,8 @@ def test_whole_path_on_pong(tmp_path, capsys, algo, n_envs, steps):
             "512",
             "--run-dir",
             str(run_dir),
+            "--device",
+            device,
             *TINY,
         ]
     )

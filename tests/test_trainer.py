@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
 from prefrl.config import TrainConfig
@@ -43,8 +44,14 @@ def toy_config(tmp_path, **overrides):
     return TrainConfig(**settings)
 
 
-def test_true_return_rises_under_the_learned_reward(tmp_path):
-    stats = PreferenceTrainer(toy_config(tmp_path)).train()
+CUDA = pytest.param(
+    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])  # on CUDA the fitter's worker process uses the GPU too
+def test_true_return_rises_under_the_learned_reward(tmp_path, device):
+    stats = PreferenceTrainer(toy_config(tmp_path, device=device)).train()
     m = read_metrics(tmp_path / "run" / "metrics.csv")
     first, last = m["true_return"][:3].mean(), m["true_return"][-3:].mean()
     # A random policy scores about 0 (w · a random walk); the optimum pushes every coordinate to ±5.
