@@ -1,5 +1,8 @@
 # Device check (issue 10): does --device cuda work, with asynchronous reward updates, and what does the Pong pair
-# run at on a GPU machine? Run on a lent GPU machine with no package index: the wheels of what its image lacks travel in .whl (Python 3.12), and the files come back through $OUT.
+# run on a GPU machine? For a lent machine with no package index: the wheels of what its image lacks (gymnasium,
+# ale-py, mujoco, stable-baselines3, sb3-contrib, tyro, fastapi, ...; `pip download --no-deps --only-binary=:all:
+# --python-version 3.12`) travel in .whl; results go to $OUT. The in-tree package is used through two links
+# (prefrl/envs, prefrl/labeling_gui), as the install's package-dir mapping would.
 set -u
 export PYTHONUNBUFFERED=1 MUJOCO_GL=egl
 t0=$(date +%s)
