@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS, filmstrip, machine_info, play_final_policy, write_json
+from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
 from prefrl.config import default_policy_aligned_steps, in_current_format
@@ -227,6 +227,8 @@ class Evaluation:
     first backward turn, from 0.2 s before to 0.4 s after (capped at 3 s); the first 2 s if it has none."""
     moment_kind: str
     """What ``moment`` shows: ``landed backflip``, ``airborne turn``, ``backward turn`` or ``start``."""
+    episodes: list[Episode]
+    """The episodes judged (:func:`play_final_policy`'s), for whoever scores them otherwise."""
 
 
 def evaluate(args: Args) -> Evaluation:
@@ -240,7 +242,7 @@ def evaluate(args: Args) -> Evaluation:
         airborne.append(sum(turn.airborne for turn in verdicts))
         turns.append(count_backward_turns(episode.states))
     best = max(range(len(episodes)), key=lambda i: (flips[i], airborne[i], turns[i]))
-    return Evaluation(flips, airborne, turns, episodes[best].states, *_moment(judged[best]))
+    return Evaluation(flips, airborne, turns, episodes[best].states, *_moment(judged[best]), episodes)
 
 
 def _moment(turns: list[BackwardTurn], steps_per_s: int = 50) -> tuple[slice, str]:

@@ -233,7 +233,7 @@ def judge_agent(agent_dir: Path, seed: int, strip: Path, ensemble: RewardEnsembl
     else turn)."""
     evaluation = backflip.Args(run_dir=agent_dir, seed=seed)
     judged = backflip.evaluate(evaluation)
-    played = play_final_policy(agent_dir, evaluation.eval_episodes, seed + 10_000)  # the episodes judged
+    played = judged.episodes
     learned = [ensemble.reward(e.observations, e.actions).sum() for e in played]
     renderer = SegmentRenderer(BACKFLIP_ID, size=(320, 240))
     try:
