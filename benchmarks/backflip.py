@@ -93,6 +93,10 @@ class Args:
     """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``:
     unset, prefrl's default, 10,000 for SAC/TD3; 0 for PEBBLE alone). The window the run took is recorded
     and part of the run's key, as ``--agent-kwargs``."""
+    exploration_bonus: float = 0.0
+    """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
+    with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
+    exploration_decay: float = 1e-6
     eval_episodes: int = 5
     port: int = 8765
     clips: bool = True
@@ -152,6 +156,9 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--reward-inputs", args.reward_inputs]
     if args.policy_aligned_steps is not None:
         cmd += ["--policy-aligned-steps", str(args.policy_aligned_steps)]
+    if args.exploration_bonus and not args.ceiling:
+        cmd += ["--exploration-bonus", str(args.exploration_bonus)]
+        cmd += ["--exploration-decay", str(args.exploration_decay)]
     if args.ceiling:
         return [*cmd, "--teacher", "true-reward", "--env-kwargs", "reward=flips", *args.env_kwargs]
     if args.env_kwargs:
@@ -293,9 +300,15 @@ that they never overwrite those of a run made with an earlier score and the same
 
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
-    ``--agent-kwargs``, ``--reward-inputs`` and ``--policy-aligned-steps``."""
+    ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps`` and RUNE's ``--exploration-bonus``
+    (with its decay)."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
-    given = [f"{key}={run[key]}" for key in ("reward_inputs", "policy_aligned_steps") if run.get(key)]
+    keys = ("reward_inputs", "policy_aligned_steps", "exploration_bonus", "exploration_decay")
+    given = [
+        f"{key}={run[key]}"
+        for key in keys
+        if run.get(key) and (key != "exploration_decay" or run.get("exploration_bonus"))
+    ]
     return [*task, *run.get("agent_kwargs", []), *given]
 
 
@@ -629,6 +642,8 @@ def main(args: Args) -> None:
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
         "policy_aligned_steps": policy_aligned_steps(config),
+        "exploration_bonus": config.get("exploration_bonus", 0.0),
+        "exploration_decay": config.get("exploration_decay", 1e-6),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,
         "teacher": teacher,
         "wall_s_training": round(float(state.get("wall_s", 0.0)), 1),

@@ -111,6 +111,13 @@ class TrainConfig:
     hybrid_replay_share: float | None = None
     """With --policy-aligned-steps and an off-policy agent: the share of each replay batch drawn from the
     newest --policy-aligned-steps transitions (QPA's hybrid experience replay; default 0.5)."""
+    exploration_bonus: float = 0.0
+    """RUNE (Liang et al. 2022): add beta_t times the spread of the ensemble's members (the std of their
+    normalised rewards) to the agent's reward, so that it tries what the reward model is unsure of, where
+    the next queries can settle it; beta_t = --exploration-bonus * (1 - --exploration-decay)^t over env
+    steps t. 0: off. Vector observations only."""
+    exploration_decay: float = 1e-6
+    """RUNE's decay of --exploration-bonus per env step (1e-6: down to 37 % after 1M steps)."""
     ensemble_size: int = 3
     """Reward predictors in the ensemble (App. A: 3)."""
     reward_epochs: int = 10

@@ -19,7 +19,7 @@ from prefrl.atari import FrameSharingRewardVecEnv
 from prefrl.cnn_reward import cnn_ensemble
 from prefrl.frame_storage import FramePreferenceDataset, FrameSegmentPool
 from prefrl.preference_dataset import PreferenceDataset
-from prefrl.reward_model import RewardEnsemble
+from prefrl.reward_model import RewardEnsemble, RewardFn
 from prefrl.segments import Pair, SegmentPool
 from prefrl.spec import RunSpec
 from prefrl.wrappers import LearnedRewardVecEnv
@@ -41,9 +41,9 @@ class ObservationKind(Protocol):
         """A fresh reward ensemble for ``venv``'s spaces."""
         ...
 
-    def reward_env(self, venv: VecEnv, ensemble: RewardEnsemble | None) -> LearnedRewardVecEnv:
-        """``venv`` with its reward swapped for ``ensemble``'s (None: the true reward), cutting segments into
-        the kind's pool."""
+    def reward_env(self, venv: VecEnv, reward_fn: RewardFn | None) -> LearnedRewardVecEnv:
+        """``venv`` with its reward swapped for ``reward_fn``'s (None: the true reward), cutting segments
+        into the kind's pool."""
         ...
 
     def dataset(self, reward_env: LearnedRewardVecEnv) -> PreferenceDataset:
@@ -76,9 +76,9 @@ class VectorObservations:
             device=self.spec.device,
         )
 
-    def reward_env(self, venv: VecEnv, ensemble: RewardEnsemble | None) -> LearnedRewardVecEnv:
+    def reward_env(self, venv: VecEnv, reward_fn: RewardFn | None) -> LearnedRewardVecEnv:
         return LearnedRewardVecEnv(
-            venv, ensemble, segment_length=self._segment_length(), pool=SegmentPool(POOL_CAPACITY)
+            venv, reward_fn, segment_length=self._segment_length(), pool=SegmentPool(POOL_CAPACITY)
         )
 
     def dataset(self, reward_env: LearnedRewardVecEnv) -> PreferenceDataset:
@@ -101,9 +101,9 @@ class FrameStackObservations(VectorObservations):
     updates_in_process = False  # CNN ops release the GIL; the frames stay in this process's store
     make_ensemble = staticmethod(cnn_ensemble)
 
-    def reward_env(self, venv: VecEnv, ensemble: RewardEnsemble | None) -> LearnedRewardVecEnv:
+    def reward_env(self, venv: VecEnv, reward_fn: RewardFn | None) -> LearnedRewardVecEnv:
         return FrameSharingRewardVecEnv(
-            venv, ensemble, segment_length=self._segment_length(), pool=FrameSegmentPool(POOL_CAPACITY)
+            venv, reward_fn, segment_length=self._segment_length(), pool=FrameSegmentPool(POOL_CAPACITY)
         )
 
     def dataset(self, reward_env: LearnedRewardVecEnv) -> PreferenceDataset:

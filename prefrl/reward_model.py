@@ -248,6 +248,17 @@ class RewardEnsemble(nn.Module):
 
     __call__ = reward  # type: ignore[assignment]
 
+    def reward_and_spread(self, obs: np.ndarray, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The learned reward ``(N,)`` and the members' spread about it ``(N,)``: the std of their normalised
+        rewards, the ensemble's uncertainty that RUNE pays the agent for (:class:`UncertaintyBonus`)."""
+        if self._fast is None and self._fast_possible:
+            self._fast = _NumpyMLPEnsemble.build(self)
+        if self._fast is not None:
+            members = self._fast.members(obs, acts)
+        else:
+            members = self.member_rewards(obs, acts).T
+        return members.mean(1), members.std(1)
+
     @torch.no_grad()
     def segment_returns(self, obs: np.ndarray, acts: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Raw predicted returns ``(K, B)`` of segments: obs ``(B, length, ...)``, acts likewise."""
@@ -436,6 +447,25 @@ class RewardEnsemble(nn.Module):
         self.restore(torch.load(path, map_location=self.device, weights_only=False))
 
 
+class UncertaintyBonus:
+    """RUNE's reward (Liang et al. 2022): the ensemble's reward plus ``beta_t`` times its members' spread,
+    ``beta_t = beta * (1 - decay) ** step``; a :data:`RewardFn`. The agent is paid for going where the
+    members disagree, which is where the next queries (chosen by disagreement) can teach the most; the pay
+    fades as the run goes on. The trainer moves :attr:`step` along between rollouts."""
+
+    def __init__(self, ensemble: RewardEnsemble, beta: float, decay: float) -> None:
+        self.ensemble, self.beta, self.decay = ensemble, beta, decay
+        self.step = 0
+
+    @property
+    def beta_now(self) -> float:
+        return self.beta * (1.0 - self.decay) ** self.step
+
+    def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        reward, spread = self.ensemble.reward_and_spread(obs, acts)
+        return reward + self.beta_now * spread
+
+
 class _NumpyMLPEnsemble:
     """The whole MLP ensemble as stacked numpy weights, with input standardisation, output
     normalisation and the member average folded into the first and last layers (the inputs clipped
@@ -465,6 +495,12 @@ class _NumpyMLPEnsemble:
         ]
         self.last_w = np.concatenate(list(weights[-1]), axis=0).astype(np.float32)  # sums over members
         self.last_b = np.float32(biases[-1][:, 0].sum())
+        # The members one by one, for their spread: a block (K·hidden, K) product, the 1/K undone.
+        k, width = weights[-1].shape[:2]
+        self.member_w = np.zeros((k * width, k), np.float32)
+        for m in range(k):
+            self.member_w[m * width : (m + 1) * width, m] = weights[-1][m][:, 0] * k
+        self.member_b = (biases[-1][:, 0, 0] * k).astype(np.float32)
         self.low, self.high = (b.astype(np.float32) for b in bounds)
         self.action_space = action_space
         self.act_dim = act_dim
@@ -498,6 +534,17 @@ class _NumpyMLPEnsemble:
         return cls(weights, biases, bounds, ensemble.action_space, members[0].act_dim)
 
     def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        out = self._last_hidden(obs, acts).dot(self.last_w)[:, 0]
+        out += self.last_b
+        return out
+
+    def members(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """Each member's normalised reward, ``(N, K)``."""
+        out = self._last_hidden(obs, acts).dot(self.member_w)
+        out += self.member_b
+        return out
+
+    def _last_hidden(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         if isinstance(self.action_space, gym.spaces.Discrete):
             acts = np.eye(int(self.action_space.n))[np.asarray(acts, dtype=np.int64).reshape(-1)]
         acts = acts.reshape(len(acts), -1)[:, : self.act_dim]
@@ -512,6 +559,4 @@ class _NumpyMLPEnsemble:
             h = np.concatenate([h[:, k * width : (k + 1) * width].dot(w) for k, w in enumerate(ws)], axis=1)
             h += b
             np.maximum(h, 0.01 * h, out=h)
-        out = h.dot(self.last_w)[:, 0]
-        out += self.last_b
-        return out
+        return h

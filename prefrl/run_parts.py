@@ -23,7 +23,7 @@ from prefrl.label_store import LabelStore, StoreTeacher
 from prefrl.observations import ObservationKind, observation_kind
 from prefrl.off_policy import restore_replay_buffer
 from prefrl.preference_dataset import PreferenceDataset, preference_to_mu
-from prefrl.reward_model import RewardEnsemble
+from prefrl.reward_model import RewardEnsemble, RewardFn, UncertaintyBonus
 from prefrl.reward_updates import RewardUpdater
 from prefrl.spec import RunSpec
 from prefrl.teachers import Preference, Query, Teacher, make_synthetic_teacher
@@ -43,6 +43,8 @@ class RunParts:
         venv: what the agent steps (``reward_env``, under ``VecNormalize`` for on-policy MuJoCo agents).
         agent: the SB3 agent.
         ensemble: the live reward ensemble the agent's reward comes from.
+        reward_fn: what the agent is paid: ``ensemble``, or with ``--exploration-bonus`` RUNE's
+            :class:`~prefrl.reward_model.UncertaintyBonus` over it.
         dataset: the labelled pairs the ensemble is fitted on.
         store: the label store (SQLite): every query and answer, as they happen.
         teacher: who answers queries.
@@ -55,6 +57,7 @@ class RunParts:
     venv: VecEnv
     agent: BaseAlgorithm
     ensemble: RewardEnsemble
+    reward_fn: RewardFn
     dataset: PreferenceDataset
     store: LabelStore
     teacher: Teacher
@@ -82,7 +85,10 @@ def build_parts(
     kind = observation_kind(spec)
     base = make_vec_env(spec.env, spec.n_envs, env_seed, dict(spec.env_kwargs))
     ensemble = kind.ensemble(base)
-    reward_env = kind.reward_env(base, ensemble if spec.scores_learned_reward else None)
+    reward_fn: RewardFn = ensemble
+    if spec.exploration_bonus:
+        reward_fn = UncertaintyBonus(ensemble, spec.exploration_bonus, spec.exploration_decay)
+    reward_env = kind.reward_env(base, reward_fn if spec.scores_learned_reward else None)
     venv: VecEnv = reward_env
     if spec.normalize_observations:
         if checkpoint is not None:
@@ -132,6 +138,7 @@ def build_parts(
         venv=venv,
         agent=agent,
         ensemble=ensemble,
+        reward_fn=reward_fn,
         dataset=dataset,
         store=store,
         teacher=teacher,

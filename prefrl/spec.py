@@ -205,6 +205,8 @@ class RunSpec:
     unsupervised_steps: int
     policy_aligned_steps: int  # 0: no QPA
     hybrid_replay_share: float
+    exploration_bonus: float  # 0: no RUNE bonus
+    exploration_decay: float
     output_std: float
     n_envs: int
     agent_hyperparams: Mapping[str, Any]
@@ -326,6 +328,15 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise ConfigError(
             f"--policy-aligned-steps {policy_aligned_steps} holds fewer than two segments of "
             f"{segment_length} steps; raise it to at least {2 * segment_length} (or 0 for off)"
+        )
+    if config.exploration_bonus and config.teacher == "true-reward":
+        raise ConfigError(
+            "--exploration-bonus rewards the reward model's uncertainty; a --teacher true-reward run has "
+            "no reward model: leave it unset"
+        )
+    if config.exploration_bonus and observations != "vector":
+        raise ConfigError(
+            "--exploration-bonus is for vector observations (MuJoCo) for now; leave it unset for frame stacks"
         )
     cores = os.cpu_count() or 1
     if observations == "vector":
@@ -482,6 +493,8 @@ _AS_GIVEN = (
     "query_selection",
     "oversample",
     "ensemble_size",
+    "exploration_bonus",
+    "exploration_decay",
     "reward_epochs",
     "reward_update_interval",
     "reward_updates",
@@ -542,6 +555,10 @@ def _check_ranges(c: TrainConfig) -> None:
     for flag, positive in (("--rate-constant", c.rate_constant), ("--output-std", c.output_std)):
         if positive is not None and not (positive > 0 and math.isfinite(positive)):
             raise ConfigError(f"{flag} must be a positive number; got {positive}")
+    if not (c.exploration_bonus >= 0 and math.isfinite(c.exploration_bonus)):
+        raise ConfigError(f"--exploration-bonus must be a number >= 0 (0: off); got {c.exploration_bonus}")
+    if not 0 <= c.exploration_decay < 1:
+        raise ConfigError(f"--exploration-decay is a rate per env step in [0, 1); got {c.exploration_decay}")
     if c.dropout is not None and not 0 <= c.dropout < 1:
         raise ConfigError(f"--dropout is a probability in [0, 1); got {c.dropout}")
     if c.initial_labels is not None and c.initial_labels > c.labels:

@@ -42,7 +42,7 @@ from prefrl.off_policy import (
     reset_critic,
 )
 from prefrl.preference_dataset import preference_to_mu
-from prefrl.reward_model import FitProgress, FitStats
+from prefrl.reward_model import FitProgress, FitStats, UncertaintyBonus
 from prefrl.reward_updates import UpdateRequest, UpdateResult
 from prefrl.run_parts import REPLAY_BUFFER_FILE, RunParts, build_parts
 from prefrl.segments import Pair
@@ -103,6 +103,7 @@ class PreferenceTrainer:
             self._checkpoint()  # hours of pre-training on Atari: never redo them after a kill
             (self.run_dir / "pretraining.pt").unlink(missing_ok=True)  # the checkpoint supersedes it
         self.parts.updater.reset_from_live()
+        self._move_bonus_along(self.parts.agent.num_timesteps)
         remaining = self.spec.steps - self.parts.agent.num_timesteps
         try:
             if remaining > 0:
@@ -132,6 +133,7 @@ class PreferenceTrainer:
     def _after_rollout(self, step: int) -> None:
         """After each rollout of the agent: log, move labels along, update the reward model, checkpoint."""
         self._log_episodes(step)
+        self._move_bonus_along(step)
         if self.spec.learns_reward and not self._pretrained and step >= self.spec.unsupervised_steps:
             if len(self.parts.reward_env.pool) >= 2:  # (a run resumed late in exploration refills its pool)
                 self._end_unsupervised_exploration(step)
@@ -297,6 +299,13 @@ class PreferenceTrainer:
         self._record_fit(stats, None)
         self._pretrained = True
 
+    def _move_bonus_along(self, step: int) -> None:
+        """RUNE's weight follows the env steps (between rollouts, as the model does)."""
+        bonus = self.parts.reward_fn
+        if isinstance(bonus, UncertaintyBonus):
+            bonus.step = step
+            self.parts.agent.logger.record("reward_model/exploration_beta", bonus.beta_now)
+
     def _replay_buffer(self) -> ReplayBuffer | None:
         agent = self.parts.agent
         return agent.replay_buffer if isinstance(agent, OffPolicyAlgorithm) else None
@@ -307,9 +316,8 @@ class PreferenceTrainer:
         if buffer is None or not self.spec.learns_reward:
             return
         start = time.perf_counter()
-        relabel_replay_buffer(
-            buffer, self.parts.ensemble, to_env_actions=self.parts.agent.policy.unscale_action
-        )
+        unscale = self.parts.agent.policy.unscale_action
+        relabel_replay_buffer(buffer, self.parts.reward_fn, to_env_actions=unscale)
         self.parts.agent.logger.record("reward_model/relabel_s", time.perf_counter() - start)
 
     def _save_pretraining(self, progress: FitProgress) -> None:

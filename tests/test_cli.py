@@ -65,6 +65,16 @@ def run_cli(capsys, *args):
             "--policy-aligned-steps chooses queries (QPA)",
         ),
         (["--env", TOY, "--teacher", "frozen"], "--teacher frozen trains on another run's reward"),
+        (["--env", TOY, "--exploration-bonus", "-1"], "--exploration-bonus must be a number >= 0"),
+        (["--env", TOY, "--exploration-decay", "1"], "--exploration-decay is a rate per env step in [0, 1)"),
+        (
+            ["--env", TOY, "--teacher", "true-reward", "--exploration-bonus", "0.1"],
+            "a --teacher true-reward run has no reward model",
+        ),
+        (
+            ["--env", "prefrl/PongNoScore-v0", "--exploration-bonus", "0.1"],
+            "--exploration-bonus is for vector observations",
+        ),
         (["--env", TOY, "--reward-inputs", "actions"], "invalid choice 'actions'"),
         (
             ["--env", "prefrl/PongNoScore-v0", "--reward-inputs", "observations-actions"],

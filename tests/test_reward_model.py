@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prefrl.preference_dataset import PreferenceDataset
-from prefrl.reward_model import MLPReward, RewardEnsemble
+from prefrl.reward_model import MLPReward, RewardEnsemble, UncertaintyBonus
 from prefrl.segments import Segment
 
 OBS, ACT = gym.spaces.Box(-1, 1, (6,)), gym.spaces.Box(-1, 1, (2,))
@@ -57,6 +57,35 @@ def test_normalization_gives_zero_mean_unit_std_and_fast_path_matches_torch(rng)
     np.testing.assert_allclose(members.mean(1), 0, atol=1e-4)
     np.testing.assert_allclose(members.std(1), 0.05, rtol=1e-3)
     np.testing.assert_allclose(ens.reward(obs, acts), members.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_the_members_spread_on_the_fast_path_is_torchs(rng):
+    train, _ = linear_task(rng, n_train=100)
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    ens.fit(train, epochs=2, rng=rng)
+    obs, acts = train.all_steps(2000, rng)
+    ens.normalize(obs, acts)
+    reward, spread = ens.reward_and_spread(obs, acts)
+    assert ens._fast is not None  # the numpy path answered
+    members = ens.member_rewards(obs, acts)
+    np.testing.assert_allclose(reward, members.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(spread, members.std(0), rtol=1e-4, atol=1e-5)
+    assert spread.min() >= 0 and spread.mean() > 0.01  # bootstrapped members do disagree
+
+
+def test_the_uncertainty_bonus_pays_the_spread_with_a_fading_weight(rng):
+    train, _ = linear_task(rng, n_train=100)
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    ens.fit(train, epochs=2, rng=rng)
+    obs, acts = train.all_steps(500, rng)
+    reward, spread = ens.reward_and_spread(obs, acts)
+    bonus = UncertaintyBonus(ens, beta=0.5, decay=1e-4)
+    np.testing.assert_allclose(bonus(obs, acts), reward + 0.5 * spread, rtol=1e-6)
+    bonus.step = 10_000
+    assert bonus.beta_now == pytest.approx(0.5 * (1 - 1e-4) ** 10_000)  # about 0.18
+    np.testing.assert_allclose(bonus(obs, acts), reward + bonus.beta_now * spread, rtol=1e-6)
+    bonus.step = 10**8
+    np.testing.assert_allclose(bonus(obs, acts), ens.reward(obs, acts), rtol=1e-4, atol=1e-5)
 
 
 def test_an_observation_only_reward_ignores_actions_and_still_learns(rng):

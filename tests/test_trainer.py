@@ -1,3 +1,4 @@
+import csv
 import os
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ import torch
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
 from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
+from prefrl.reward_model import UncertaintyBonus
 from prefrl.trainer import PreferenceTrainer
 
 TOY = "prefrl-test/LinearReward-v0"
@@ -387,3 +389,39 @@ def test_kill_during_a_background_fit_then_resume_loses_no_label(tmp_path):
     assert queries <= 120  # no query asked twice over the budget
     labels_used = int(out.split(" labels,")[0].split()[-1])
     assert labels_used == answers_after  # every stored answer is in the final preference set, once
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_the_uncertainty_bonus_pays_the_agent_and_fades(tmp_path, algo):
+    steps = 600 if algo == "sac" else 4_096
+    cfg = toy_config(
+        tmp_path,
+        algo=algo,
+        labels=20,
+        steps=steps,
+        reward_update_interval=300,
+        n_envs=None,
+        exploration_bonus=1.0,
+        exploration_decay=1e-3,
+    )
+    trainer = PreferenceTrainer(cfg)
+    trainer.train()
+    bonus = trainer.parts.reward_fn
+    assert isinstance(bonus, UncertaintyBonus) and bonus.step >= steps - 300
+    assert bonus.beta_now == pytest.approx((1 - 1e-3) ** bonus.step)
+    logged = [row for row in csv.DictReader(open(tmp_path / "run" / "logs" / "session-0" / "progress.csv"))]
+    betas = [
+        float(row["reward_model/exploration_beta"]) for row in logged if row["reward_model/exploration_beta"]
+    ]
+    assert len(betas) >= 2 and betas == sorted(betas, reverse=True) and betas[-1] < betas[0]
+    if algo == "sac":  # the replay buffer is relabelled with the bonus too, at the weight of its last update
+        buffer = trainer.parts.agent.replay_buffer
+        n = buffer.size()
+        obs, acts = (
+            buffer.observations[:n, 0],
+            trainer.parts.agent.policy.unscale_action(buffer.actions[:n, 0]),
+        )
+        reward, spread = trainer.parts.ensemble.reward_and_spread(obs, acts)
+        weight = float(np.dot(buffer.rewards[:n, 0] - reward, spread) / np.dot(spread, spread))
+        assert bonus.beta_now - 1e-6 <= weight <= 1.0
+        np.testing.assert_allclose(buffer.rewards[:n, 0], reward + weight * spread, rtol=1e-4, atol=1e-4)
