@@ -66,6 +66,11 @@ BEYOND_PEERS_LABELS = 100
 """The issue's goal beyond the peers (STAR and RIME teach the backflip with 50-100 human queries)."""
 
 
+PERSON_PACE_S = (3.0, 5.0)
+"""Seconds per answer of the scripted person, drawn uniformly: a person's pace (issue 11). Runs answered at
+another pace are kept apart (their ``pace_s`` is part of the run's key and file names)."""
+
+
 @dataclass
 class Args:
     labels: int = 900
@@ -101,7 +106,7 @@ class Args:
     port: int = 8765
     clips: bool = True
     """Render the clips of every query, as for a person (off: the labeler needs no video)."""
-    pace_s: tuple[float, float] = (3.0, 5.0)
+    pace_s: tuple[float, float] = PERSON_PACE_S
     """Seconds the scripted person takes per answer, drawn uniformly (App. B: 3-5 s per comparison)."""
     person_beta: float = 20.0
     """The person's BPref rationality on backflip-progress differences (stochastic teacher)."""
@@ -312,13 +317,22 @@ def settings(run: dict[str, Any]) -> list[str]:
     return [*task, *run.get("agent_kwargs", []), *given]
 
 
+def pace_setting(run: dict[str, Any]) -> list[str]:
+    """``pace_s=A-B`` for a run whose scripted person answered at another pace than a person's (runs recorded
+    before the pace was, all at :data:`PERSON_PACE_S` but the noise-free arm's, have none)."""
+    pace = run.get("pace_s")
+    if not pace or tuple(pace) == PERSON_PACE_S:
+        return []
+    return [f"pace_s={pace[0]:g}-{pace[1]:g}"]
+
+
 def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
     """A run of the benchmark: its algorithm, label budget, seed, the person's score and its variant: for the
     arms kept apart from the taught runs with the same labels (:data:`FROZEN`, :data:`NOISE_FREE`) that arm,
     and its :func:`settings` if any; and its length in steps. A later run of the same replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
     apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
-    variant = ", ".join(apart + settings(run))
+    variant = ", ".join(apart + settings(run) + pace_setting(run))
     length = round(int(run["steps"]), -4)  # (the steps reached: the last rollout ends past the budget)
     return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, variant, length
 
@@ -559,6 +573,9 @@ def main(args: Args) -> None:
         suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
     if not args.evaluate_only:
         suffix += f"_{PERSON_SCORE_TAG}"
+    pace = [] if ceiling or source or args.noise_free or args.evaluate_only else list(args.pace_s)
+    for setting in pace_setting({"pace_s": pace}):
+        suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
         "the hand-written backflip reward (ceiling)"
@@ -642,6 +659,7 @@ def main(args: Args) -> None:
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
         "policy_aligned_steps": policy_aligned_steps(config),
+        "pace_s": pace or None,
         "exploration_bonus": config.get("exploration_bonus", 0.0),
         "exploration_decay": config.get("exploration_decay", 1e-6),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,

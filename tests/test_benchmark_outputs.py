@@ -70,8 +70,15 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     observed = {**taught, "reward_inputs": "observations"}
     aligned = {**taught, "policy_aligned_steps": 10000}
     longer = {**entropy, "steps": 2_001_472}
-    keys = {backflip.run_key(run) for run in (taught, frozen, noise_free, entropy, observed, aligned, longer)}
-    assert len(keys) == 7  # none replaces another
+    unpaced = {**entropy, "pace_s": [0.0, 0.0]}  # a scripted person answering at once is not a person
+    rune = {**entropy, "exploration_bonus": 0.5, "exploration_decay": 1e-6}
+    runs = (taught, frozen, noise_free, entropy, observed, aligned, longer, unpaced, rune)
+    assert len({backflip.run_key(run) for run in runs}) == len(runs)  # none replaces another
+    # A person's pace, recorded or not (runs before it was recorded), is the same run.
+    assert backflip.run_key({**entropy, "pace_s": list(backflip.PERSON_PACE_S)}) == backflip.run_key(entropy)
+    assert backflip.run_key({**rune, "exploration_decay": 1e-5}) != backflip.run_key(rune)
+    command = backflip.train_command(backflip.Args(exploration_bonus=0.5, run_dir=tmp_path / "rune"))
+    assert command is not None and command[command.index("--exploration-bonus") + 1] == "0.5"
     summary = backflip.summary([taught, frozen, noise_free])
     assert not summary["target_met"] and summary["target_met_by_frozen_reward"]
     assert summary["noise_free_person_per_algo"]["ppo"]["backflips_per_episode"] == 3.0
