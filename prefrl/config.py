@@ -115,7 +115,7 @@ class TrainConfig:
     """RUNE (Liang et al. 2022): add beta_t times the spread of the ensemble's members (the std of their
     normalised rewards) to the agent's reward, so that it tries what the reward model is unsure of, where
     the next queries can settle it; beta_t = --exploration-bonus * (1 - --exploration-decay)^t over env
-    steps t. 0: off. Vector observations only."""
+    steps t. 0: off. Vector observations only. The learned return in metrics.csv includes the bonus."""
     exploration_decay: float = 1e-6
     """RUNE's decay of --exploration-bonus per env step (1e-6: down to 37 % after 1M steps)."""
     ensemble_size: int = 3
