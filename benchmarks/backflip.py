@@ -576,6 +576,8 @@ def main(args: Args) -> None:
     pace = [] if ceiling or source or args.noise_free or args.evaluate_only else list(args.pace_s)
     for setting in pace_setting({"pace_s": pace}):
         suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
+    if config["seed"] != 0:  # (seed 0's files keep the names they were published under)
+        suffix += f"_seed{config['seed']}"
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
     taught_by = (
         "the hand-written backflip reward (ceiling)"
