@@ -29,6 +29,17 @@ def linear_task(rng, n_train=500, n_test=300, length=20, constant_feature=None):
     return train, test
 
 
+def fitted_ensemble(rng, *, n_train, epochs, steps, normalize=True):
+    """An ensemble fitted on the linear task, and ``steps`` of its steps (normalised on them by default)."""
+    train, _ = linear_task(rng, n_train=n_train)
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    ens.fit(train, epochs=epochs, rng=rng)
+    obs, acts = train.all_steps(steps, rng)
+    if normalize:
+        ens.normalize(obs, acts)
+    return ens, obs, acts
+
+
 def test_oracle_labels_drive_held_out_accuracy_above_90_percent(rng):
     train, test = linear_task(rng)
     ens = RewardEnsemble.for_spaces(OBS, ACT)
@@ -60,11 +71,7 @@ def test_normalization_gives_zero_mean_unit_std_and_fast_path_matches_torch(rng)
 
 
 def test_the_members_spread_on_the_fast_path_is_torchs(rng):
-    train, _ = linear_task(rng, n_train=100)
-    ens = RewardEnsemble.for_spaces(OBS, ACT)
-    ens.fit(train, epochs=2, rng=rng)
-    obs, acts = train.all_steps(2000, rng)
-    ens.normalize(obs, acts)
+    ens, obs, acts = fitted_ensemble(rng, n_train=100, epochs=2, steps=2000)
     reward, spread = ens.reward_and_spread(obs, acts)
     assert ens._fast is not None  # the numpy path answered
     members = ens.member_rewards(obs, acts)
@@ -74,10 +81,7 @@ def test_the_members_spread_on_the_fast_path_is_torchs(rng):
 
 
 def test_the_uncertainty_bonus_pays_the_spread_with_a_fading_weight(rng):
-    train, _ = linear_task(rng, n_train=100)
-    ens = RewardEnsemble.for_spaces(OBS, ACT)
-    ens.fit(train, epochs=2, rng=rng)
-    obs, acts = train.all_steps(500, rng)
+    ens, obs, acts = fitted_ensemble(rng, n_train=100, epochs=2, steps=500, normalize=False)
     reward, spread = ens.reward_and_spread(obs, acts)
     bonus = UncertaintyBonus(ens, beta=0.5, decay=1e-4)
     np.testing.assert_allclose(bonus(obs, acts), reward + 0.5 * spread, rtol=1e-6)
@@ -121,11 +125,7 @@ def test_a_feature_the_labels_never_varied_cannot_move_the_reward(rng):
 
 
 def test_a_feature_far_outside_the_labelled_range_counts_as_ten_standard_deviations(rng):
-    train, _ = linear_task(rng, n_train=200)
-    ens = RewardEnsemble.for_spaces(OBS, ACT)
-    ens.fit(train, epochs=3, rng=rng)
-    steps, actions = train.all_steps(500, rng)
-    ens.normalize(steps, actions)
+    ens, steps, actions = fitted_ensemble(rng, n_train=200, epochs=3, steps=500)
     member = ens.members[0]
     far, at_clip = steps[:50].copy(), steps[:50].copy()
     far[:, 2] = 1e6
