@@ -2,7 +2,8 @@
 
 A share of the budget (MuJoCo 25 %, Atari 500 labels) is gathered from a random policy before RL.
 Afterwards labels are requested at a rate proportional to c / (T + c) (MuJoCo c = 2·10⁶, Atari
-c = 5·10⁶), scaled so that the whole budget is spent by the last step:
+c = 5·10⁶), scaled so that the whole budget is spent by ``T_end`` (the run spec puts it two reward-model
+updates before the run's last step, so that the last answers are fitted):
 
     labels_due(T) = initial + (total - initial) · log(1 + T/c) / log(1 + T_end/c)
 """

@@ -234,7 +234,12 @@ class RunSpec:
 
     @property
     def schedule(self) -> LabelSchedule:
-        return LabelSchedule(self.labels, self.initial_labels, self.steps, self.rate_constant)
+        """The labels due by each step. The whole budget is due two reward-model updates before the run's
+        end, so that the last update still fits the last answers: due at the last step, a run asked for 700
+        labels ended having asked 697 and fitted 692."""
+        horizon = self.steps - 2 * self.reward_update_interval
+        horizon = horizon if horizon > 0 else self.steps
+        return LabelSchedule(self.labels, self.initial_labels, horizon, self.rate_constant)
 
     def summary(self) -> dict[str, Any]:
         """The resolved settings as JSON-ready values (written to the run's ``spec.json``)."""

@@ -177,3 +177,12 @@ def test_run_dir_checks(tmp_path):
         check_run_dir(tmp_path, TrainConfig(env=TOY, run_dir=tmp_path, seed=3), resume=False)
     with pytest.raises(ValueError, match="no run to resume"):
         check_run_dir(tmp_path / "nothing", config, resume=True)
+
+
+def test_the_whole_label_budget_is_due_two_updates_before_the_end(tmp_path):
+    spec = resolve(TrainConfig(env="prefrl/Hopper-v0", labels=700, steps=1_000_000, run_dir=tmp_path / "r"))
+    end = spec.steps - 2 * spec.reward_update_interval
+    assert spec.schedule.labels_due(end - spec.reward_update_interval) < 700
+    assert spec.schedule.labels_due(end) == 700
+    short = resolve(TrainConfig(env="prefrl/Hopper-v0", steps=15_000, run_dir=tmp_path / "s"))
+    assert short.schedule.total_steps == 15_000  # too short to keep two updates back
