@@ -68,6 +68,9 @@ PAIRS = {
 }
 FULL = {"steps": 1_000_000, "seeds": 3}
 TARGETS = {"ratio_vs_imitation": 1.3, "wall_ratio_vs_imitation": 0.6, "epoch_speedup": 5.0}
+PREFRL_LABEL_SCHEDULE = "the whole budget due two reward updates before the end (since 2026-11-26)"
+"""How prefrl spreads its labels. Until 2026-11-26 the budget was due at the last step, and a 700-label run
+asked 697 and fitted 692 (imitation uses all 700): results from then are kept under ``earlier``."""
 
 
 @dataclass
@@ -511,6 +514,7 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
         "labels": args.labels,
         "cpu": args.cpu or "not pinned",
         "torch_threads": 1,
+        "prefrl_label_schedule": PREFRL_LABEL_SCHEDULE,
     }
     data = {
         "benchmark": "peers",
