@@ -83,13 +83,15 @@ class NoisyChoice:
     The two scores go through BPref's teacher model (Lee et al. 2021): Boltzmann-rational with ``beta`` on
     the score difference (the stochastic teacher), then a mistake with probability ``epsilon``. With the
     defaults and scores spread over [0, 1] about 10 % of the answers are wrong: half from mistakes, half
-    from close calls. Pairs scored exactly alike are "equal".
+    from close calls. Pairs whose scores differ by no more than ``equal_below`` are "equal" (BPref's equal
+    teacher; App. B's ↑ key, pressed by a person who sees no difference).
 
     Args:
         score: how close a segment is to what the person wants (e.g.
             :func:`prefrl.envs.backflip_judge.backflip_progress` of its states); about 1 per unit of progress.
         beta: rationality on score differences.
         epsilon: probability of answering the other way.
+        equal_below: score difference a person cannot see (0: only exactly equal scores are "equal").
         rng: random generator.
     """
 
@@ -99,14 +101,18 @@ class NoisyChoice:
         *,
         beta: float = 20.0,
         epsilon: float = 0.05,
+        equal_below: float = 0.0,
         rng: np.random.Generator | None = None,
     ) -> None:
+        if not equal_below >= 0:
+            raise ValueError(f"equal_below must be >= 0; got {equal_below}")
         self.score = score
+        self.equal_below = equal_below
         self.model = SyntheticTeacher(beta=beta, epsilon=epsilon, rng=rng)
 
     def __call__(self, left: Segment, right: Segment) -> Preference:
         scores = np.array([[self.score(left)]]), np.array([[self.score(right)]])
-        if scores[0][0, 0] == scores[1][0, 0]:
+        if abs(scores[0][0, 0] - scores[1][0, 0]) <= self.equal_below:
             return Preference.EQUAL
         return Preference(int(self.model.answer(*scores)[0]))
 

@@ -72,11 +72,14 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     longer = {**entropy, "steps": 2_001_472}
     unpaced = {**entropy, "pace_s": [0.0, 0.0]}  # a scripted person answering at once is not a person
     rune = {**entropy, "exploration_bonus": 0.5, "exploration_decay": 1e-6}
-    runs = (taught, frozen, noise_free, entropy, observed, aligned, longer, unpaced, rune)
+    calibrated = {**unpaced, "person": backflip.PERSON}  # the person's noise since 2026-11-26
+    runs = (taught, frozen, noise_free, entropy, observed, aligned, longer, unpaced, rune, calibrated)
     assert len({backflip.run_key(run) for run in runs}) == len(runs)  # none replaces another
     # A person's pace, recorded or not (runs before it was recorded), is the same run.
     assert backflip.run_key({**entropy, "pace_s": list(backflip.PERSON_PACE_S)}) == backflip.run_key(entropy)
     assert backflip.run_key({**rune, "exploration_decay": 1e-5}) != backflip.run_key(rune)
+    # So is the earlier person's noise, recorded or not (runs before it was recorded).
+    assert backflip.run_key({**unpaced, "person": backflip.EARLIER_PERSON}) == backflip.run_key(unpaced)
     command = backflip.train_command(backflip.Args(exploration_bonus=0.5, run_dir=tmp_path / "rune"))
     assert command is not None and command[command.index("--exploration-bonus") + 1] == "0.5"
     summary = backflip.summary([taught, frozen, noise_free])

@@ -33,7 +33,7 @@ def scored(value: float) -> Segment:
 @pytest.mark.parametrize(
     "beta, epsilon",
     [(np.inf, 0.1), (1.0, 0.0), (20.0, 0.05)],
-    ids=["bpref-mistake", "bpref-stochastic", "benchmark-person"],
+    ids=["bpref-mistake", "bpref-stochastic", "stochastic-and-mistake"],
 )
 def test_wrong_answers_come_at_the_configured_rate(beta: float, epsilon: float) -> None:
     rng = np.random.default_rng(0)
@@ -46,8 +46,17 @@ def test_wrong_answers_come_at_the_configured_rate(beta: float, epsilon: float) 
     gap = np.abs(scores[:, 0] - scores[:, 1])
     expected = np.mean(epsilon + (1 - 2 * epsilon) / (1 + np.exp(np.minimum(beta * gap, 50))))
     assert wrong == pytest.approx(expected, abs=0.015)
-    if beta == 20.0:  # the benchmark's person: about one answer in ten is wrong on scores spread over [0, 1]
+    if beta == 20.0:  # with both: about one answer in ten wrong on scores spread over [0, 1]
         assert 0.08 < wrong < 0.12
+
+
+def test_differences_a_person_cannot_see_are_equal() -> None:
+    person = NoisyChoice(lambda segment: float(segment.true_rewards[0]), beta=np.inf, equal_below=0.005)
+    assert person(scored(0.5), scored(0.504)) == Preference.EQUAL
+    assert person(scored(0.5), scored(0.506)) == Preference.RIGHT
+    assert person(scored(1.0), scored(0.99)) == Preference.LEFT
+    with pytest.raises(ValueError, match="equal_below"):
+        NoisyChoice(lambda segment: 0.0, equal_below=-1.0)
 
 
 def test_the_scripted_person_keeps_a_persons_pace(tmp_path: Path) -> None:
