@@ -229,12 +229,13 @@ def record_updates(monkeypatch) -> list[tuple[int, int, int | None]]:
 
 def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
     calls = record_updates(monkeypatch)
-    config = toy_config(tmp_path, steps=6_144, reward_pairs_per_step=0.3, reward_updates="sync")
+    config = toy_config(tmp_path, steps=8_192, reward_pairs_per_step=0.3, reward_updates="sync")
     PreferenceTrainer(config).train()
     fits = [(step, epochs, size) for step, epochs, size in calls if epochs]
     # Each refit: one pass over 0.3 pairs per step since the last fit, shared by 3 members. The first
     # update after pre-training has no answers yet (its queries are asked when it ends), so the first
-    # refit covers two intervals and the later ones one each.
+    # refit covers two intervals and the later ones one each. The budget is all asked by 4,096 (two
+    # updates before the end), so the last update has nothing new to fit.
     assert [(step, epochs) for step, epochs, _ in fits] == [(4_096, 1), (6_144, 1)]
     assert [size for _, _, size in fits] == [round(0.3 * 4_096 / 3), round(0.3 * 2_048 / 3)]
 
