@@ -67,18 +67,18 @@ BEYOND_PEERS_LABELS = 100
 
 
 PERSON_PACE_S = (3.0, 5.0)
+"""Seconds per answer of the scripted person, drawn uniformly: a person's pace (issue 11). Runs answered at
+another pace are kept apart (their ``pace_s`` is part of the run's key and file names)."""
 PERSON = {"beta": 200.0, "epsilon": 0.05, "equal_below": 0.005}
 """The scripted person's noise (BPref's stochastic, mistake and equal teachers on backflip-progress
 differences), set so that about 10 % of its left/right answers are wrong on the clips runs actually ask about
 (issue 11: "a person's noise ..., about 10 % wrong"). Most of those are close calls: in three runs' 550-900
 stored pairs, 22-50 % differed by less than :attr:`Args.person_equal`. On those pairs this person is 9-10 %
 wrong and says "equal" to 22-50 %. The person used until 2026-11-26 (:data:`EARLIER_PERSON`) would be 34-40 %
-wrong on the same pairs (and was measured 26-40 % wrong in the runs on the recent scores), since it picked a
+wrong on the same pairs (and was measured 26-43 % wrong in the runs on the recent scores), since it picked a
 side at random on differences nobody could see."""
 EARLIER_PERSON = {"beta": 20.0, "epsilon": 0.05, "equal_below": 0.0}
 """The person of runs recorded before :data:`PERSON` (they carry no ``person`` field)."""
-"""Seconds per answer of the scripted person, drawn uniformly: a person's pace (issue 11). Runs answered at
-another pace are kept apart (their ``pace_s`` is part of the run's key and file names)."""
 
 
 @dataclass
