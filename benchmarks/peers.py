@@ -430,14 +430,50 @@ def _ratio(numerator: list[float], denominator: list[float]) -> float | None:
     return round(float(np.mean(numerator) / np.mean(denominator)), 3)
 
 
+BOOTSTRAP_REPS = 10_000
+
+
+def bootstrap_quotient_ci(
+    prefrl: tuple[list[float], list[float]],
+    imitation: tuple[list[float], list[float]],
+    *,
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = 0,
+) -> list[float] | None:
+    """95 % percentile-bootstrap interval of ``ratio_vs_imitation`` over seeds.
+
+    Each library's seeds are resampled with replacement on their own (a seed's preference and true-reward
+    arms stay together, as they share a seed), its ratio of means recomputed, and the quotient of the two
+    libraries' ratios taken. With three seeds a library the interval is wide: it says how much the headline
+    figure could move with other seeds, not more.
+
+    Args:
+        prefrl, imitation: ``(preference arm finals, true-reward arm finals)`` per seed, in seed order.
+    """
+    rng = np.random.default_rng(seed)
+
+    def ratios(pref: list[float], base: list[float]) -> np.ndarray:
+        idx = rng.integers(0, len(pref), size=(reps, len(pref)))
+        return np.asarray(pref)[idx].mean(axis=1) / np.asarray(base)[idx].mean(axis=1)
+
+    if min(len(prefrl[0]), len(imitation[0])) < 2:
+        return None
+    quotients = ratios(*prefrl) / ratios(*imitation)
+    low, high = np.percentile(quotients[np.isfinite(quotients)], [2.5, 97.5])
+    return [round(float(low), 3), round(float(high), 3)]
+
+
 def summarize(runs: list[dict[str, Any]], epochs: dict[str, Any] | None) -> dict[str, Any]:
     """Per library: final return and wall ratios of its preference arm to its own true-reward arm.
 
-    Only seeds where both arms of a library finished count; ratios are of means over those seeds. The
-    epoch figures are medians over repeats of each library's default reward model.
+    Only seeds where both arms of a library finished count; ratios are of means over those seeds, each
+    seed's own ratio listed beside them, and the quotient of the two libraries' ratios gets a 95 %
+    bootstrap interval over seeds (:func:`bootstrap_quotient_ci`). The epoch figures are medians over
+    repeats of each library's default reward model.
     """
     by_arm_seed = {(r["arm"], r["seed"]): r for r in runs}
     summary: dict[str, Any] = {}
+    finals: dict[str, tuple[list[float], list[float]]] = {}
     for library, (pref_arm, base_arm) in PAIRS.items():
         seeds = sorted(
             s
@@ -450,10 +486,14 @@ def summarize(runs: list[dict[str, Any]], epochs: dict[str, Any] | None) -> dict
         pref = [by_arm_seed[(pref_arm, s)] for s in seeds]
         base = [by_arm_seed[(base_arm, s)] for s in seeds]
         summary[f"{library}_seeds"] = seeds
-        summary[f"{library}_ratio"] = _ratio(
+        finals[library] = (
             [float(r["final_true_return"]) for r in pref],
             [float(r["final_true_return"]) for r in base],
         )
+        summary[f"{library}_ratio"] = _ratio(*finals[library])
+        summary[f"{library}_seed_ratios"] = [
+            round(p / b, 3) if b > 0 else None for p, b in zip(*finals[library], strict=True)
+        ]
         summary[f"{library}_wall_ratio"] = _ratio(
             [float(r["wall_s"]) for r in pref],
             [float(r["wall_s"]) for r in base],
@@ -474,6 +514,7 @@ def summarize(runs: list[dict[str, Any]], epochs: dict[str, Any] | None) -> dict
         return round(a / b, 3) if a is not None and b else None
 
     summary["ratio_vs_imitation"] = quotient(summary["prefrl_ratio"], summary["imitation_ratio"])
+    summary["ratio_vs_imitation_ci95"] = bootstrap_quotient_ci(finals["prefrl"], finals["imitation"])
     summary["wall_ratio_vs_imitation"] = quotient(
         summary["prefrl_wall_ratio"], summary["imitation_wall_ratio"]
     )
@@ -620,6 +661,9 @@ def main(args: Args) -> None:
         raise SystemExit("peers: --cpu needs taskset (util-linux); leave it out to run unpinned")
     if args.report_only:  # from what is recorded: no virtualenv to build, nothing measured
         previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+        pinned = previous.get("settings", {}).get("cpu")
+        if args.cpu is None and pinned not in (None, "not pinned"):
+            args.cpu = pinned  # a report runs nothing: the runs' CPU set is the one they recorded
         timed = args.records / "epoch_times.json"
         epochs = json.loads(timed.read_text()) if timed.exists() else previous.get("epochs")
         report(args, epochs, {key: previous.get(key) for key in ("parity", "imitation_venv")})

@@ -13,6 +13,7 @@ from benchmarks.peers import (
     ARMS,
     Args,
     arm_dir,
+    bootstrap_quotient_ci,
     earlier_results,
     finished_result,
     is_partial,
@@ -62,6 +63,17 @@ def test_ratios_are_of_means_over_the_seeds_where_both_arms_finished() -> None:
         "wall_ratio_vs_imitation": True,  # 0.43 ≤ 0.6: lower is better for wall time
         "epoch_speedup": True,
     }
+
+
+def test_the_quotient_has_a_bootstrap_interval_over_seeds() -> None:
+    same = bootstrap_quotient_ci(([2000.0] * 3, [2000.0] * 3), ([1000.0] * 3, [2000.0] * 3))
+    assert same == pytest.approx([2.0, 2.0])  # seeds that agree leave nothing to resample
+    spread = bootstrap_quotient_ci(([2400.0, 2000.0, 1000.0], [2000.0] * 3), ([1000.0] * 3, [2000.0] * 3))
+    assert spread is not None
+    low, high = spread
+    assert low < (5400.0 / 6000.0) / 0.5 < high  # the point estimate, 1.8, lies inside
+    assert low == pytest.approx(2 * 1000.0 / 2000.0, abs=0.35) and high <= 2 * 2400.0 / 2000.0
+    assert bootstrap_quotient_ci(([2000.0], [2000.0]), ([1000.0] * 3, [2000.0] * 3)) is None
 
 
 def test_missing_or_meaningless_figures_are_none() -> None:
