@@ -313,6 +313,26 @@ PERSON_SCORE_TAG = "net"
 that they never overwrite those of a run made with an earlier score and the same settings."""
 
 
+REWARD_VALIDATION = "fixed per pair"
+"""How the reward ensemble's members held out their validation pairs in a run: the same pairs at every fit
+(:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`). Runs started before
+:data:`REWARD_VALIDATION_SINCE` drew a new split at each fit of their warm-started members, so their
+adaptive L2 fell towards zero; they carry no ``reward_validation`` and keep their records and file names."""
+REWARD_VALIDATION_SINCE = 1795670400.0  # 2026-11-26 05:20 UTC, a little before the first run with it
+REWARD_VALIDATION_TAG = "heldout"
+
+
+def reward_validation(run_dir: Path) -> str | None:
+    """:data:`REWARD_VALIDATION` for a run directory created since the change, else None."""
+    created = (run_dir / "config.json").stat().st_mtime
+    return REWARD_VALIDATION if created >= REWARD_VALIDATION_SINCE else None
+
+
+def validation_setting(run: dict[str, Any]) -> list[str]:
+    """``validation=fixed per pair`` for a run whose reward was fitted with fixed held-out pairs."""
+    return [f"validation={run['reward_validation']}"] if run.get("reward_validation") else []
+
+
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
     ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps`` and RUNE's ``--exploration-bonus``
@@ -355,7 +375,8 @@ def run_key(run: dict[str, Any]) -> tuple[str, int, int, str, str, int]:
     and its :func:`settings` if any; and its length in steps. A later run of the same replaces it."""
     person = str(run.get("person_score", EARLIER_PERSON_SCORE))
     apart = [str(run["arm"])] if run.get("arm") in (FROZEN, NOISE_FREE) else []
-    variant = ", ".join(apart + settings(run) + pace_setting(run) + person_setting(run))
+    tags = settings(run) + pace_setting(run) + person_setting(run) + validation_setting(run)
+    variant = ", ".join(apart + tags)
     length = round(int(run["steps"]), -4)  # (the steps reached: the last rollout ends past the budget)
     return str(run["algo"]), int(run["label_budget"]), int(run["seed"]), person, variant, length
 
@@ -601,6 +622,9 @@ def main(args: Args) -> None:
     noise = person_noise(args) if noisy_person else None
     for setting in pace_setting({"pace_s": pace}) + person_setting({"person": noise}):
         suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
+    validation = reward_validation(labelled) if not ceiling else None  # the run whose fits taught it
+    if validation:
+        suffix += f"_{REWARD_VALIDATION_TAG}"
     if config["seed"] != 0:  # (seed 0's files keep the names they were published under)
         suffix += f"_seed{config['seed']}"
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
@@ -689,6 +713,7 @@ def main(args: Args) -> None:
         "policy_aligned_steps": policy_aligned_steps(config),
         "pace_s": pace or None,
         "person": noise,
+        "reward_validation": validation,
         "exploration_bonus": config.get("exploration_bonus", 0.0),
         "exploration_decay": config.get("exploration_decay", 1e-6),
         "clips_rendered": args.clips if not (ceiling or source or args.evaluate_only) else None,

@@ -108,9 +108,9 @@ class FitStats:
 class FitProgress:
     """Where a fit stands, so that a long one (hours for Atari's 200 pre-training epochs) can stop and go on.
 
-    Each member's validation split and bootstrap sample are drawn once, at the start of the fit, and the
-    epochs it has finished are counted; :meth:`RewardEnsemble.fit` given this object goes on from there.
-    Indices refer to the preference dataset's first ``num_pairs`` pairs.
+    Each member's bootstrap sample is drawn once, at the start of the fit (its validation pairs are fixed
+    per pair across fits), and the epochs it has finished are counted; :meth:`RewardEnsemble.fit` given this
+    object goes on from there. Indices refer to the preference dataset's first ``num_pairs`` pairs.
     """
 
     epochs: int
@@ -123,26 +123,34 @@ class FitProgress:
     @classmethod
     def start(
         cls,
-        num_members: int,
-        num_pairs: int,
+        held_out: np.ndarray,
         epochs: int,
         rng: np.random.Generator,
         sample_size: int | None = None,
     ) -> FitProgress:
-        """Fresh splits: per member, a random 1/e held out and a bootstrap sample of the rest.
+        """Splits for one fit: per member, the pairs ``held_out`` marks for it are its validation set, and
+        it trains on a bootstrap sample of the others.
 
         Args:
+            held_out: bool ``(num_pairs, num_members)``, fixed per pair across fits
+                (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`, a share of 1/e, App. A).
+                With fewer than 8 pairs nothing is held out.
             sample_size: pairs in each bootstrap sample (default: as many as the member's training pairs).
                 It also caps the held-out pairs that are scored, so that validation, like training, costs
-                the same however many labels are kept; the whole 1/e is still kept out of training.
+                the same however many labels are kept; all held-out pairs are still kept out of training.
         """
+        num_pairs, num_members = held_out.shape
         val_idx, train_idx = [], []
-        for _ in range(num_members):
-            perm = rng.permutation(num_pairs)
-            n_val = int(num_pairs / math.e) if num_pairs >= 8 else 0
-            val_idx.append(perm[: n_val if sample_size is None else min(n_val, sample_size)])
-            size = num_pairs - n_val if sample_size is None else sample_size
-            train_idx.append(rng.choice(perm[n_val:], size=size, replace=True))
+        for k in range(num_members):
+            val = np.flatnonzero(held_out[:, k])
+            rest = np.flatnonzero(~held_out[:, k])
+            if num_pairs < 8 or not len(rest):
+                val, rest = val[:0], np.arange(num_pairs)
+            if sample_size is not None and len(val) > sample_size:
+                val = rng.choice(val, size=sample_size, replace=False)
+            size = len(rest) if sample_size is None else sample_size
+            val_idx.append(val)
+            train_idx.append(rng.choice(rest, size=size, replace=True))
         return cls(epochs, num_pairs, val_idx, train_idx, [0] * num_members, [None] * num_members)
 
     @property
@@ -326,8 +334,9 @@ class RewardEnsemble(nn.Module):
     ) -> FitStats:
         """Fit every member for ``epochs`` passes over its bootstrap resample of ``data``.
 
-        Each member holds out a random 1/e of the pairs for validation (App. A), draws its training set
-        from the rest with replacement, and after every epoch multiplies its L2 coefficient by 1.1 when
+        Each member holds out 1/e of the pairs for validation (App. A), the same pairs at every fit
+        (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`), draws its training set from the
+        rest with replacement, and after every epoch multiplies its L2 coefficient by 1.1 when
         validation loss exceeds 1.5× training loss and divides it by 1.1 when it falls below 1.1×.
 
         Args:
@@ -341,7 +350,7 @@ class RewardEnsemble(nn.Module):
         if n == 0:
             raise ValueError("cannot fit the reward model on an empty preference dataset")
         if progress is None:
-            progress = FitProgress.start(len(self.members), n, epochs, rng, sample_size)
+            progress = FitProgress.start(data.held_out(len(self.members)), epochs, rng, sample_size)
         elif progress.num_pairs > n or len(progress.epochs_done) != len(self.members):
             raise ValueError(
                 f"the fit progress is for {progress.num_pairs} pairs and {len(progress.epochs_done)} "

@@ -266,12 +266,50 @@ def test_a_fixed_sample_size_bounds_the_pairs_each_member_trains_on(rng):
     assert [len(t) for t in progress.train_idx] == [40, 40, 40]
     for val, sample in zip(progress.val_idx, progress.train_idx, strict=True):
         assert len(val) == 40 and not set(val) & set(sample)  # scores as many held-out pairs as it trains on
+    held = train.held_out(3).sum(axis=0)
     many = []
     ens.fit(train, epochs=1, rng=rng, sample_size=2_000, on_epoch=many.append)
-    for val, sample in zip(many[-1].val_idx, many[-1].train_idx, strict=True):
-        # The whole 1/e stays out of training: 2,000 draws cover the other pairs and nothing else.
-        assert len(val) == int(300 / np.e) and not set(val) & set(sample)
-        assert len(set(sample)) == 300 - int(300 / np.e)
+    for val, sample, n_held in zip(many[-1].val_idx, many[-1].train_idx, held, strict=True):
+        # The whole held-out share stays out of training: 2,000 draws cover the other pairs and nothing else.
+        assert len(val) == n_held and not set(val) & set(sample)
+        assert len(set(sample)) == 300 - n_held
     default = []
     ens.fit(train, epochs=1, rng=rng, on_epoch=default.append)
-    assert [len(t) for t in default[-1].train_idx] == [300 - int(300 / np.e)] * 3
+    assert [len(t) for t in default[-1].train_idx] == list(300 - held)
+
+
+def test_each_member_keeps_the_same_pairs_for_validation_at_every_fit(rng):
+    """A warm-started member validated on pairs it trained on at an earlier fit would see its validation loss
+    stay near its training loss, and the adaptive L2 would fall towards zero (App. A's 1.1-1.5x rule)."""
+    train, _ = linear_task(rng, n_train=400, n_test=1)
+    held = train.held_out(3)
+    assert held.shape == (400, 3)
+    assert abs(held.mean() - 1 / np.e) < 0.05  # about 1/e of the pairs, for each member its own
+    assert not (held[:, 0] == held[:, 1]).all() and not (held[:, 1] == held[:, 2]).all()
+    first = PreferenceDataset()  # the first 250 pairs, as an earlier fit of the same run saw them
+    obs, acts, mu = train.batch(np.arange(250))
+    for i in range(250):
+        left = Segment(obs[i, 0], acts[i, 0], np.zeros(20, np.float32))
+        right = Segment(obs[i, 1], acts[i, 1], np.zeros(20, np.float32))
+        first.add(left, right, float(mu[i]))
+    rebuilt = PreferenceDataset()  # the same pairs again, as a resumed run reloads them from its store
+    for i in range(250):
+        left = Segment(obs[i, 0], acts[i, 0], np.zeros(20, np.float32))
+        right = Segment(obs[i, 1], acts[i, 1], np.zeros(20, np.float32))
+        rebuilt.add(left, right, float(mu[i]))
+    np.testing.assert_array_equal(first.held_out(3), rebuilt.held_out(3))
+    ens = RewardEnsemble.for_spaces(OBS, ACT)
+    early, late = [], []
+    ens.fit(first, epochs=1, rng=rng, on_epoch=early.append)
+    for i in range(250, 400):  # more labels arrive; the member goes on training
+        o, a, m = train.batch(np.array([i]))
+        first.add(
+            Segment(o[0, 0], a[0, 0], np.zeros(20, np.float32)),
+            Segment(o[0, 1], a[0, 1], np.zeros(20, np.float32)),
+            float(m[0]),
+        )
+    ens.fit(first, epochs=1, rng=rng, on_epoch=late.append)
+    for k in range(3):
+        before, after = set(early[-1].val_idx[k]), set(late[-1].val_idx[k])
+        assert before <= after  # still held out
+        assert not before & set(late[-1].train_idx[k]) and not after & set(early[-1].train_idx[k])
