@@ -71,6 +71,10 @@ TARGETS = {"ratio_vs_imitation": 1.3, "wall_ratio_vs_imitation": 0.6, "epoch_spe
 PREFRL_LABEL_SCHEDULE = "the whole budget due two reward updates before the end (since 2026-11-26)"
 """How prefrl spreads its labels. Until 2026-11-26 the budget was due at the last step, and a 700-label run
 asked 697 and fitted 692 (imitation uses all 700): results from then are kept under ``earlier``."""
+PREFRL_REWARD_VALIDATION = "each member's validation pairs fixed per pair across fits (since 2026-11-26)"
+"""How prefrl's reward members hold out validation pairs. Before, a new split was drawn at each fit of the
+warm-started members, which leaked and let the adaptive L2 fall towards zero: results from then are kept
+under ``earlier``."""
 
 
 @dataclass
@@ -556,6 +560,7 @@ def report(args: Args, epochs: dict[str, Any] | None, extra: dict[str, Any]) -> 
         "cpu": args.cpu or "not pinned",
         "torch_threads": 1,
         "prefrl_label_schedule": PREFRL_LABEL_SCHEDULE,
+        "prefrl_reward_validation": PREFRL_REWARD_VALIDATION,
     }
     data = {
         "benchmark": "peers",
