@@ -286,28 +286,26 @@ def test_each_member_keeps_the_same_pairs_for_validation_at_every_fit(rng):
     assert held.shape == (400, 3)
     assert abs(held.mean() - 1 / np.e) < 0.05  # about 1/e of the pairs, for each member its own
     assert not (held[:, 0] == held[:, 1]).all() and not (held[:, 1] == held[:, 2]).all()
-    first = PreferenceDataset()  # the first 250 pairs, as an earlier fit of the same run saw them
-    obs, acts, mu = train.batch(np.arange(250))
-    for i in range(250):
-        left = Segment(obs[i, 0], acts[i, 0], np.zeros(20, np.float32))
-        right = Segment(obs[i, 1], acts[i, 1], np.zeros(20, np.float32))
-        first.add(left, right, float(mu[i]))
-    rebuilt = PreferenceDataset()  # the same pairs again, as a resumed run reloads them from its store
-    for i in range(250):
-        left = Segment(obs[i, 0], acts[i, 0], np.zeros(20, np.float32))
-        right = Segment(obs[i, 1], acts[i, 1], np.zeros(20, np.float32))
-        rebuilt.add(left, right, float(mu[i]))
+
+    def copy_of(pairs: range, into: PreferenceDataset | None = None) -> PreferenceDataset:
+        data = into if into is not None else PreferenceDataset()
+        obs, acts, mu = train.batch(np.array(pairs))
+        for i in range(len(pairs)):
+            no_reward = np.zeros(20, np.float32)
+            data.add(
+                Segment(obs[i, 0], acts[i, 0], no_reward),
+                Segment(obs[i, 1], acts[i, 1], no_reward),
+                float(mu[i]),
+            )
+        return data
+
+    first = copy_of(range(250))  # the first 250 pairs, as an earlier fit of the same run saw them
+    rebuilt = copy_of(range(250))  # the same pairs again, as a resumed run reloads them from its store
     np.testing.assert_array_equal(first.held_out(3), rebuilt.held_out(3))
     ens = RewardEnsemble.for_spaces(OBS, ACT)
     early, late = [], []
     ens.fit(first, epochs=1, rng=rng, on_epoch=early.append)
-    for i in range(250, 400):  # more labels arrive; the member goes on training
-        o, a, m = train.batch(np.array([i]))
-        first.add(
-            Segment(o[0, 0], a[0, 0], np.zeros(20, np.float32)),
-            Segment(o[0, 1], a[0, 1], np.zeros(20, np.float32)),
-            float(m[0]),
-        )
+    copy_of(range(250, 400), into=first)  # more labels arrive; the members go on training
     ens.fit(first, epochs=1, rng=rng, on_epoch=late.append)
     for k in range(3):
         before, after = set(early[-1].val_idx[k]), set(late[-1].val_idx[k])
