@@ -518,7 +518,11 @@ def summarize(runs: list[dict[str, Any]], epochs: dict[str, Any] | None) -> dict
         return round(a / b, 3) if a is not None and b else None
 
     summary["ratio_vs_imitation"] = quotient(summary["prefrl_ratio"], summary["imitation_ratio"])
-    summary["ratio_vs_imitation_ci95"] = bootstrap_quotient_ci(finals["prefrl"], finals["imitation"])
+    summary["ratio_vs_imitation_ci95"] = (
+        bootstrap_quotient_ci(finals["prefrl"], finals["imitation"])
+        if summary["ratio_vs_imitation"] is not None  # a non-positive baseline: no ratio, no interval
+        else None
+    )
     summary["wall_ratio_vs_imitation"] = quotient(
         summary["prefrl_wall_ratio"], summary["imitation_wall_ratio"]
     )

@@ -84,7 +84,7 @@ def test_missing_or_meaningless_figures_are_none() -> None:
         run("imitation-true-reward", 0, 2000.0, 100.0),
     ]
     summary = summarize(runs, None)
-    assert summary["prefrl_ratio"] is None
+    assert summary["prefrl_ratio"] is None and summary["ratio_vs_imitation_ci95"] is None
     assert summary["prefrl_wall_ratio"] == pytest.approx(1.2)
     assert summary["imitation_seeds"] == []
     assert summary["imitation_ratio"] is None and summary["imitation_wall_ratio"] is None
