@@ -46,8 +46,25 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     summary = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2)])
     assert summary["best_per_algo"]["sac"]["label_budget"] == 100
     assert summary["target_met"] and summary["beyond_peers"]["met"]
+    assert not summary["target_met_over_seeds"]  # one seed is not a setting that works
     assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE, "", 1_000_000)
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
+
+
+def test_the_backflip_summary_averages_each_setting_over_its_seeds() -> None:
+    lucky = flip_run("sac", 900, 900, 1.8)
+    unlucky = {**lucky, "seed": 1, "backflips_per_episode": 0.0}
+    steady = [{**flip_run("sac", 900, 900, 0.8), "steps": 300_000, "seed": seed} for seed in (0, 1)]
+    summary = backflip.summary([lucky, unlucky, *steady])
+    assert summary["best_per_algo"]["sac"]["backflips_per_episode"] == 1.8  # the best run, one seed
+    assert summary["target_met"]
+    best = summary["best_setting_per_algo"]["sac"]  # the best on average over seeds: 0.9 against 0.8
+    assert best["seeds"] == [0, 1] and best["backflips_each_seed"] == [1.8, 0.0]
+    assert best["steps"] == 1_000_000 and best["backflips_per_episode_mean"] == pytest.approx(0.9)
+    assert best["seeds_with_a_backflip_per_episode"] == 1
+    assert not summary["target_met_over_seeds"]
+    summary = backflip.summary([lucky, {**lucky, "seed": 2, "backflips_per_episode": 0.4}])
+    assert summary["target_met_over_seeds"]  # 1.1 on average over 2 seeds
 
 
 def test_the_ceiling_is_reported_beside_the_taught_runs_and_meets_no_label_target(tmp_path: Path) -> None:
