@@ -578,17 +578,17 @@ def _settings_over_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in runs:
         algo, budget, _, person, variant, length = run_key(run)
         groups.setdefault((algo, budget, person, variant, length), []).append(run)
-    settings_ = []
+    grouped = []
     for (algo, budget, _, variant, length), group in groups.items():
         group.sort(key=lambda run: int(run["seed"]))
         flips = [float(run["backflips_per_episode"]) for run in group]
-        settings_.append({
+        grouped.append({
             "algo": algo, "label_budget": budget, "steps": length, "settings": variant,
             "seeds": [int(run["seed"]) for run in group], "backflips_each_seed": flips,
             "backflips_per_episode_mean": float(np.mean(flips)),
             "seeds_with_a_backflip_per_episode": sum(f >= TARGET_BACKFLIPS for f in flips),
         })  # fmt: skip
-    return settings_
+    return grouped
 
 
 def _best_setting_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
