@@ -390,9 +390,10 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     eligible = [run for run in taught if run["labels"] <= TARGET_LABELS]
     frozen = [run for run in runs if run.get("arm") == FROZEN and run["labels"] <= TARGET_LABELS]
     meets = [run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in frozen]
+    over_seeds = _settings_over_seeds(eligible)
     return {
         "best_per_algo": _best_per_algo(eligible),
-        "best_setting_per_algo": _best_setting_per_algo(eligible),
+        "best_setting_per_algo": _best_setting_per_algo(over_seeds),
         "ceiling_per_algo": _best_per_algo([run for run in runs if run.get("arm") == CEILING]),
         "frozen_reward_per_algo": _best_per_algo(frozen),
         "noise_free_person_per_algo": _best_per_algo([run for run in runs if run.get("arm") == NOISE_FREE]),
@@ -400,7 +401,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "target_met": any(run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in eligible),
         "target_met_over_seeds": any(
             len(setting["seeds"]) >= 2 and setting["backflips_per_episode_mean"] >= TARGET_BACKFLIPS
-            for setting in _settings_over_seeds(eligible)
+            for setting in over_seeds
         ),
         "target_met_by_frozen_reward": any(meets),
         "beyond_peers": {"max_labels": BEYOND_PEERS_LABELS, "met": any(
@@ -591,10 +592,11 @@ def _settings_over_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return grouped
 
 
-def _best_setting_per_algo(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per algorithm the setting with the most landed backflips per episode on average over its seeds."""
+def _best_setting_per_algo(over_seeds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per algorithm the setting of :func:`_settings_over_seeds` with the most landed backflips per episode
+    on average over its seeds."""
     best: dict[str, dict[str, Any]] = {}
-    for setting in _settings_over_seeds(runs):
+    for setting in over_seeds:
         held = best.get(setting["algo"])
         if held is None or setting["backflips_per_episode_mean"] > held["backflips_per_episode_mean"]:
             best[setting["algo"]] = setting
