@@ -150,9 +150,9 @@ class Args:
     backflips) beside the run's own, compare how the learned reward and the person's score rank their
     segments (:func:`learned_reward_check`) and add the figures to the run's record in ``--out``."""
     describe_labels: bool = False
-    """Only describe what the run's labelled clips showed (:func:`labelled_clips`, from its
-    ``labels.sqlite``) and add it to the run's record in ``--out`` (runs evaluated before the benchmark
-    recorded it)."""
+    """Only describe what the run's labelled clips showed (:func:`labelled_clips`) and the labeler's time
+    (:func:`person_time`), from its ``labels.sqlite``, and add them to the run's record in ``--out`` (runs
+    evaluated before the benchmark recorded them)."""
 
 
 def _python() -> list[str]:
@@ -430,6 +430,25 @@ def share_disagreeing(store: LabelStore) -> float | None:
     return wrong / judged if judged else None
 
 
+def person_time(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The labeler's time (the paper's measure of cost: "under an hour of a person's time", §3.2) from a
+    run's :meth:`~prefrl.label_store.LabelStore.answer_records`: minutes spent answering, seconds per answer,
+    and how long the pairs waited to be answered, which tells whether the person kept up with the run (the
+    first batch waits longest: every pair of it is asked at once)."""
+    if not records:
+        return {"answers": 0}
+    seconds = np.array([r["seconds"] for r in records])
+    waited = np.array([r["created"] - r["asked"] for r in records])
+    return {
+        "answers": len(records),
+        "minutes_answering": round(float(seconds.sum()) / 60, 1),
+        "seconds_per_answer_median": round(float(np.median(seconds)), 2),
+        "pair_waited_s_median": round(float(np.median(waited)), 1),
+        "pair_waited_s_p90": round(float(np.quantile(waited, 0.9)), 1),
+        "pair_waited_s_max": round(float(waited.max()), 1),
+    }
+
+
 CLIP_TURNS = (0.25, 0.5, 0.9)
 """Airborne turns (of 2π) by which :func:`labelled_clips` sorts what the person was shown (0.9: most of
 a turn, as a landed flip's is in the air; its first and last steps touch)."""
@@ -560,7 +579,8 @@ def add_reward_check(args: Args) -> None:
 
 
 def add_labelled_clips(args: Args) -> None:
-    """``--describe-labels``: :func:`labelled_clips` of the run, added to its record in ``--out``."""
+    """``--describe-labels``: :func:`labelled_clips` and :func:`person_time` of the run, added to its
+    record in ``--out``."""
     labels = args.run_dir / "labels.sqlite"
     if not labels.exists():
         raise SystemExit(f"{args.run_dir}: no labels.sqlite (a ceiling or frozen-reward run asks for none)")
@@ -569,7 +589,12 @@ def add_labelled_clips(args: Args) -> None:
         with LabelStore(labels) as store:
             return labelled_clips(store)
 
+    def timed() -> dict[str, Any]:
+        with LabelStore(labels) as store:
+            return person_time(store.answer_records())
+
     add_to_record(args, "labelled_clips", describe)
+    add_to_record(args, "person_time", timed)
 
 
 def _settings_over_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -743,6 +768,7 @@ def main(args: Args) -> None:
         "labelers": sorted({r["labeler"] for r in records}),
         "answers_disagreeing_with_progress": disagreeing,
         "labelled_clips": shown,
+        "person_time": person_time(records) if records else None,
         "person_score": PERSON_SCORE if not args.evaluate_only else "as recorded in the run",
         "env_kwargs": list(config["env_kwargs"]),
         "agent_kwargs": list(config["agent_kwargs"]),

@@ -319,12 +319,23 @@ class LabelStore:
         )
 
     def answer_records(self) -> list[dict[str, Any]]:
-        """Every answer with its query's segment ids and ``repeat_of``, oldest first (for statistics)."""
+        """Every answer with its query's segment ids, ``repeat_of`` and when it was asked (``asked``, the
+        query's ``created``), oldest first (for statistics)."""
         rows = self._db.execute(
-            "SELECT a.query_id, q.left_id, q.right_id, q.repeat_of, a.choice, a.labeler, a.created, "
-            "a.seconds FROM answers a JOIN queries q ON q.id = a.query_id ORDER BY a.id"
+            "SELECT a.query_id, q.left_id, q.right_id, q.repeat_of, q.created, a.choice, a.labeler, "
+            "a.created, a.seconds FROM answers a JOIN queries q ON q.id = a.query_id ORDER BY a.id"
         )
-        keys = ("query_id", "left_id", "right_id", "repeat_of", "choice", "labeler", "created", "seconds")
+        keys = (
+            "query_id",
+            "left_id",
+            "right_id",
+            "repeat_of",
+            "asked",
+            "choice",
+            "labeler",
+            "created",
+            "seconds",
+        )
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def segments_without_clips(self, limit: int = 16) -> list[int]:

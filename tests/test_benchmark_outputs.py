@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,31 @@ def test_the_backflip_benchmark_says_what_the_labelled_clips_showed(tmp_path: Pa
     assert shown["all"]["turn_in_air_0.9"] == 0.5 and shown["all"]["landed_after_turn_0.9"] == 0.25
     last = {key: 0.0 for key in shown["all"] if key.startswith("landed")}
     assert shown["last_1_answers"] == {**shown["all"], "clips": 2, **last}  # the crashed flip and the roll
+
+
+def test_the_backflip_benchmark_reports_the_persons_time_and_how_long_pairs_waited(tmp_path: Path) -> None:
+    from prefrl.label_store import LabelStore
+    from prefrl.segments import Segment
+    from prefrl.teachers import Answer, Preference
+
+    assert backflip.person_time([]) == {"answers": 0}
+    # A batch of three pairs asked at t=100, answered 4 s apart, then one pair asked at 200, answered at once.
+    asked, created = [100.0, 100.0, 100.0, 200.0], [104.0, 108.0, 112.0, 203.0]
+    records = [
+        {"asked": a, "created": c, "seconds": s}
+        for a, c, s in zip(asked, created, [4.0, 4.0, 4.0, 3.0], strict=True)
+    ]
+    timed = backflip.person_time(records)
+    assert timed["answers"] == 4 and timed["minutes_answering"] == 0.2  # 15 s
+    assert timed["seconds_per_answer_median"] == 4.0
+    assert timed["pair_waited_s_median"] == 6.0 and timed["pair_waited_s_max"] == 12.0
+    # The store gives each answer the time its pair was asked.
+    segment = Segment(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(2))
+    with LabelStore(tmp_path / "labels.sqlite") as store:
+        (query,) = store.add_queries([(segment, segment)])
+        store.add_answers([Answer(query.query_id, Preference.LEFT)], created=[time.time() + 7.0])
+        (record,) = store.answer_records()
+    assert 7.0 <= record["created"] - record["asked"] < 8.0
 
 
 def test_the_coverage_diagnosis_cuts_aligned_segments_and_labels_them_by_the_persons_score() -> None:
