@@ -66,6 +66,11 @@ def test_the_backflip_summary_averages_each_setting_over_its_seeds() -> None:
     assert not summary["target_met_over_seeds"]
     summary = backflip.summary([lucky, {**lucky, "seed": 2, "backflips_per_episode": 0.4}])
     assert summary["target_met_over_seeds"]  # 1.1 on average over 2 seeds
+    one_seed = {**flip_run("sac", 900, 900, 9.0), "steps": 200_000}  # a setting run once, luckily
+    best = backflip.summary([lucky, unlucky, *steady, one_seed])["best_setting_per_algo"]["sac"]
+    assert best["seeds"] == [0, 1] and best["backflips_per_episode_mean"] == pytest.approx(0.9)
+    alone = backflip.summary([one_seed])["best_setting_per_algo"]["sac"]  # no setting has two seeds
+    assert alone["seeds"] == [0] and alone["backflips_per_episode_mean"] == 9.0
 
 
 def test_the_ceiling_is_reported_beside_the_taught_runs_and_meets_no_label_target(tmp_path: Path) -> None:
