@@ -1,17 +1,7 @@
 # Device check (issue 10): does --device cuda work, with asynchronous reward updates, and what does the Pong pair
-# run on a GPU machine? For a lent machine with no package index: the wheels of what its image lacks (gymnasium,
-# ale-py, mujoco, stable-baselines3, sb3-contrib, tyro, fastapi, ...; `pip download --no-deps --only-binary=:all:
-# --python-version 3.12`) travel in .whl; results go to $OUT. The in-tree package is used through two links
-# (prefrl/envs, prefrl/labeling_gui), as the install's package-dir mapping would.
+# run on a GPU machine? Set-up: benchmarks/device_setup.sh; results go to $OUT.
 set -u
-export PYTHONUNBUFFERED=1 MUJOCO_GL=egl
-t0=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-mkdir -p /tmp/site/imageio_ffmpeg && echo 'def get_ffmpeg_exe(): raise RuntimeError("no ffmpeg here")' > /tmp/site/imageio_ffmpeg/__init__.py
-ln -sfn ../envs prefrl/envs; ln -sfn ../labeling_gui prefrl/labeling_gui
-export PYTHONPATH=/tmp/site:$PWD
-echo "install $(( $(date +%s) - t0 ))s"; nproc; nvidia-smi -L
-python3 -c "import torch, prefrl, ale_py, mujoco, stable_baselines3 as s; print(torch.__version__, torch.cuda.is_available(), s.__version__)" || exit 1
+source benchmarks/device_setup.sh
 timeout 150 python3 -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_reward_updates.py tests/test_trainer.py tests/test_atari_training.py 2>&1 | tail -15
 echo "tests done $(( $(date +%s) - t0 ))s"
 R=/tmp/runs; mkdir -p $R

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -43,6 +44,20 @@ def action_features(space: gym.Space, acts: np.ndarray | torch.Tensor) -> torch.
     if isinstance(space, gym.spaces.Discrete):
         return nn.functional.one_hot(t.long().reshape(-1), int(space.n)).float()
     return t.float().reshape(t.shape[0], -1)
+
+
+class FusedEnsemble(Protocol):
+    """A whole ensemble's eval-mode forward as one computation, for the per-step reward: the same numbers
+    as :meth:`RewardEnsemble.member_rewards` (normalised), with less per-call overhead. Built from the
+    ensemble's state when first asked for, and dropped whenever that state changes."""
+
+    def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """The members' mean normalised reward, ``(N,)``."""
+        ...
+
+    def members(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """Each member's normalised reward, ``(N, K)``."""
+        ...
 
 
 class MLPReward(nn.Module):
@@ -86,6 +101,11 @@ class MLPReward(nn.Module):
         std = features.std(0)
         self.in_mean.copy_(features.mean(0))
         self.in_std.copy_(torch.where(std > 1e-6, std, torch.full_like(std, math.inf)))
+
+    @staticmethod
+    def fused(ensemble: RewardEnsemble) -> FusedEnsemble | None:
+        """An ensemble of these members as one numpy network, for per-step inference."""
+        return _NumpyMLPEnsemble.build(ensemble)
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs.float().reshape(obs.shape[0], -1), acts[:, : self.act_dim]], dim=1)
@@ -199,9 +219,10 @@ class RewardEnsemble(nn.Module):
         self.to(self.device)  # after every buffer is registered: the normalisation goes along too
         self.l2_coefs = [l2_coef] * k
         self.optimizers = [torch.optim.Adam(m.parameters(), lr=lr) for m in self.members]
-        # numpy copy of the weights for per-step inference; rebuilt lazily after every change.
-        self._fast: _NumpyMLPEnsemble | None = None
-        self._fast_possible = all(isinstance(m, MLPReward) for m in self.members)
+        # The whole ensemble fused for per-step inference (MLPs: numpy; CNNs: one grouped network); rebuilt
+        # lazily after every change. Members of one class that knows how to fuse them may take this path.
+        self._fast: FusedEnsemble | None = None
+        self._fast_possible = len({type(m) for m in members}) == 1 and hasattr(type(members[0]), "fused")
         self.num_fits = 0
 
     @classmethod
@@ -248,10 +269,9 @@ class RewardEnsemble(nn.Module):
 
     def reward(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         """The learned reward ``(N,)``: the mean of the normalised members. This is a :data:`RewardFn`."""
-        if self._fast is None and self._fast_possible:
-            self._fast = _NumpyMLPEnsemble.build(self)
-        if self._fast is not None:
-            return self._fast(obs, acts)
+        fast = self._fast_path()
+        if fast is not None:
+            return fast(obs, acts)
         return self.member_rewards(obs, acts).mean(0)
 
     __call__ = reward  # type: ignore[assignment]
@@ -259,13 +279,17 @@ class RewardEnsemble(nn.Module):
     def reward_and_spread(self, obs: np.ndarray, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The learned reward ``(N,)`` and the members' spread about it ``(N,)``: the std of their normalised
         rewards, the ensemble's uncertainty that RUNE pays the agent for (:class:`UncertaintyBonus`)."""
-        if self._fast is None and self._fast_possible:
-            self._fast = _NumpyMLPEnsemble.build(self)
-        if self._fast is not None:
-            members = self._fast.members(obs, acts)
+        fast = self._fast_path()
+        if fast is not None:
+            members = fast.members(obs, acts)
         else:
             members = self.member_rewards(obs, acts).T
         return members.mean(1), members.std(1)
+
+    def _fast_path(self) -> FusedEnsemble | None:
+        if self._fast is None and self._fast_possible:
+            self._fast = type(self.members[0]).fused(self)  # type: ignore[attr-defined]
+        return self._fast
 
     @torch.no_grad()
     def segment_returns(self, obs: np.ndarray, acts: np.ndarray, chunk: int = 256) -> np.ndarray:

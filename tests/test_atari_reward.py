@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from prefrl.cnn_reward import CNNReward, cnn_ensemble, is_frame_stack_space
+from prefrl.cnn_reward import CNNReward, FusedCNNEnsemble, cnn_ensemble, is_frame_stack_space
 from prefrl.frame_storage import FramePreferenceDataset, FrameStackSegment, FrameStore
 
 SIZE = 84
@@ -65,6 +66,60 @@ def test_reward_depends_on_observations_only_and_chunks_without_gradients(rng):
     torch.testing.assert_close(chunked, whole)
     torch.testing.assert_close(chunked, other_actions)
     assert chunked.shape == (20,)
+
+
+def trained_looking_ensemble(device: str = "cpu"):
+    """A CNN ensemble whose batch norms and output normalisation are away from their initial values."""
+    ensemble = cnn_ensemble(FRAMES, gym.spaces.Discrete(6), device=device)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for norm in (m for m in ensemble.modules() if isinstance(m, nn.BatchNorm2d)):
+            for tensor, low, high in [
+                (norm.running_mean, -0.5, 0.5),
+                (norm.running_var, 0.5, 2.0),
+                (norm.weight, 0.5, 1.5),
+                (norm.bias, -0.2, 0.2),
+            ]:
+                tensor.copy_(torch.empty(tensor.shape).uniform_(low, high, generator=generator))
+        ensemble.out_mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        ensemble.out_scale.copy_(torch.tensor([2.0, 0.5, 1.5]))
+    return ensemble.eval()
+
+
+def test_the_fused_network_gives_the_members_rewards_and_spread(rng):
+    ensemble = trained_looking_ensemble()
+    fused = FusedCNNEnsemble(ensemble)
+    for n in (1, 16, 300):  # 300: past the chunk of 256
+        obs, acts = rng.integers(0, 256, (n, 4, SIZE, SIZE), dtype=np.uint8), np.zeros(n, np.int64)
+        members = ensemble.member_rewards(obs, acts)
+        np.testing.assert_allclose(fused.members(obs, acts), members.T, atol=1e-5)
+        np.testing.assert_allclose(fused(obs, acts), members.mean(0), atol=1e-5)
+    floats = rng.uniform(0, 1, (5, 4, SIZE, SIZE)).astype(np.float32)  # pixels already scaled
+    np.testing.assert_allclose(
+        fused.members(floats, acts[:5]), ensemble.member_rewards(floats, acts[:5]).T, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+    ],
+)
+def test_the_per_step_reward_is_the_fused_networks_and_a_change_drops_it(rng, device):
+    ensemble = trained_looking_ensemble(device)
+    obs, acts = rng.integers(0, 256, (16, 4, SIZE, SIZE), dtype=np.uint8), np.zeros(16, np.int64)
+    reward, spread = ensemble.reward_and_spread(obs, acts)
+    assert isinstance(ensemble._fast, FusedCNNEnsemble)
+    members = ensemble.member_rewards(obs, acts)
+    np.testing.assert_allclose(reward, members.mean(0), atol=1e-4)
+    np.testing.assert_allclose(spread, members.std(0), atol=1e-4)
+    ensemble.normalize(obs, acts)  # new normalisation: the fused copy is stale and goes
+    assert ensemble._fast is None
+    np.testing.assert_allclose(
+        ensemble.reward(obs, acts), ensemble.member_rewards(obs, acts).mean(0), atol=1e-4
+    )
 
 
 def test_cnn_ensemble_learns_a_visible_reward_from_oracle_labels(rng):
