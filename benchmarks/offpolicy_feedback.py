@@ -12,6 +12,8 @@ seed's arms finish together, then reports what is finished with :func:`prefrl.re
   the arm the headline ratio is of. The records also hold a third arm, PEBBLE plus SURF's pseudo-labels
   and temporal cropping (Park et al. 2022), run at commit eb81b34: it did not pay, so prefrl no longer has
   SURF and its spec is gone, but its runs stay in the report.
+* ``offpolicy_qpa_no_l2.toml``: PEBBLE + QPA with the reward members' L2 penalty off (``--reward-l2 0``,
+  as B-Pref trains its reward models), an ablation arm: see the spec for why.
 
 Each spec keeps its finished runs' records in ``benchmarks/results/offpolicy_runs`` (commit that folder: a
 later sitting skips what it holds). Writes ``benchmarks/results/offpolicy_feedback.{json,md,png}``:
@@ -61,6 +63,8 @@ MAIN_ARM = "sac oracle 200"
 arm sets away from the defaults are appended to its name, as PEBBLE alone's window of 0 is."""
 PEBBLE_ARM = "sac oracle 200 policy_aligned_steps=0"
 CLIP_SECONDS = 4.0
+DEFAULT_SPEC = SPECS / "offpolicy_qpa.toml"
+"""The spec of prefrl's default off-policy arm, the one filmed."""
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Args:
     specs: tuple[Path, ...] = (
         SPECS / "offpolicy.toml",
         SPECS / "offpolicy_qpa.toml",
+        SPECS / "offpolicy_qpa_no_l2.toml",
     )
     seeds: tuple[int, ...] = ()
     """Run only these seeds this sitting (default: all); the report covers every recorded run."""
@@ -172,7 +177,7 @@ def main(args: Args) -> None:
         runs = [r for r in everything.runs if not args.seeds or seed_by_seed(r)[0] in args.seeds]
         todo = Sweep(everything.out, runs, everything.runs_per_core)
     report = sweep_and_report(everything, todo, args.out, args.cpus)
-    default = [r for r in load_spec(args.specs[-1]).runs if "oracle" in r.args and seed_by_seed(r)[0] == 0]
+    default = [r for r in load_spec(DEFAULT_SPEC).runs if seed_by_seed(r)[0] == 0]
     film = film_final_policy(default[0], args.out) if default else None
     if film is None and args.out.with_suffix(".json").exists():  # filmed in an earlier sitting
         film = json.loads(args.out.with_suffix(".json").read_text()).get("film")

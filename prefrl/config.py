@@ -146,6 +146,10 @@ class TrainConfig:
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float | None = None
     """Dropout in the reward predictors (default 0; Atari's CNN 0.5, App. A.2); 0 turns it off."""
+    reward_l2: float = 1e-4
+    """Initial L2 coefficient of each reward predictor, adapted after every epoch so that validation loss
+    stays between 1.1x and 1.5x training loss (App. A; Ibarz et al. 2018 start at 1e-4). 0 turns the L2
+    penalty off (it then stays 0), as B-Pref's reward models train without one (Lee et al. 2021)."""
     reward_inputs: RewardInputs | None = None
     """What the reward predictors see of each step: observations-actions, r̂(o, a) as in App. A.1 (the
     default for vector observations), or observations, r̂(o), a reward for what the agent does to the

@@ -71,6 +71,7 @@ class VectorObservations:
             venv.action_space,
             ensemble_size=self.spec.ensemble_size,
             dropout=self.spec.dropout,
+            l2_coef=self.spec.reward_l2,
             use_actions=self.spec.reward_inputs == "observations-actions",
             output_std=self.spec.output_std,
             device=self.spec.device,

@@ -201,6 +201,7 @@ class RunSpec:
     reward_updates: str
     max_labels_kept: int | None
     dropout: float
+    reward_l2: float
     reward_inputs: str
     unsupervised_steps: int
     policy_aligned_steps: int  # 0: no QPA
@@ -498,6 +499,7 @@ _AS_GIVEN = (
     "query_selection",
     "oversample",
     "ensemble_size",
+    "reward_l2",
     "exploration_bonus",
     "exploration_decay",
     "reward_epochs",
@@ -564,6 +566,8 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError(f"--exploration-bonus must be a number >= 0 (0: off); got {c.exploration_bonus}")
     if not 0 <= c.exploration_decay < 1:
         raise ConfigError(f"--exploration-decay is a rate per env step in [0, 1); got {c.exploration_decay}")
+    if not (c.reward_l2 >= 0 and math.isfinite(c.reward_l2)):
+        raise ConfigError(f"--reward-l2 must be a number >= 0 (0: no L2 penalty); got {c.reward_l2}")
     if c.dropout is not None and not 0 <= c.dropout < 1:
         raise ConfigError(f"--dropout is a probability in [0, 1); got {c.dropout}")
     if c.initial_labels is not None and c.initial_labels > c.labels:

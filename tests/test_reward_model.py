@@ -153,6 +153,26 @@ def test_adaptive_l2_rises_when_validation_loss_runs_away(rng):
     assert max(ens.l2_coefs) > start
 
 
+def test_with_no_l2_the_penalty_stays_off_however_the_validation_goes(rng):
+    """--reward-l2 0, B-Pref's reward training: the adaptation multiplies, so 0 stays 0."""
+    train, _ = linear_task(rng, n_train=60)  # few pairs: validation loss runs above 1.5x training loss
+    ens = RewardEnsemble.for_spaces(OBS, ACT, lr=3e-3, l2_coef=0.0)
+    stats = ens.fit(train, epochs=30, rng=rng)
+    assert ens.l2_coefs == [0.0, 0.0, 0.0] and stats.l2_coef == 0.0
+
+
+def test_the_run_spec_gives_the_reward_ensemble_its_l2(tmp_path):
+    from prefrl.config import TrainConfig
+    from prefrl.observations import VectorObservations
+    from prefrl.spec import resolve
+
+    venv = type("Spaces", (), {"observation_space": OBS, "action_space": ACT})()
+    for given, expected in ((None, 1e-4), (0.0, 0.0)):
+        settings = {} if given is None else {"reward_l2": given}
+        spec = resolve(TrainConfig(env="Pendulum-v1", run_dir=tmp_path / "run", **settings))
+        assert VectorObservations(spec).ensemble(venv).l2_coefs == [expected] * 3  # type: ignore[arg-type]
+
+
 def test_equal_labels_train_toward_one_half(rng):
     train, _ = linear_task(rng, n_train=200)
     obs, acts, mu = train.batch(np.arange(len(train)))
