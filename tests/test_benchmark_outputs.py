@@ -1,7 +1,7 @@
 """Tests for what the backflip and off-policy benchmarks report (benchmarks/backflip.py,
-benchmarks/backflip_coverage.py, benchmarks/offpolicy_feedback.py) and the helpers they share
-(benchmarks/common.py): the summary maths on made-up runs, and the final policy played and filmed from a
-short real run."""
+benchmarks/backflip_coverage.py, benchmarks/offpolicy_feedback.py), where the GPU profile says the time
+went (benchmarks/gpu_profile.py), and the helpers they share (benchmarks/common.py): the summary maths on
+made-up runs, and the final policy played and filmed from a short real run."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import backflip, offpolicy_feedback, teachers_online
+from benchmarks import backflip, gpu_profile, offpolicy_feedback, teachers_online
 from benchmarks.common import filmstrip, play_final_policy
 from prefrl.cli import main
 from prefrl.envs.backflip_judge import BackwardTurn, backflip_progress
@@ -359,3 +359,25 @@ def test_the_coverage_diagnosis_cuts_aligned_segments_and_labels_them_by_the_per
     expected = np.where(flip_left == flip_right, 0.5, np.where(flip_left, 1.0, 0.0))
     assert np.array_equal(np.asarray(mu), expected)  # the flip preferred, like against like equal
     assert answers["equal"] == int((flip_left == flip_right).sum()) > 0
+
+
+def test_the_gpu_profile_splits_the_agents_thread_into_the_loops_parts(tmp_path: Path) -> None:
+    learn = "OnPolicyAlgorithm.learn (sb3/on_policy_algorithm.py:300)"
+    stacks = [
+        # py-spy's raw format: the thread, then the frames root first, then the sample count.
+        f"thread (1): MainThread;<module> (x.py:1);{learn};DummyVecEnv.step_wait (sb3/dummy.py:70) 6",
+        f"thread (1): MainThread;<module> (x.py:1);{learn};LearnedRewardVecEnv.step_wait (w.py:5);"
+        "RewardEnsemble.reward (prefrl/reward_model.py:250) 3",
+        f"thread (1): MainThread;<module> (x.py:1);{learn} 1",
+        "thread (1): MainThread;<module> (x.py:1);PreferenceTrainer._pretrain_reward_model (t.py:9) 10",
+        "thread (7): prefrl-reward-update-3;RewardEnsemble.fit (prefrl/reward_model.py:400) 4",
+    ]
+    raw = tmp_path / "pyspy.txt"
+    raw.write_text("\n".join(stacks) + "\n")
+    shares = gpu_profile.thread_shares(raw)
+    assert shares["samples_per_thread"] == {"MainThread": 20, "prefrl-reward-update": 4}
+    assert shares["agent_thread_learning_share"] == 0.5  # pre-training is outside learn
+    parts = shares["agent_thread_while_learning"]
+    assert parts["env step (ALE emulation, preprocessing, Monitor)"] == 0.6
+    assert parts["learned reward per step (ensemble forward on the GPU)"] == 0.3
+    assert parts["A2C gradient step"] == 0.0
