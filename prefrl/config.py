@@ -47,7 +47,9 @@ RETIRED_AT = "eb81b34"
 QPA_POLICY_ALIGNED_STEPS = 10_000
 """Off-policy agents' default ``--policy-aligned-steps``: queries from the newest 10,000 steps, ten episodes
 of a 1,000-step MuJoCo variant (our choice). QPA at this value was above plain PEBBLE on each of 4 seeds of
-issue 11's ablation (Walker2d, 200 labels: mean normalised score 1.03 against 0.44), so prefrl keeps it on."""
+issue 11's ablation (Walker2d, 200 labels: mean normalised score 1.03 against 0.44), so it became the default.
+Rerun after the reward members' validation pairs were fixed (2026-11-26) it scored 0.03 against PEBBLE's
+0.26 (``benchmarks/results/offpolicy_feedback.json``): switching the default back is the next step."""
 
 
 def default_policy_aligned_steps(algo: str, teacher: str) -> int:
