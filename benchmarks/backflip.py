@@ -45,7 +45,7 @@ import tyro
 from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
-from prefrl.config import default_policy_aligned_steps, in_current_format
+from prefrl.config import in_current_format
 from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BackflipRule,
@@ -106,8 +106,8 @@ class Args:
     r̂(o, a). Recorded and part of the run's key, as ``--agent-kwargs``."""
     policy_aligned_steps: int | None = None
     """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``:
-    unset, prefrl's default, 10,000 for SAC/TD3; 0 for PEBBLE alone). The window the run took is recorded
-    and part of the run's key, as ``--agent-kwargs``."""
+    unset, prefrl's default: off, PEBBLE alone for SAC/TD3; 10,000 as in the headline run). The window the
+    run took is recorded and part of the run's key, as ``--agent-kwargs``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -413,8 +413,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def policy_aligned_steps(config: dict[str, Any]) -> int:
     """The QPA window a run took, from its ``config.json`` (any format): 0 for none."""
-    window = in_current_format(config)["policy_aligned_steps"]
-    return default_policy_aligned_steps(config["algo"], config["teacher"]) if window is None else int(window)
+    return int(in_current_format(config)["policy_aligned_steps"])
 
 
 def share_disagreeing(store: LabelStore) -> float | None:

@@ -29,11 +29,12 @@ NO_LABELS = ("true-reward", "frozen")
 OFF_POLICY = ("sac", "td3")
 """Agents with a replay buffer (PEBBLE relabels it after every reward-model update)."""
 
-CONFIG_FORMAT = 3
+CONFIG_FORMAT = 4
 """Version of ``config.json``. Format 1 stored family defaults as plain values (e.g. ``pretrain_epochs: 50``
-meant "the family's default"); :meth:`TrainConfig.from_json` reads those as unset. Up to format 2 an unset
-``policy_aligned_steps`` meant no QPA for every agent; since format 3 off-policy agents learning a reward take
-QPA by default, so such a run saved before reads as ``policy_aligned_steps: 0`` (off), what it did."""
+meant "the family's default"); :meth:`TrainConfig.from_json` reads those as unset. ``policy_aligned_steps``
+left unset meant no QPA up to format 2, QPA's 10,000 steps for off-policy agents learning a reward in format
+3, and since format 4 is stored as a number (0: off, the default again); :func:`in_current_format` reads an
+unset window as what the run did."""
 
 
 RETIRED_SETTINGS: dict[str, Any] = {"pseudo_label_threshold": None, "crop_steps": 0}
@@ -45,17 +46,12 @@ RETIRED_AT = "eb81b34"
 """The last commit with the retired settings' code."""
 
 QPA_POLICY_ALIGNED_STEPS = 10_000
-"""Off-policy agents' default ``--policy-aligned-steps``: queries from the newest 10,000 steps, ten episodes
-of a 1,000-step MuJoCo variant (our choice). QPA at this value was above plain PEBBLE on each of 4 seeds of
-issue 11's ablation (Walker2d, 200 labels: mean normalised score 1.03 against 0.44), so it became the default.
-Rerun after the reward members' validation pairs were fixed (2026-11-26) it scored 0.03 against PEBBLE's
-0.26 (``benchmarks/results/offpolicy_feedback.json``): switching the default back is the next step."""
-
-
-def default_policy_aligned_steps(algo: str, teacher: str) -> int:
-    """``--policy-aligned-steps`` when it is not given: QPA for off-policy agents that learn a reward, where
-    it was measured to pay; off (0) for the others."""
-    return QPA_POLICY_ALIGNED_STEPS if algo in OFF_POLICY and teacher not in NO_LABELS else 0
+"""The QPA window that format-3 off-policy runs took by default: queries from the newest 10,000 steps, ten
+episodes of a 1,000-step MuJoCo variant (our choice). It was the default from 2026-11-25, after QPA at this
+value beat plain PEBBLE on each of 4 seeds of issue 11's ablation (Walker2d, 200 labels: mean normalised
+score 1.03 against 0.44). Rerun after the reward members' validation pairs were fixed (2026-11-26) it scored
+0.03 against PEBBLE's 0.26 (``benchmarks/results/offpolicy_feedback.json``), so QPA is off by default again
+(format 4); ``--policy-aligned-steps 10000`` turns it on."""
 
 
 class ConfigError(ValueError):
@@ -104,12 +100,11 @@ class TrainConfig:
     """random, disagreement (ensemble variance, the paper's) or entropy (BPref)."""
     oversample: int = 10
     """Candidate pairs drawn per query for disagreement/entropy selection (paper: 10)."""
-    policy_aligned_steps: int | None = None
+    policy_aligned_steps: int = 0
     """QPA (Hu et al. 2024): draw query candidates only from the segments of the newest N env steps (the
     current policy's behaviour) instead of the whole pool; off-policy agents also take
-    --hybrid-replay-share of each replay batch from those steps (hybrid experience replay). 0: off.
-    Default: 10,000 for sac and td3 (it paid on every seed of issue 11's ablation), off for on-policy
-    agents."""
+    --hybrid-replay-share of each replay batch from those steps (hybrid experience replay). 0: off (the
+    default: in issue 11's ablation, rerun with honest validation, 10,000 scored below PEBBLE alone)."""
     hybrid_replay_share: float | None = None
     """With --policy-aligned-steps and an off-policy agent: the share of each replay batch drawn from the
     newest --policy-aligned-steps transitions (QPA's hybrid experience replay; default 0.5)."""
@@ -240,9 +235,10 @@ def in_current_format(data: dict[str, Any]) -> dict[str, Any]:
             if data.get(name) == old_default:
                 data[name] = None
         data.setdefault("reward_updates", "sync")  # what those runs did
-    if data.get("format", 1) < 3 and data.get("policy_aligned_steps") is None:
-        if default_policy_aligned_steps(data.get("algo", "ppo"), data.get("teacher", "oracle")):
-            data["policy_aligned_steps"] = 0  # no QPA: the only default then
+    if data.get("format", 1) < 4 and data.get("policy_aligned_steps") is None:
+        qpa_by_default = data.get("format", 1) == 3 and data.get("algo", "ppo") in OFF_POLICY
+        qpa_by_default = qpa_by_default and data.get("teacher", "oracle") not in NO_LABELS
+        data["policy_aligned_steps"] = QPA_POLICY_ALIGNED_STEPS if qpa_by_default else 0
     data["format"] = CONFIG_FORMAT
     return data
 

@@ -34,7 +34,6 @@ from prefrl.config import (
     RETIRED_SETTINGS,
     ConfigError,
     TrainConfig,
-    default_policy_aligned_steps,
     in_current_format,
 )
 from prefrl.metrics import final_true_return, read_metrics
@@ -93,24 +92,9 @@ def find_runs(paths: list[Path]) -> list[RunResult]:
             saved = in_current_format(json.loads((run_dir / "config.json").read_text()))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{run_dir / 'config.json'} is not valid JSON ({err})") from None
-        configs[run_dir] = _as_run(TRAIN_DEFAULTS | saved)
+        configs[run_dir] = TRAIN_DEFAULTS | saved
     varying = _arm_settings(list(configs.values()))
     return [_result(run_dir, config, varying) for run_dir, config in configs.items()]
-
-
-def _as_run(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with the settings whose default depends on the run filled in as the run took them, so
-    that an arm is named by what it set away from that default (QPA's window: on for off-policy agents)."""
-    if config["policy_aligned_steps"] is None:
-        config["policy_aligned_steps"] = default_policy_aligned_steps(config["algo"], config["teacher"])
-    return config
-
-
-def _default(key: str, config: dict[str, Any]) -> Any:
-    """``prefrl train``'s default for setting ``key`` of the run of ``config``."""
-    if key == "policy_aligned_steps":
-        return default_policy_aligned_steps(config["algo"], config["teacher"])
-    return TRAIN_DEFAULTS[key]
 
 
 def _arm_settings(configs: list[dict[str, Any]]) -> list[str]:
@@ -144,7 +128,7 @@ def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunRes
         arm += f" {Path(config['reward_from']).name}"
     elif teacher != "true-reward":
         named = [
-            key for key in varying if key not in TRAIN_DEFAULTS or config.get(key) != _default(key, config)
+            key for key in varying if key not in TRAIN_DEFAULTS or config.get(key) != TRAIN_DEFAULTS[key]
         ]
         arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in named)
     return RunResult(

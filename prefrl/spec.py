@@ -25,7 +25,7 @@ import torch
 from stable_baselines3.common.utils import LinearSchedule
 
 from prefrl.cnn_reward import is_frame_stack_space
-from prefrl.config import NO_LABELS, OFF_POLICY, ConfigError, TrainConfig, default_policy_aligned_steps
+from prefrl.config import NO_LABELS, OFF_POLICY, ConfigError, TrainConfig
 from prefrl.environment import EnvFamily, check_env_id, env_dt, env_family, make_env
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import DEFAULT_SEGMENT_SECONDS, default_segment_length
@@ -311,8 +311,6 @@ def resolve(config: TrainConfig) -> RunSpec:
             f"--steps {config.steps}; lower it or raise --steps"
         )
     policy_aligned_steps = config.policy_aligned_steps
-    if policy_aligned_steps is None:
-        policy_aligned_steps = default_policy_aligned_steps(config.algo, config.teacher)
     hybrid_replay_share = 0.0
     if config.hybrid_replay_share is not None:
         if not (policy_aligned_steps and config.algo in OFF_POLICY):

@@ -124,11 +124,12 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     assert command is not None and command[command.index("--policy-aligned-steps") + 1] == "10000"
     command = backflip.train_command(backflip.Args(policy_aligned_steps=0, run_dir=tmp_path / "pebble"))
     assert command is not None and command[command.index("--policy-aligned-steps") + 1] == "0"
-    # The window a run took is recorded: a SAC run saved before QPA was the default took none.
+    # The window a run took is recorded: unset, a SAC run saved while QPA was the default (format 3) took it.
     sac = {"algo": "sac", "teacher": "human", "policy_aligned_steps": None}
     assert backflip.policy_aligned_steps({**sac, "format": 2}) == 0
     assert backflip.policy_aligned_steps({**sac, "format": 3}) == 10000
     assert backflip.policy_aligned_steps({**sac, "algo": "ppo", "format": 3}) == 0
+    assert backflip.policy_aligned_steps({**sac, "policy_aligned_steps": 0, "format": 4}) == 0
     floor = backflip.Args(env_kwargs=("floor_clearance=True",), run_dir=tmp_path / "floor")
     command = backflip.train_command(floor)
     assert command is not None and command[command.index("--env-kwargs") + 1] == "floor_clearance=True"
@@ -166,7 +167,7 @@ def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished
         "labels = [200]\n"
     )
     everything = load_spec(spec)
-    pebble = "sac oracle 200 policy_aligned_steps=0"  # PEBBLE alone; the default arm is PEBBLE + QPA
+    qpa = "sac oracle 200 policy_aligned_steps=10000"  # PEBBLE + QPA; the default arm is PEBBLE alone
     report = {
         "runs": [
             report_run("sac true-reward", 0, 2000.0),
@@ -174,7 +175,7 @@ def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished
             report_run("sac oracle 200", 0, 1800.0, 0.9),
             report_run("sac oracle 200", 1, 1200.0, 1.2),
             report_run("sac oracle 200", 2, 9999.0, 5.0),  # its baseline has not finished: left out
-            report_run(pebble, 0, -100.0, 0.25),  # a negative return can still be a quarter of the way up
+            report_run(qpa, 0, -100.0, 0.25),  # a negative return can still be a quarter of the way up
             report_run("sac oracle 200", 3, None),  # not far enough yet
         ],
         "summary": {"sac oracle 200": {"iqm": 0.8, "ci95": [0.5, 1.1]}},
@@ -185,8 +186,8 @@ def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished
     assert default["ratio_each_seed"] == {"0": pytest.approx(0.9), "1": pytest.approx(1.2)}
     assert default["return_ratio"] == pytest.approx(1.0)  # 1500 / 1500
     assert default["normalized_iqm"] == 0.8
-    assert summary["ratio_per_arm"][pebble]["ratio"] == pytest.approx(0.25)
-    assert summary["pebble_ratio"] == pytest.approx(0.25) and summary["pebble_ratio_over"] == "1 seeds"
+    assert summary["ratio_per_arm"][qpa]["ratio"] == pytest.approx(0.25)
+    assert summary["qpa_ratio"] == pytest.approx(0.25) and summary["qpa_ratio_over"] == "1 seeds"
     assert "sac true-reward" not in summary["ratio_per_arm"]
     assert summary["status"] == "partial: 0 of 6 runs recorded" and summary["target_met"] is None
     order = sorted(everything.runs, key=offpolicy_feedback.seed_by_seed)

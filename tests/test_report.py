@@ -112,22 +112,20 @@ def test_an_ablation_grid_names_only_the_settings_each_arm_changes(tmp_path):
     assert summary["ppo oracle 700"]["runs_per_task"] == 2  # the run saved without SURF's keys joins PEBBLE
 
 
-def test_off_policy_arms_are_named_by_what_they_set_away_from_qpa_on_by_default(tmp_path):
-    # Format 2 (before QPA was the off-policy default): an unset window was plain PEBBLE. Format 3: unset is
-    # QPA's default window, and the same arm as a format 2 run that set that window.
+def test_off_policy_arms_are_named_by_the_qpa_window_they_took_whatever_the_default_was(tmp_path):
+    # Format 2: an unset window was plain PEBBLE. Format 3 (QPA on by default for off-policy agents): unset
+    # is QPA's window. Format 4: PEBBLE alone is the default again, so QPA's arm is the one named.
     for seed in range(2):
         fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0, algo="sac")
     fake_run(tmp_path, TASKS[0], "oracle", 0, 40.0, algo="sac", policy_aligned_steps=None, format=2)
     fake_run(tmp_path, TASKS[0], "oracle", 1, 60.0, algo="sac", policy_aligned_steps=10000, format=2)
     fake_run(tmp_path, TASKS[0], "oracle", 2, 80.0, algo="sac", policy_aligned_steps=None, format=3)
     fake_run(tmp_path, TASKS[0], "oracle", 3, 20.0, algo="sac", policy_aligned_steps=0, format=3)
+    fake_run(tmp_path, TASKS[0], "oracle", 4, 30.0, algo="sac", policy_aligned_steps=0, format=4)
+    fake_run(tmp_path, TASKS[0], "oracle", 5, 70.0, algo="sac", policy_aligned_steps=10000, format=4)
     arms = {run.seed: run.arm for run in find_runs([tmp_path]) if run.teacher == "oracle"}
-    assert arms == {
-        0: "sac oracle 700 policy_aligned_steps=0",
-        1: "sac oracle 700",
-        2: "sac oracle 700",
-        3: "sac oracle 700 policy_aligned_steps=0",
-    }
+    qpa = "sac oracle 700 policy_aligned_steps=10000"
+    assert arms == {0: "sac oracle 700", 1: qpa, 2: qpa, 3: "sac oracle 700", 4: "sac oracle 700", 5: qpa}
 
 
 def test_an_arm_keeps_one_colour_in_every_panel(tmp_path, monkeypatch):

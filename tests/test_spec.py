@@ -123,17 +123,18 @@ def test_format_1_configs_read_their_family_defaults_as_unset(tmp_path):
     assert (spec.pretrain_epochs, spec.dropout) == (200, 0.5)
 
 
-def test_off_policy_agents_learning_a_reward_take_qpa_unless_told_otherwise(tmp_path):
+def test_qpa_is_off_unless_asked_for_and_then_brings_hybrid_replay_to_off_policy_agents(tmp_path):
     def spec(**settings):
         return resolve(TrainConfig(env=TOY, run_dir=tmp_path / "run", segment_length=20, **settings))
 
-    sac = spec(algo="sac")
-    assert (sac.policy_aligned_steps, sac.hybrid_replay_share) == (QPA_POLICY_ALIGNED_STEPS, 0.5)
-    assert spec(algo="td3").policy_aligned_steps == QPA_POLICY_ALIGNED_STEPS
-    pebble = spec(algo="sac", policy_aligned_steps=0)  # PEBBLE alone
+    pebble = spec(algo="sac")  # PEBBLE alone, the default since format 4
     assert (pebble.policy_aligned_steps, pebble.hybrid_replay_share) == (0, 0.0)
+    assert spec(algo="td3").policy_aligned_steps == 0
+    qpa = spec(algo="sac", policy_aligned_steps=QPA_POLICY_ALIGNED_STEPS)
+    assert (qpa.policy_aligned_steps, qpa.hybrid_replay_share) == (QPA_POLICY_ALIGNED_STEPS, 0.5)
+    assert spec(algo="sac", policy_aligned_steps=400, hybrid_replay_share=0.25).hybrid_replay_share == 0.25
     assert spec(algo="sac", teacher="true-reward").policy_aligned_steps == 0  # no queries to align
-    assert spec(algo="ppo").policy_aligned_steps == 0  # measured for off-policy agents only
+    assert spec(algo="ppo").policy_aligned_steps == 0
     assert spec(algo="ppo", policy_aligned_steps=400).policy_aligned_steps == 400
     with pytest.raises(ConfigError, match="--hybrid-replay-share is QPA's replay"):
         spec(algo="sac", policy_aligned_steps=0, hybrid_replay_share=0.3)
@@ -141,15 +142,22 @@ def test_off_policy_agents_learning_a_reward_take_qpa_unless_told_otherwise(tmp_
         spec(algo="sac", policy_aligned_steps=-1)
 
 
-def test_runs_saved_before_qpa_was_the_off_policy_default_resume_without_it(tmp_path):
-    """Format 2: an unset window meant no QPA; a SAC run saved then must not take it up on resume."""
-    old = TrainConfig(env=TOY, algo="sac", run_dir=tmp_path / "run").to_json()
-    (tmp_path / "config.json").write_text(json.dumps({**old, "format": 2}))
-    config = TrainConfig.load(tmp_path / "config.json")
-    assert config.policy_aligned_steps == 0 and resolve(config).policy_aligned_steps == 0
-    (tmp_path / "config.json").write_text(json.dumps(old))  # saved now: QPA by default
-    now = resolve(TrainConfig.load(tmp_path / "config.json"))
-    assert now.policy_aligned_steps == QPA_POLICY_ALIGNED_STEPS
+def test_runs_resume_with_the_qpa_window_they_took_whatever_the_default_was_when_saved(tmp_path):
+    """An unset window meant no QPA up to format 2, QPA's window for off-policy agents learning a reward in
+    format 3; since format 4 the window is always written out. A run resumes with what it did."""
+    saved = TrainConfig(env=TOY, algo="sac", run_dir=tmp_path / "run").to_json()
+    saved["policy_aligned_steps"] = None
+
+    def resumed(**changes):
+        (tmp_path / "config.json").write_text(json.dumps({**saved, **changes}))
+        return resolve(TrainConfig.load(tmp_path / "config.json")).policy_aligned_steps
+
+    assert resumed(format=2) == 0
+    assert resumed(format=3) == QPA_POLICY_ALIGNED_STEPS
+    assert resumed(format=3, teacher="true-reward") == 0  # asked no labels: QPA was never its default
+    assert resumed(format=3, algo="ppo") == 0
+    now = TrainConfig(env=TOY, algo="sac", run_dir=tmp_path / "run").to_json()
+    assert (now["format"], now["policy_aligned_steps"]) == (4, 0)
 
 
 def test_runs_saved_with_retired_settings_off_still_load_and_those_that_used_them_say_where_to_go(tmp_path):
