@@ -32,7 +32,7 @@ demo: install
 	@echo "learning curves: runs/demo.png"
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests  # the slowest tests listed: the suite should stay under ~10 min
 
 lint: install
 	$(VENV)/bin/ruff check prefrl envs labeling_gui tests benchmarks
