@@ -147,6 +147,10 @@ class TrainConfig:
     """Initial L2 coefficient of each reward predictor, adapted after every epoch so that validation loss
     stays between 1.1x and 1.5x training loss (App. A; Ibarz et al. 2018 start at 1e-4). 0 turns the L2
     penalty off (it then stays 0), as B-Pref's reward models train without one (Lee et al. 2021)."""
+    reward_validation_share: float | None = None
+    """Share of the labelled pairs each reward predictor holds out for validation, the same pairs at every
+    fit (default 1/e, App. A). 0 holds none out, as B-Pref trains (Lee et al. 2021): every predictor learns
+    from all labels, and the L2 coefficient, with no validation loss to follow, stays at --reward-l2."""
     reward_inputs: RewardInputs | None = None
     """What the reward predictors see of each step: observations-actions, r̂(o, a) as in App. A.1 (the
     default for vector observations), or observations, r̂(o), a reward for what the agent does to the

@@ -72,6 +72,7 @@ class VectorObservations:
             ensemble_size=self.spec.ensemble_size,
             dropout=self.spec.dropout,
             l2_coef=self.spec.reward_l2,
+            validation_share=self.spec.reward_validation_share,
             use_actions=self.spec.reward_inputs == "observations-actions",
             output_std=self.spec.output_std,
             device=self.spec.device,

@@ -32,6 +32,7 @@ RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 RANDOM_ANSWER_PROB = 0.1  # App. A: "a 10 % chance that the human responds uniformly at random"
 INPUT_CLIP = 10.0
+VALIDATION_SHARE = 1 / math.e  # App. A: each predictor holds out 1/e of the data for validation
 """Standardised inputs of an MLP member are clipped to ±this many standard deviations of the data its fit
 started on (SB3's ``VecNormalize`` clips observations at the same 10): a feature that the labelled steps
 barely vary (e.g. a rail's constraint force, zero until the agent pushes the cart into it) cannot blow the
@@ -187,6 +188,10 @@ class RewardEnsemble(nn.Module):
         output_std: std of each normalised member (1 for MuJoCo, 0.05 for Atari, App. A).
         lr: Adam learning rate.
         l2_coef: initial L2 coefficient (Ibarz et al. 2018 start at 1e-4, adapted multiplicatively).
+        validation_share: share of the labelled pairs each member holds out for validation (1/e, App. A).
+            0 holds none out, as B-Pref trains its members (Lee et al. 2021): every member then draws its
+            bootstrap sample from all pairs, and the L2 coefficient, having no validation loss to follow,
+            stays as set.
         batch_size: pairs per gradient step.
         device: torch device for fitting; inference on the MLP fast path always runs in numpy.
     """
@@ -202,12 +207,16 @@ class RewardEnsemble(nn.Module):
         output_std: float = 1.0,
         lr: float = 3e-4,
         l2_coef: float = 1e-4,
+        validation_share: float = VALIDATION_SHARE,
         batch_size: int = 64,
         device: str = "cpu",
     ) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        if not 0 <= validation_share < 1:
+            raise ValueError(f"the validation share must be in [0, 1); got {validation_share}")
+        self.validation_share = validation_share
         self.members = nn.ModuleList(members)
         self.action_space = action_space
         self.output_std = output_std
@@ -358,10 +367,11 @@ class RewardEnsemble(nn.Module):
     ) -> FitStats:
         """Fit every member for ``epochs`` passes over its bootstrap resample of ``data``.
 
-        Each member holds out 1/e of the pairs for validation (App. A), the same pairs at every fit
-        (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`), draws its training set from the
-        rest with replacement, and after every epoch multiplies its L2 coefficient by 1.1 when
-        validation loss exceeds 1.5× training loss and divides it by 1.1 when it falls below 1.1×.
+        Each member holds out ``validation_share`` of the pairs for validation (1/e, App. A), the same
+        pairs at every fit (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`), draws its
+        training set from the rest with replacement, and after every epoch multiplies its L2 coefficient
+        by 1.1 when validation loss exceeds 1.5× training loss and divides it by 1.1 when it falls below
+        1.1× (with nothing held out, the coefficient stays as set).
 
         Args:
             progress: an interrupted fit's :class:`FitProgress` to go on with (its splits and epoch counts;
@@ -374,7 +384,8 @@ class RewardEnsemble(nn.Module):
         if n == 0:
             raise ValueError("cannot fit the reward model on an empty preference dataset")
         if progress is None:
-            progress = FitProgress.start(data.held_out(len(self.members)), epochs, rng, sample_size)
+            held_out = data.held_out(len(self.members), share=self.validation_share)
+            progress = FitProgress.start(held_out, epochs, rng, sample_size)
         elif progress.num_pairs > n or len(progress.epochs_done) != len(self.members):
             raise ValueError(
                 f"the fit progress is for {progress.num_pairs} pairs and {len(progress.epochs_done)} "

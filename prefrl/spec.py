@@ -27,6 +27,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from prefrl.cnn_reward import is_frame_stack_space
 from prefrl.config import NO_LABELS, OFF_POLICY, ConfigError, TrainConfig
 from prefrl.environment import EnvFamily, check_env_id, env_dt, env_family, make_env
+from prefrl.reward_model import VALIDATION_SHARE
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import DEFAULT_SEGMENT_SECONDS, default_segment_length
 
@@ -202,6 +203,7 @@ class RunSpec:
     max_labels_kept: int | None
     dropout: float
     reward_l2: float
+    reward_validation_share: float
     reward_inputs: str
     unsupervised_steps: int
     policy_aligned_steps: int  # 0: no QPA
@@ -365,6 +367,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         pretrain_epochs=_given(config.pretrain_epochs, table.pretrain_epochs),
         max_labels_kept=_given(config.max_labels_kept, table.max_labels_kept),
         dropout=_given(config.dropout, table.dropout),
+        reward_validation_share=_given(config.reward_validation_share, VALIDATION_SHARE),
         reward_inputs=_reward_inputs(config, observations),
         unsupervised_steps=unsupervised_steps,
         policy_aligned_steps=policy_aligned_steps,
@@ -566,6 +569,11 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError(f"--exploration-decay is a rate per env step in [0, 1); got {c.exploration_decay}")
     if not (c.reward_l2 >= 0 and math.isfinite(c.reward_l2)):
         raise ConfigError(f"--reward-l2 must be a number >= 0 (0: no L2 penalty); got {c.reward_l2}")
+    if c.reward_validation_share is not None and not 0 <= c.reward_validation_share < 1:
+        raise ConfigError(
+            "--reward-validation-share is a share in [0, 1) (0: every predictor learns from all labels); "
+            f"got {c.reward_validation_share}"
+        )
     if c.dropout is not None and not 0 <= c.dropout < 1:
         raise ConfigError(f"--dropout is a probability in [0, 1); got {c.dropout}")
     if c.initial_labels is not None and c.initial_labels > c.labels:

@@ -67,6 +67,7 @@ def run_cli(capsys, *args):
         (["--env", TOY, "--teacher", "frozen"], "--teacher frozen trains on another run's reward"),
         (["--env", TOY, "--exploration-bonus", "-1"], "--exploration-bonus must be a number >= 0"),
         (["--env", TOY, "--reward-l2", "-0.1"], "--reward-l2 must be a number >= 0 (0: no L2 penalty)"),
+        (["--env", TOY, "--reward-validation-share", "1"], "--reward-validation-share is a share in [0, 1)"),
         (["--env", TOY, "--exploration-decay", "1"], "--exploration-decay is a rate per env step in [0, 1)"),
         (
             ["--env", TOY, "--teacher", "true-reward", "--exploration-bonus", "0.1"],

@@ -1,4 +1,5 @@
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from prefrl.preference_dataset import PreferenceDataset
-from prefrl.reward_model import MLPReward, RewardEnsemble, UncertaintyBonus
+from prefrl.reward_model import FitProgress, MLPReward, RewardEnsemble, UncertaintyBonus
 from prefrl.segments import Segment
 
 OBS, ACT = gym.spaces.Box(-1, 1, (6,)), gym.spaces.Box(-1, 1, (2,))
@@ -161,7 +162,22 @@ def test_with_no_l2_the_penalty_stays_off_however_the_validation_goes(rng):
     assert ens.l2_coefs == [0.0, 0.0, 0.0] and stats.l2_coef == 0.0
 
 
-def test_the_run_spec_gives_the_reward_ensemble_its_l2(tmp_path):
+def test_with_no_validation_share_every_member_learns_from_every_pair_and_l2_stays_as_set(rng):
+    """--reward-validation-share 0, as B-Pref trains: nothing held out, so nothing to adapt L2 to."""
+    train, _ = linear_task(rng, n_train=60)
+    ens = RewardEnsemble.for_spaces(OBS, ACT, lr=3e-3, l2_coef=1e-3, validation_share=0.0)
+    progress = FitProgress.start(train.held_out(3, share=0.0), 30, rng)
+    stats = ens.fit(train, epochs=30, rng=rng)
+    assert ens.l2_coefs == [1e-3] * 3 and math.isnan(stats.val_loss) and math.isnan(stats.val_accuracy)
+    # a bootstrap sample of all 60 pairs: pairs a 1/e hold-out would keep from every member get drawn
+    held = train.held_out(3)
+    assert not any(len(v) for v in progress.val_idx)
+    assert all(set(t) & set(np.flatnonzero(held[:, k])) for k, t in enumerate(progress.train_idx))
+    with pytest.raises(ValueError, match="validation share"):
+        RewardEnsemble.for_spaces(OBS, ACT, validation_share=1.0)
+
+
+def test_the_run_spec_gives_the_reward_ensemble_its_l2_and_validation_share(tmp_path):
     from prefrl.config import TrainConfig
     from prefrl.observations import VectorObservations
     from prefrl.spec import resolve
@@ -171,6 +187,10 @@ def test_the_run_spec_gives_the_reward_ensemble_its_l2(tmp_path):
         settings = {} if given is None else {"reward_l2": given}
         spec = resolve(TrainConfig(env="Pendulum-v1", run_dir=tmp_path / "run", **settings))
         assert VectorObservations(spec).ensemble(venv).l2_coefs == [expected] * 3  # type: ignore[arg-type]
+    for share, expected_share in ((None, 1 / math.e), (0.0, 0.0), (0.2, 0.2)):
+        config = TrainConfig(env="Pendulum-v1", run_dir=tmp_path / "run", reward_validation_share=share)
+        ensemble = VectorObservations(resolve(config)).ensemble(venv)  # type: ignore[arg-type]
+        assert ensemble.validation_share == pytest.approx(expected_share)
 
 
 def test_equal_labels_train_toward_one_half(rng):
