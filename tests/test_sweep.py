@@ -135,6 +135,7 @@ def test_a_bad_spec_is_a_one_line_error_before_anything_starts(tmp_path, capsys,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.timeout(600)  # two sweeps of 4 runs on 2 cores, beside another test worker: 145 s measured
 def test_a_killed_sweep_run_again_skips_finished_runs_and_resumes_the_rest(tmp_path):
     spec = write_spec(
         tmp_path,
