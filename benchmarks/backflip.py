@@ -45,7 +45,7 @@ import tyro
 from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
-from prefrl.config import in_current_format
+from prefrl.config import TrainConfig, in_current_format
 from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BackflipRule,
@@ -108,6 +108,13 @@ class Args:
     """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``:
     unset, prefrl's default: off, PEBBLE alone for SAC/TD3; 10,000 as in the headline run). The window the
     run took is recorded and part of the run's key, as ``--agent-kwargs``."""
+    reward_l2: float | None = None
+    """The reward members' initial L2 coefficient (``prefrl train --reward-l2``; unset: prefrl's 1e-4, adapted
+    to the validation loss; 0 as B-Pref). Recorded when set away from prefrl's default, and part of the run's
+    key, as ``--agent-kwargs``."""
+    reward_validation_share: float | None = None
+    """Share of the labels each reward member holds out (``prefrl train --reward-validation-share``; unset:
+    1/e; 0: every member learns from all of them, as B-Pref). Recorded in ``reward_validation``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -174,6 +181,10 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--reward-inputs", args.reward_inputs]
     if args.policy_aligned_steps is not None:
         cmd += ["--policy-aligned-steps", str(args.policy_aligned_steps)]
+    if args.reward_l2 is not None:
+        cmd += ["--reward-l2", str(args.reward_l2)]
+    if args.reward_validation_share is not None:
+        cmd += ["--reward-validation-share", str(args.reward_validation_share)]
     if args.exploration_bonus and not args.ceiling:
         cmd += ["--exploration-bonus", str(args.exploration_bonus)]
         cmd += ["--exploration-decay", str(args.exploration_decay)]
@@ -313,6 +324,7 @@ PERSON_SCORE_TAG = "net"
 that they never overwrite those of a run made with an earlier score and the same settings."""
 
 
+DEFAULT_REWARD_L2 = TrainConfig.reward_l2
 REWARD_VALIDATION = "fixed per pair"
 """How the reward ensemble's members held out their validation pairs in a run: the same pairs at every fit
 (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`). Runs started before
@@ -320,12 +332,18 @@ REWARD_VALIDATION = "fixed per pair"
 adaptive L2 fell towards zero; they carry no ``reward_validation`` and keep their records and file names."""
 REWARD_VALIDATION_SINCE = 1795670400.0  # 2026-11-26 05:20 UTC, a little before the first run with it
 REWARD_VALIDATION_TAG = "heldout"
+NO_REWARD_VALIDATION = "none held out"
+"""A run whose reward members held no labels out (``--reward-validation-share 0``, as B-Pref trains)."""
+NO_REWARD_VALIDATION_TAG = "noheldout"
 
 
 def reward_validation(run_dir: Path) -> str | None:
-    """:data:`REWARD_VALIDATION` for a run directory created since the change, else None."""
-    created = (run_dir / "config.json").stat().st_mtime
-    return REWARD_VALIDATION if created >= REWARD_VALIDATION_SINCE else None
+    """:data:`NO_REWARD_VALIDATION` for a run that held no labels out, :data:`REWARD_VALIDATION` for
+    another run directory created since the change, else None."""
+    config_path = run_dir / "config.json"
+    if json.loads(config_path.read_text()).get("reward_validation_share") == 0:
+        return NO_REWARD_VALIDATION
+    return REWARD_VALIDATION if config_path.stat().st_mtime >= REWARD_VALIDATION_SINCE else None
 
 
 def validation_setting(run: dict[str, Any]) -> list[str]:
@@ -335,8 +353,8 @@ def validation_setting(run: dict[str, Any]) -> list[str]:
 
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
-    ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps`` and RUNE's ``--exploration-bonus``
-    (with its decay)."""
+    ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps``, ``--reward-l2`` and RUNE's
+    ``--exploration-bonus`` (with its decay)."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
     keys = ("reward_inputs", "policy_aligned_steps", "exploration_bonus", "exploration_decay")
     given = [
@@ -344,6 +362,8 @@ def settings(run: dict[str, Any]) -> list[str]:
         for key in keys
         if run.get(key) and (key != "exploration_decay" or run.get("exploration_bonus"))
     ]
+    if run.get("reward_l2") not in (None, DEFAULT_REWARD_L2):  # 0 is a setting too
+        given.append(f"reward_l2={run['reward_l2']}")
     return [*task, *run.get("agent_kwargs", []), *given]
 
 
@@ -690,7 +710,8 @@ def main(args: Args) -> None:
         suffix += "_" + re.sub(r"[^\w-]+", "_", setting.replace("=", "_").replace(".", "")).strip("_")
     validation = reward_validation(labelled) if not ceiling else None  # the run whose fits taught it
     if validation:
-        suffix += f"_{REWARD_VALIDATION_TAG}"
+        none_held_out = validation == NO_REWARD_VALIDATION
+        suffix += f"_{NO_REWARD_VALIDATION_TAG if none_held_out else REWARD_VALIDATION_TAG}"
     if config["seed"] != 0:  # (seed 0's files keep the names they were published under)
         suffix += f"_seed{config['seed']}"
     name = f"{args.out.stem}_{config['algo']}_{suffix}"
@@ -778,6 +799,7 @@ def main(args: Args) -> None:
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
         "policy_aligned_steps": policy_aligned_steps(config),
+        "reward_l2": config.get("reward_l2"),
         "pace_s": pace or None,
         "person": noise,
         "reward_validation": validation,

@@ -92,12 +92,28 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     entropy = {**taught, "agent_kwargs": ["ent_coef=0.01"]}
     observed = {**taught, "reward_inputs": "observations"}
     aligned = {**taught, "policy_aligned_steps": 10000}
+    bpref_fit = {**aligned, "reward_l2": 0.0, "reward_validation": backflip.NO_REWARD_VALIDATION}
     longer = {**entropy, "steps": 2_001_472}
     unpaced = {**entropy, "pace_s": [0.0, 0.0]}  # a scripted person answering at once is not a person
     rune = {**entropy, "exploration_bonus": 0.5, "exploration_decay": 1e-6}
     calibrated = {**unpaced, "person": backflip.PERSON}  # the person's noise since 2026-11-26
-    runs = (taught, frozen, noise_free, entropy, observed, aligned, longer, unpaced, rune, calibrated)
+    runs = (
+        taught,
+        frozen,
+        noise_free,
+        entropy,
+        observed,
+        aligned,
+        bpref_fit,
+        longer,
+        unpaced,
+        rune,
+        calibrated,
+    )
     assert len({backflip.run_key(run) for run in runs}) == len(runs)  # none replaces another
+    # prefrl's own L2, recorded or not (runs before it was recorded), is the same run; 0 is not.
+    assert backflip.run_key({**aligned, "reward_l2": backflip.DEFAULT_REWARD_L2}) == backflip.run_key(aligned)
+    assert backflip.run_key({**aligned, "reward_l2": 0.0}) != backflip.run_key(aligned)
     # A person's pace, recorded or not (runs before it was recorded), is the same run.
     assert backflip.run_key({**entropy, "pace_s": list(backflip.PERSON_PACE_S)}) == backflip.run_key(entropy)
     assert backflip.run_key({**rune, "exploration_decay": 1e-5}) != backflip.run_key(rune)
@@ -124,6 +140,15 @@ def test_a_frozen_reward_and_a_noise_free_person_are_arms_apart_from_the_taught_
     assert command is not None and command[command.index("--policy-aligned-steps") + 1] == "10000"
     command = backflip.train_command(backflip.Args(policy_aligned_steps=0, run_dir=tmp_path / "pebble"))
     assert command is not None and command[command.index("--policy-aligned-steps") + 1] == "0"
+    fit = backflip.Args(reward_l2=0.0, reward_validation_share=0.0, run_dir=tmp_path / "bpref")
+    command = backflip.train_command(fit)
+    assert command is not None and command[command.index("--reward-l2") + 1] == "0.0"
+    assert command[command.index("--reward-validation-share") + 1] == "0.0"
+    assert "--reward-l2" not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "plain")) or [])
+    for share, held in ((0.0, backflip.NO_REWARD_VALIDATION), (None, backflip.REWARD_VALIDATION)):
+        (tmp_path / "fits").mkdir(exist_ok=True)
+        (tmp_path / "fits" / "config.json").write_text(json.dumps({"reward_validation_share": share}))
+        assert backflip.reward_validation(tmp_path / "fits") == held
     # The window a run took is recorded: unset, a SAC run saved while QPA was the default (format 3) took it.
     sac = {"algo": "sac", "teacher": "human", "policy_aligned_steps": None}
     assert backflip.policy_aligned_steps({**sac, "format": 2}) == 0
