@@ -16,6 +16,8 @@ import numpy as np
 from prefrl.segments import Segment
 from prefrl.teachers import Preference
 
+VALIDATION_SHARE = 1 / math.e  # App. A: each predictor holds out 1/e of the data for validation
+
 _MU = {Preference.LEFT: 1.0, Preference.RIGHT: 0.0, Preference.EQUAL: 0.5}
 
 
@@ -123,7 +125,7 @@ class PreferenceDataset:
         """True returns of (left, right), ``(size, 2)``: for diagnostics only, never for training."""
         return self._true_returns[: self._size]
 
-    def held_out(self, members: int, share: float = 1 / math.e) -> np.ndarray:
+    def held_out(self, members: int, share: float = VALIDATION_SHARE) -> np.ndarray:
         """Which pairs each ensemble member keeps for validation: bool ``(len(self), members)``.
 
         A pair's place is fixed by its content (:func:`pair_key`), not drawn afresh at every fit, so a

@@ -25,14 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefrl.preference_dataset import PreferenceDataset
+from prefrl.preference_dataset import VALIDATION_SHARE, PreferenceDataset
 
 RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(obs ``(N, *obs_shape)``, acts ``(N, *act_shape)``) -> rewards ``(N,)``: what the wrappers need."""
 
 RANDOM_ANSWER_PROB = 0.1  # App. A: "a 10 % chance that the human responds uniformly at random"
 INPUT_CLIP = 10.0
-VALIDATION_SHARE = 1 / math.e  # App. A: each predictor holds out 1/e of the data for validation
 """Standardised inputs of an MLP member are clipped to ±this many standard deviations of the data its fit
 started on (SB3's ``VecNormalize`` clips observations at the same 10): a feature that the labelled steps
 barely vary (e.g. a rail's constraint force, zero until the agent pushes the cart into it) cannot blow the
