@@ -45,7 +45,7 @@ import tyro
 from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
-from prefrl.config import TrainConfig, in_current_format
+from prefrl.config import ConfigError, TrainConfig, in_current_format
 from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BackflipRule,
@@ -120,7 +120,9 @@ class Args:
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
     exploration_decay: float = 1e-6
     eval_episodes: int = 5
-    port: int = 8765
+    port: int | None = None
+    """The labeling server's port, to watch the run at http://127.0.0.1:PORT/ (default: a free one, so that
+    runs started side by side never share a server)."""
     clips: bool = True
     """Render the clips of every query, as for a person (off: the labeler needs no video)."""
     pace_s: tuple[float, float] = PERSON_PACE_S
@@ -837,4 +839,7 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     with stop_signals_checkpoint():  # `kill` or Ctrl-C, even when started with `&`: runs checkpoint
-        main(tyro.cli(Args))
+        try:
+            main(tyro.cli(Args))
+        except ConfigError as err:  # e.g. a --port in use: one line, nothing started
+            sys.exit(f"benchmarks.backflip: {err}")

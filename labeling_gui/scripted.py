@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from prefrl.config import ConfigError
 from prefrl.label_store import LabelStore
 from prefrl.segments import Segment
 from prefrl.sweep import die_with_parent
@@ -200,10 +201,20 @@ class ScriptedLabeler:
         return self.answered
 
 
-def wait_for_server(base_url: str, *, token: str | None = None, timeout_s: float = 60.0) -> None:
-    """Block until ``GET /api/info`` answers (raises TimeoutError after ``timeout_s``)."""
+def wait_for_server(
+    base_url: str,
+    *,
+    token: str | None = None,
+    timeout_s: float = 60.0,
+    server: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Block until ``GET /api/info`` answers (raises TimeoutError after ``timeout_s``). With ``server``, the
+    process meant to answer: RuntimeError as soon as it has exited."""
     deadline = time.monotonic() + timeout_s
     while True:
+        if server is not None and server.poll() is not None:
+            code = server.returncode
+            raise RuntimeError(f"the labeling server for {base_url} exited (status {code}) before answering")
         try:
             request(base_url, "/api/info", token=token)
             return
@@ -221,6 +232,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(port: int) -> None:
+    """ConfigError if something already listens on 127.0.0.1:``port``: another run's labeling server there
+    would be sent this run's scripted answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            raise ConfigError(
+                f"port {port} is in use (another labeling server?); choose another port or leave it unset "
+                "for a free one"
+            )
 
 
 def train_with_scripted_person(
@@ -246,7 +269,7 @@ def train_with_scripted_person(
     to ``log``, which stays locked while the trainer runs (the same run started again waits for it).
 
     Args:
-        port: the server's port (default: a free one).
+        port: the server's port (default: a free one). ConfigError if something listens there already.
         clips: render the clips of every query, as for a person (``choose`` reads the segments, so the
             scripted person needs none).
         pace_s: ``(low, high)`` seconds to wait before each answer, as a person watching the clips (App. B:
@@ -263,6 +286,8 @@ def train_with_scripted_person(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if port is not None:
+        check_port_free(port)
     port = port if port is not None else free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
@@ -284,7 +309,7 @@ def train_with_scripted_person(
         )
         trainer: subprocess.Popen[bytes] | None = None
         try:
-            wait_for_server(url, timeout_s=server_timeout_s)
+            wait_for_server(url, timeout_s=server_timeout_s, server=server)
             trainer = subprocess.Popen(
                 list(command), stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -9,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prefrl.config import ConfigError
 from prefrl.envs.backflip_judge import backflip_progress
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.scripted import (
     NoisyChoice,
     ScriptedLabeler,
+    free_port,
     oracle_choice,
     train_with_scripted_person,
+    wait_for_server,
 )
 from prefrl.labeling_gui.server import ServerSettings, create_app
 from prefrl.report import find_runs
@@ -145,3 +150,24 @@ def test_a_sweep_run_taught_by_the_scripted_person_through_the_gui_is_resumed_an
     (result,) = find_runs([tmp_path / "runs"])  # prefrl report scores it beside the sweep's own runs
     assert result.teacher == "human" and result.final_true_return is not None
     assert run.log.read_text().count("== ") == 2  # both sessions logged in the run's train.log
+
+
+def test_a_taken_port_is_refused_before_anything_starts_and_a_dead_server_is_named(tmp_path: Path) -> None:
+    # Two runs taught side by side on one port: the second's scripted person would answer the first run's
+    # server. Refused in one line before any process starts; and a server that exits (e.g. it could not
+    # bind) is reported at once, not after the start-up timeout.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port {port} is in use"):
+            train_with_scripted_person(
+                ["false"], tmp_path / "run", oracle_choice, log=tmp_path / "log", port=port
+            )
+    assert not (tmp_path / "log").exists()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited .status 0. before answering"):
+        wait_for_server(f"http://127.0.0.1:{free_port()}", timeout_s=60, server=dead)
+    assert time.monotonic() - start < 5
