@@ -34,7 +34,8 @@ from prefrl.config import (
     RETIRED_SETTINGS,
     ConfigError,
     TrainConfig,
-    in_current_format,
+    as_run,
+    fit_defaults,
 )
 from prefrl.metrics import final_true_return, read_metrics
 
@@ -52,7 +53,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
 } | RETIRED_SETTINGS
 """``prefrl train``'s defaults (and retired settings' "off" values, which older runs' ``config.json`` hold):
-a setting left at its default is not named in an arm's name."""
+a setting left at its default is not named in an arm's name. Those left unset here take the algorithm's
+(:func:`defaults_of`)."""
+
+
+def defaults_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The defaults a run's settings are named against: ``prefrl train``'s, with its algorithm's QPA window
+    and reward fit (:func:`prefrl.config.fit_defaults`), so that a SAC arm at SAC's defaults has no
+    ``KEY=VALUE`` in its name even where it sets what a PPO arm would be named for."""
+    return TRAIN_DEFAULTS | fit_defaults(config["algo"], config["teacher"] not in NO_LABELS)
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ def find_runs(paths: list[Path]) -> list[RunResult]:
     for run_dir in dirs:
         try:
             # A setting added after a run was saved is at its default there.
-            saved = in_current_format(json.loads((run_dir / "config.json").read_text()))
+            saved = as_run(json.loads((run_dir / "config.json").read_text()))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{run_dir / 'config.json'} is not valid JSON ({err})") from None
         configs[run_dir] = TRAIN_DEFAULTS | saved
@@ -111,6 +120,11 @@ def _arm_settings(configs: list[dict[str, Any]]) -> list[str]:
     )
 
 
+def _shown(value: Any) -> str:
+    """A setting's value in an arm's name: floats to 4 significant digits (1/e as 0.3679)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunResult:
     final = initial = wall = None
     metrics = run_dir / "metrics.csv"
@@ -127,10 +141,12 @@ def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunRes
     if teacher == "frozen":
         arm += f" {Path(config['reward_from']).name}"
     elif teacher != "true-reward":
-        named = [
-            key for key in varying if key not in TRAIN_DEFAULTS or config.get(key) != TRAIN_DEFAULTS[key]
-        ]
-        arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in named)
+        defaults = defaults_of(config)
+        # The algorithm's own defaults are named whenever a run sets them otherwise: a SAC run with App. A's
+        # fit is not SAC's default arm even in a report where every run has that fit.
+        candidates = sorted({*varying, *fit_defaults(config["algo"], learns_reward=True)})
+        named = [key for key in candidates if key not in defaults or config.get(key) != defaults[key]]
+        arm += f" {config['labels']}" + "".join(f" {key}={_shown(config.get(key))}" for key in named)
     return RunResult(
         env=config["env"],
         algo=config["algo"],
@@ -333,7 +349,6 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
         ax.set_title(env, fontsize=9)
         ax.set_xlabel("env steps")
         ax.set_ylabel("true return")
-        ax.legend(fontsize=7)
     if stats:
         ax = axes[panels - 1]
         for arm in sorted(stats):
@@ -343,9 +358,22 @@ def _plot(runs: list[RunResult], stats: dict[str, Any], path: Path) -> None:
         ax.set_title("performance profile", fontsize=9)
         ax.set_xlabel("normalised score τ")
         ax.set_ylabel("fraction of runs > τ")
-        ax.legend(fontsize=7)
+    # One legend under the panels (an arm has one colour everywhere): arm names that spell out several
+    # settings are too long to sit inside a panel.
+    lines = {line.get_label().split(" (")[0]: line for ax in axes[:panels] for line in ax.get_lines()}
+    shown = [arm for arm in arm_names if arm in lines]
+    counts = {arm: sum(r.arm == arm for r in runs) for arm in shown}
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.legend(
+        [lines[arm] for arm in shown],
+        [f"{arm} ({counts[arm]} runs)" for arm in shown],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=1 if max(map(len, shown), default=0) > 40 else min(len(shown), 3) or 1,
+        fontsize=7,
+        frameon=False,
+    )
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
