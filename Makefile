@@ -58,14 +58,12 @@ bench-mujoco-table: install
 bench-wall-time: install
 	$(PY) -m benchmarks.wall_time
 
-# The Hopper backflip taught by the scripted person through the labeling GUI: SAC with PEBBLE + QPA and App.
-# A's reward fit (L2 from 1e-4, 1/e held out; written out, as they were prefrl's defaults when this run was
-# recorded: SAC's are B-Pref's fit since config format 5), 900 labels, 300k steps, the person answering in
-# 3-5 s with clips rendered (75-115 min on one core; 9.4 landed backflips per episode on 2026-11-26, 60 min
-# of the person's answering). Resumable.
+# The Hopper backflip taught by the scripted person through the labeling GUI: SAC with PEBBLE + QPA (its
+# 10,000-step window written out: QPA was prefrl's default when this run was recorded), 900 labels, 300k
+# steps, the person answering in 3-5 s with clips rendered (75-115 min on one core; 9.4 landed backflips
+# per episode on 2026-11-26, 60 min of the person's answering). Resumable.
 bench-backflip: install
 	$(PY) -m benchmarks.backflip --algo sac --labels 900 --steps 300000 --policy-aligned-steps 10000 \
-		--reward-l2 0.0001 --reward-validation-share 0.36787944117144233 \
 		--run-dir benchmarks/runs/backflip-sac-900-300k
 
 # Label sources online: the oracle, BPref's noisy teachers (a sweep) and a scripted person answering through

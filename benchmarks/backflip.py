@@ -45,7 +45,7 @@ import tyro
 from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, write_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
-from prefrl.config import REWARD_L2, ConfigError, as_run
+from prefrl.config import ConfigError, TrainConfig, in_current_format
 from prefrl.envs.backflip import BACKFLIP_ID
 from prefrl.envs.backflip_judge import (
     BackflipRule,
@@ -106,16 +106,15 @@ class Args:
     r̂(o, a). Recorded and part of the run's key, as ``--agent-kwargs``."""
     policy_aligned_steps: int | None = None
     """QPA's policy-aligned queries and, for SAC/TD3, hybrid replay (``prefrl train --policy-aligned-steps``:
-    unset, prefrl's default: 10,000 for SAC/TD3, off for PPO; 0: PEBBLE alone). The window the run took is
-    recorded and part of the run's key, as ``--agent-kwargs``."""
+    unset, prefrl's default: off, PEBBLE alone for SAC/TD3; 10,000 as in the headline run). The window the
+    run took is recorded and part of the run's key, as ``--agent-kwargs``."""
     reward_l2: float | None = None
-    """The reward members' initial L2 coefficient (``prefrl train --reward-l2``; unset: prefrl's default, 0 as
-    B-Pref for SAC/TD3, 1e-4 adapted to the validation loss for PPO). Recorded when it is not 1e-4, and part
-    of the run's key, as ``--agent-kwargs``."""
+    """The reward members' initial L2 coefficient (``prefrl train --reward-l2``; unset: prefrl's 1e-4, adapted
+    to the validation loss; 0 as B-Pref). Recorded when set away from prefrl's default, and part of the run's
+    key, as ``--agent-kwargs``."""
     reward_validation_share: float | None = None
     """Share of the labels each reward member holds out (``prefrl train --reward-validation-share``; unset:
-    prefrl's default, 0 for SAC/TD3, every member learning from all labels as in B-Pref, 1/e for PPO).
-    Recorded in ``reward_validation``."""
+    1/e; 0: every member learns from all of them, as B-Pref). Recorded in ``reward_validation``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -327,8 +326,7 @@ PERSON_SCORE_TAG = "net"
 that they never overwrite those of a run made with an earlier score and the same settings."""
 
 
-DEFAULT_REWARD_L2 = REWARD_L2
-"""The L2 coefficient runs are named against (App. A's fit, every agent's default before config format 5)."""
+DEFAULT_REWARD_L2 = TrainConfig.reward_l2
 REWARD_VALIDATION = "fixed per pair"
 """How the reward ensemble's members held out their validation pairs in a run: the same pairs at every fit
 (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`). Runs started before
@@ -345,7 +343,7 @@ def reward_validation(run_dir: Path) -> str | None:
     """:data:`NO_REWARD_VALIDATION` for a run that held no labels out, :data:`REWARD_VALIDATION` for
     another run directory created since the change, else None."""
     config_path = run_dir / "config.json"
-    if as_run(json.loads(config_path.read_text()))["reward_validation_share"] == 0:
+    if json.loads(config_path.read_text()).get("reward_validation_share") == 0:
         return NO_REWARD_VALIDATION
     return REWARD_VALIDATION if config_path.stat().st_mtime >= REWARD_VALIDATION_SINCE else None
 
@@ -437,7 +435,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def policy_aligned_steps(config: dict[str, Any]) -> int:
     """The QPA window a run took, from its ``config.json`` (any format): 0 for none."""
-    return int(as_run(config)["policy_aligned_steps"])
+    return int(in_current_format(config)["policy_aligned_steps"])
 
 
 def share_disagreeing(store: LabelStore) -> float | None:
@@ -803,7 +801,7 @@ def main(args: Args) -> None:
         "agent_kwargs": list(config["agent_kwargs"]),
         "reward_inputs": config.get("reward_inputs"),
         "policy_aligned_steps": policy_aligned_steps(config),
-        "reward_l2": as_run(config)["reward_l2"],
+        "reward_l2": config.get("reward_l2"),
         "pace_s": pace or None,
         "person": noise,
         "reward_validation": validation,

@@ -1,34 +1,34 @@
-"""Off-policy learning from few labels: SAC with prefrl's default (PEBBLE + QPA, reward members fitted as
-B-Pref fits them) and its ablation arms, against SAC on the true reward (issue 11).
+"""Off-policy learning from few labels: SAC with PEBBLE (prefrl's default), and with PEBBLE + QPA, against
+SAC on the true reward (issue 11).
 
 Runs the committed sweeps (:mod:`prefrl.sweep`) as one grid on a local Ray, seed by seed so that each
-seed's arms finish together, then reports what is finished with :func:`prefrl.report.write_report`. All on
-``prefrl/Walker2d-v0``, 200 oracle labels, 4 seeds (3 until the fourth was added, 2026-11-25), the same
-steps as SAC on the true reward:
+seed's arms finish together, then reports what is finished with :func:`prefrl.report.write_report`:
 
-* ``benchmarks/specs/offpolicy_qpa_bpref_fit.toml``: prefrl's default for sac and td3 since config format 5,
-  and the arm the headline ratio is of: PEBBLE (Lee et al. 2021: state-entropy exploration, relabelling,
-  critic reset) with QPA's policy-aligned queries and hybrid replay (Hu et al. 2024), the reward members
-  trained as B-Pref trains them, with no L2 penalty and no validation hold-out, each on every label;
-* ``offpolicy.toml``: SAC on the true reward, and PEBBLE alone with App. A's reward fit (L2 from 1e-4
-  adapted to a 1/e hold-out), the default until format 5 (its ratio, 0.26, was the published headline);
-* ``offpolicy_qpa.toml``: PEBBLE + QPA with App. A's fit. It paid on every seed at first and was the
-  default from 2026-11-25; rerun once the reward members' validation pairs were fixed (2026-11-26) it
-  scored below PEBBLE alone. The records also hold PEBBLE plus SURF's pseudo-labels and temporal cropping
-  (Park et al. 2022), run at commit eb81b34: it did not pay, so prefrl no longer has SURF and its spec is
-  gone, but its runs stay in the report;
-* ``offpolicy_qpa_no_l2.toml`` and ``offpolicy_no_l2.toml``: PEBBLE with and without QPA, L2 off but 1/e
-  held out, the steps between App. A's fit and B-Pref's.
+* ``benchmarks/specs/offpolicy.toml``: ``prefrl/Walker2d-v0``, SAC on the true reward against SAC with
+  PEBBLE alone (Lee et al. 2021: state-entropy exploration, relabelling, critic reset) from 200 oracle
+  labels, 4 seeds (3 until the fourth was added, 2026-11-25), the same steps. PEBBLE alone is prefrl's
+  default for off-policy agents, and the arm the headline ratio is of;
+* ``offpolicy_qpa.toml``: PEBBLE plus QPA's policy-aligned queries and hybrid replay (Hu et al. 2024). It
+  paid on every seed at first and was the default from 2026-11-25; rerun once the reward members'
+  validation pairs were fixed (2026-11-26) it scored below PEBBLE alone, so it is an ablation arm again.
+  The records also hold a third arm, PEBBLE plus SURF's pseudo-labels
+  and temporal cropping (Park et al. 2022), run at commit eb81b34: it did not pay, so prefrl no longer has
+  SURF and its spec is gone, but its runs stay in the report.
+* ``offpolicy_qpa_no_l2.toml``: PEBBLE + QPA with the reward members' L2 penalty off (``--reward-l2 0``,
+  as B-Pref trains its reward models), an ablation arm: see the spec for why;
+* ``offpolicy_no_l2.toml``: PEBBLE alone without the L2 penalty, the fourth corner of that 2x2;
+* ``offpolicy_qpa_bpref_fit.toml``: PEBBLE + QPA with the reward members trained as B-Pref trains them, no
+  L2 and no validation hold-out (``--reward-validation-share 0``): every member learns from all labels.
 
 Each spec keeps its finished runs' records in ``benchmarks/results/offpolicy_runs`` (commit that folder: a
 later sitting skips what it holds). Writes ``benchmarks/results/offpolicy_feedback.{json,md,png}``:
 ``{runs: [{env, algo, teacher, labels, steps, seed, final_true_return, wall_s, ...}], summary: {ratio,
-pebble_ratio, qpa_ratio, ratio_per_arm, ...}}``, where ``ratio`` is the default arm's mean normalised score
-against the true-reward arm (the share of SAC on the true reward that STAR and PEBBLE report), over the
-seeds both arms have finished, ``pebble_ratio`` the same of the earlier default and ``qpa_ratio`` of
-PEBBLE + QPA with App. A's fit; ``status`` is ``partial`` until every run is recorded. Target: ratio ≥ 0.9.
-While the run directory is here, ``offpolicy_feedback.mp4`` and ``offpolicy_feedback_filmstrip.png`` show
-the default arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
+qpa_ratio, ratio_per_arm, ...}}``, where ``ratio`` is the default arm's mean normalised score against
+the true-reward arm (the share of SAC on the true reward that STAR and PEBBLE report), over the seeds both
+arms have finished, and ``qpa_ratio`` the same of PEBBLE + QPA (the headline while QPA was the default);
+``status`` is ``partial`` until every run is recorded. Target: ratio ≥ 0.9. While the run
+directory is here, ``offpolicy_feedback.mp4`` and ``offpolicy_feedback_filmstrip.png`` show the default
+arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
 
     python -m benchmarks.offpolicy_feedback                       # everything left to run, on every core
     python -m benchmarks.offpolicy_feedback --cpus 1 --seeds 0     # one seed of every arm, on one core
@@ -64,17 +64,11 @@ SPECS = Path(__file__).resolve().parent / "specs"
 TARGET_RATIO = 0.9
 BASELINE_ARM = "sac true-reward"
 MAIN_ARM = "sac oracle 200"
-"""prefrl's default off-policy arm (since config format 5: PEBBLE + QPA with B-Pref's reward fit) as
-:func:`prefrl.report.find_runs` names it: settings an arm sets away from its algorithm's defaults are
-appended to its name."""
-APP_A_FIT = "reward_l2=0.0001 reward_validation_share=0.3679"
-PEBBLE_ARM = f"sac oracle 200 policy_aligned_steps=0 {APP_A_FIT}"
-"""PEBBLE alone with App. A's reward fit: prefrl's default off-policy arm until config format 5, whose ratio
-was the published one then (0.26 over 4 seeds)."""
-QPA_ARM = f"sac oracle 200 {APP_A_FIT}"
-"""PEBBLE + QPA with App. A's reward fit, the default from 2026-11-25 to 2026-11-26."""
+"""prefrl's default off-policy arm (PEBBLE alone) as :func:`prefrl.report.find_runs` names it: settings an
+arm sets away from the defaults are appended to its name, as QPA's window is."""
+QPA_ARM = "sac oracle 200 policy_aligned_steps=10000"
 CLIP_SECONDS = 4.0
-DEFAULT_SPEC = SPECS / "offpolicy_qpa_bpref_fit.toml"
+DEFAULT_SPEC = SPECS / "offpolicy.toml"
 """The spec of prefrl's default off-policy arm, the one filmed."""
 
 
@@ -141,11 +135,8 @@ def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
         "ratio_over": f"{len(per_arm.get(MAIN_ARM, {}).get('seeds', []))} seeds",
         "ratio_is": (
             "mean normalised score, (final - untrained) / (true-reward final - untrained), of prefrl's "
-            f"default off-policy arm, PEBBLE + QPA with B-Pref's reward fit ({MAIN_ARM!r})"
+            f"default off-policy arm, PEBBLE alone ({MAIN_ARM!r})"
         ),
-        "pebble_ratio": per_arm.get(PEBBLE_ARM, {}).get("ratio"),
-        "pebble_ratio_over": f"{len(per_arm.get(PEBBLE_ARM, {}).get('seeds', []))} seeds",
-        "pebble_ratio_is": f"PEBBLE alone, App. A's reward fit ({PEBBLE_ARM!r}): the default until format 5",
         "qpa_ratio": per_arm.get(QPA_ARM, {}).get("ratio"),
         "qpa_ratio_over": f"{len(per_arm.get(QPA_ARM, {}).get('seeds', []))} seeds",
         "ratio_per_arm": per_arm,
@@ -211,9 +202,8 @@ def main(args: Args) -> None:
     write_json(args.out.with_suffix(".json"), data)
     s = data["summary"]
     print(
-        f"{s['status']}; PEBBLE + QPA, B-Pref fit (default) / SAC on the true reward: {s['ratio']} over "
-        f"{s['ratio_over']}; PEBBLE alone, App. A fit (the earlier default): {s['pebble_ratio']} over "
-        f"{s['pebble_ratio_over']}; PEBBLE + QPA, App. A fit: {s['qpa_ratio']} over {s['qpa_ratio_over']}"
+        f"{s['status']}; PEBBLE (default) / SAC on the true reward: {s['ratio']} over "
+        f"{s['ratio_over']}; PEBBLE + QPA: {s['qpa_ratio']} over {s['qpa_ratio_over']}"
     )
 
 

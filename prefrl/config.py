@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from prefrl.preference_dataset import VALIDATION_SHARE
-
 Algo = Literal["a2c", "ppo", "trpo", "sac", "td3"]
 TeacherName = Literal[
     "oracle", "stochastic", "myopic", "mistake", "skip", "equal", "true-reward", "human", "frozen"
@@ -31,15 +29,12 @@ NO_LABELS = ("true-reward", "frozen")
 OFF_POLICY = ("sac", "td3")
 """Agents with a replay buffer (PEBBLE relabels it after every reward-model update)."""
 
-CONFIG_FORMAT = 5
+CONFIG_FORMAT = 4
 """Version of ``config.json``. Format 1 stored family defaults as plain values (e.g. ``pretrain_epochs: 50``
 meant "the family's default"); :meth:`TrainConfig.from_json` reads those as unset. ``policy_aligned_steps``
 left unset meant no QPA up to format 2, QPA's 10,000 steps for off-policy agents learning a reward in format
-3, and was stored as a number in format 4 (0: off, the default then). Since format 5 the QPA window and the
-reward members' fit (``reward_l2``, ``reward_validation_share``) left unset take the algorithm's defaults
-(:func:`fit_defaults`); before it an unset validation share meant 1/e for every agent.
-:func:`in_current_format` reads an older run as what it did; :func:`as_run` fills in the defaults a run
-took."""
+3, and since format 4 is stored as a number (0: off, the default again); :func:`in_current_format` reads an
+unset window as what the run did."""
 
 
 RETIRED_SETTINGS: dict[str, Any] = {"pseudo_label_threshold": None, "crop_steps": 0}
@@ -51,29 +46,12 @@ RETIRED_AT = "eb81b34"
 """The last commit with the retired settings' code."""
 
 QPA_POLICY_ALIGNED_STEPS = 10_000
-"""QPA's window (Hu et al. 2024) for off-policy agents learning a reward: queries from the newest 10,000
-steps, ten episodes of a 1,000-step MuJoCo variant (our choice). History: the default from 2026-11-25 (format
-3), after it beat plain PEBBLE on 4 seeds of issue 11's Walker2d ablation (mean normalised score 1.03 against
-0.44); off again from 2026-11-26 (format 4), when, rerun with each reward member's validation pairs fixed, it
-scored 0.04 against PEBBLE's 0.26; the default again since format 5, together with B-Pref's reward fit
-(:data:`OFF_POLICY_FIT`), which the same ablation scored 0.63 (4 seeds, each 0.48-0.74;
-``benchmarks/results/offpolicy_feedback.json``)."""
-REWARD_L2 = 1e-4
-"""Initial L2 coefficient of the reward members for on-policy agents (Ibarz et al. 2018)."""
-OFF_POLICY_FIT: dict[str, Any] = {"reward_l2": 0.0, "reward_validation_share": 0.0}
-"""How off-policy agents' reward members train by default (format 5): as B-Pref's (Lee et al. 2021), with no
-L2 penalty and no labels held out, so that each member learns from every one of a few hundred labels. With
-200 labels a 1/e hold-out keeps ~74 from each member, and the adaptive L2 then rose about 2.5x per fit."""
-
-
-def fit_defaults(algo: str, learns_reward: bool) -> dict[str, Any]:
-    """The settings an unset ``--policy-aligned-steps``, ``--reward-l2`` and ``--reward-validation-share``
-    take (format 5): for off-policy agents learning a reward, QPA with B-Pref's fit
-    (:data:`QPA_POLICY_ALIGNED_STEPS`, :data:`OFF_POLICY_FIT`); otherwise no QPA and App. A's fit (L2 from
-    :data:`REWARD_L2` adapted to a 1/e validation hold-out)."""
-    if algo in OFF_POLICY and learns_reward:
-        return {"policy_aligned_steps": QPA_POLICY_ALIGNED_STEPS, **OFF_POLICY_FIT}
-    return {"policy_aligned_steps": 0, "reward_l2": REWARD_L2, "reward_validation_share": VALIDATION_SHARE}
+"""The QPA window that format-3 off-policy runs took by default: queries from the newest 10,000 steps, ten
+episodes of a 1,000-step MuJoCo variant (our choice). It was the default from 2026-11-25, after QPA at this
+value beat plain PEBBLE on each of 4 seeds of issue 11's ablation (Walker2d, 200 labels: mean normalised
+score 1.03 against 0.44). Rerun after the reward members' validation pairs were fixed (2026-11-26) it scored
+0.03 against PEBBLE's 0.26 (``benchmarks/results/offpolicy_feedback.json``), so QPA is off by default again
+(format 4); ``--policy-aligned-steps 10000`` turns it on."""
 
 
 class ConfigError(ValueError):
@@ -122,12 +100,11 @@ class TrainConfig:
     """random, disagreement (ensemble variance, the paper's) or entropy (BPref)."""
     oversample: int = 10
     """Candidate pairs drawn per query for disagreement/entropy selection (paper: 10)."""
-    policy_aligned_steps: int | None = None
+    policy_aligned_steps: int = 0
     """QPA (Hu et al. 2024): draw query candidates only from the segments of the newest N env steps (the
     current policy's behaviour) instead of the whole pool; off-policy agents also take
-    --hybrid-replay-share of each replay batch from those steps (hybrid experience replay). 0: off.
-    Default: 10,000 for sac and td3 learning a reward (with B-Pref's fit it led issue 11's ablation), else
-    0."""
+    --hybrid-replay-share of each replay batch from those steps (hybrid experience replay). 0: off (the
+    default: in issue 11's ablation, rerun with honest validation, 10,000 scored below PEBBLE alone)."""
     hybrid_replay_share: float | None = None
     """With --policy-aligned-steps and an off-policy agent: the share of each replay batch drawn from the
     newest --policy-aligned-steps transitions (QPA's hybrid experience replay; default 0.5)."""
@@ -166,16 +143,14 @@ class TrainConfig:
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float | None = None
     """Dropout in the reward predictors (default 0; Atari's CNN 0.5, App. A.2); 0 turns it off."""
-    reward_l2: float | None = None
+    reward_l2: float = 1e-4
     """Initial L2 coefficient of each reward predictor, adapted after every epoch so that validation loss
-    stays between 1.1x and 1.5x training loss (App. A). 0 turns the L2 penalty off (it then stays 0), as
-    B-Pref's reward models train without one (Lee et al. 2021). Default: 1e-4 (Ibarz et al. 2018); 0 for
-    sac and td3."""
+    stays between 1.1x and 1.5x training loss (App. A; Ibarz et al. 2018 start at 1e-4). 0 turns the L2
+    penalty off (it then stays 0), as B-Pref's reward models train without one (Lee et al. 2021)."""
     reward_validation_share: float | None = None
     """Share of the labelled pairs each reward predictor holds out for validation, the same pairs at every
-    fit (App. A). 0 holds none out, as B-Pref trains (Lee et al. 2021): every predictor learns from all
-    labels, and the L2 coefficient, with no validation loss to follow, stays at --reward-l2. Default: 1/e
-    (App. A); 0 for sac and td3."""
+    fit (default 1/e, App. A). 0 holds none out, as B-Pref trains (Lee et al. 2021): every predictor learns
+    from all labels, and the L2 coefficient, with no validation loss to follow, stays at --reward-l2."""
     reward_inputs: RewardInputs | None = None
     """What the reward predictors see of each step: observations-actions, r̂(o, a) as in App. A.1 (the
     default for vector observations), or observations, r̂(o), a reward for what the agent does to the
@@ -268,22 +243,7 @@ def in_current_format(data: dict[str, Any]) -> dict[str, Any]:
         qpa_by_default = data.get("format", 1) == 3 and data.get("algo", "ppo") in OFF_POLICY
         qpa_by_default = qpa_by_default and data.get("teacher", "oracle") not in NO_LABELS
         data["policy_aligned_steps"] = QPA_POLICY_ALIGNED_STEPS if qpa_by_default else 0
-    if data.get("format", 1) < 5:  # App. A's fit was every agent's default then
-        for name, value in (("reward_l2", REWARD_L2), ("reward_validation_share", VALIDATION_SHARE)):
-            if data.get(name) is None:
-                data[name] = value
     data["format"] = CONFIG_FORMAT
-    return data
-
-
-def as_run(data: dict[str, Any]) -> dict[str, Any]:
-    """A ``config.json``'s settings (any format) with the algorithm's defaults (:func:`fit_defaults`) filled
-    in where they were left unset: what the run took, to compare runs and name what sets them apart."""
-    data = in_current_format(data)
-    learns_reward = data.get("teacher", "oracle") not in NO_LABELS
-    for name, value in fit_defaults(data.get("algo", "ppo"), learns_reward).items():
-        if data.get(name) is None:
-            data[name] = value
     return data
 
 

@@ -34,8 +34,7 @@ from prefrl.config import (
     RETIRED_SETTINGS,
     ConfigError,
     TrainConfig,
-    as_run,
-    fit_defaults,
+    in_current_format,
 )
 from prefrl.metrics import final_true_return, read_metrics
 
@@ -53,15 +52,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
 } | RETIRED_SETTINGS
 """``prefrl train``'s defaults (and retired settings' "off" values, which older runs' ``config.json`` hold):
-a setting left at its default is not named in an arm's name. Those left unset here take the algorithm's
-(:func:`defaults_of`)."""
-
-
-def defaults_of(config: dict[str, Any]) -> dict[str, Any]:
-    """The defaults a run's settings are named against: ``prefrl train``'s, with its algorithm's QPA window
-    and reward fit (:func:`prefrl.config.fit_defaults`), so that a SAC arm at SAC's defaults has no
-    ``KEY=VALUE`` in its name even where it sets what a PPO arm would be named for."""
-    return TRAIN_DEFAULTS | fit_defaults(config["algo"], config["teacher"] not in NO_LABELS)
+a setting left at its default is not named in an arm's name."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +89,7 @@ def find_runs(paths: list[Path]) -> list[RunResult]:
     for run_dir in dirs:
         try:
             # A setting added after a run was saved is at its default there.
-            saved = as_run(json.loads((run_dir / "config.json").read_text()))
+            saved = in_current_format(json.loads((run_dir / "config.json").read_text()))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{run_dir / 'config.json'} is not valid JSON ({err})") from None
         configs[run_dir] = TRAIN_DEFAULTS | saved
@@ -120,11 +111,6 @@ def _arm_settings(configs: list[dict[str, Any]]) -> list[str]:
     )
 
 
-def _shown(value: Any) -> str:
-    """A setting's value in an arm's name: floats to 4 significant digits (1/e as 0.3679)."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunResult:
     final = initial = wall = None
     metrics = run_dir / "metrics.csv"
@@ -141,12 +127,10 @@ def _result(run_dir: Path, config: dict[str, Any], varying: list[str]) -> RunRes
     if teacher == "frozen":
         arm += f" {Path(config['reward_from']).name}"
     elif teacher != "true-reward":
-        defaults = defaults_of(config)
-        # The algorithm's own defaults are named whenever a run sets them otherwise: a SAC run with App. A's
-        # fit is not SAC's default arm even in a report where every run has that fit.
-        candidates = sorted({*varying, *fit_defaults(config["algo"], learns_reward=True)})
-        named = [key for key in candidates if key not in defaults or config.get(key) != defaults[key]]
-        arm += f" {config['labels']}" + "".join(f" {key}={_shown(config.get(key))}" for key in named)
+        named = [
+            key for key in varying if key not in TRAIN_DEFAULTS or config.get(key) != TRAIN_DEFAULTS[key]
+        ]
+        arm += f" {config['labels']}" + "".join(f" {key}={config.get(key)}" for key in named)
     return RunResult(
         env=config["env"],
         algo=config["algo"],

@@ -25,8 +25,9 @@ import torch
 from stable_baselines3.common.utils import LinearSchedule
 
 from prefrl.cnn_reward import is_frame_stack_space
-from prefrl.config import NO_LABELS, OFF_POLICY, ConfigError, TrainConfig, as_run, fit_defaults
+from prefrl.config import NO_LABELS, OFF_POLICY, ConfigError, TrainConfig
 from prefrl.environment import EnvFamily, check_env_id, env_dt, env_family, make_env
+from prefrl.reward_model import VALIDATION_SHARE
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import DEFAULT_SEGMENT_SECONDS, default_segment_length
 
@@ -311,8 +312,7 @@ def resolve(config: TrainConfig) -> RunSpec:
             f"--unsupervised-steps {unsupervised_steps} leaves no steps to learn from preferences in "
             f"--steps {config.steps}; lower it or raise --steps"
         )
-    fit = fit_defaults(config.algo, config.learns_reward)
-    policy_aligned_steps = _given(config.policy_aligned_steps, fit["policy_aligned_steps"])
+    policy_aligned_steps = config.policy_aligned_steps
     hybrid_replay_share = 0.0
     if config.hybrid_replay_share is not None:
         if not (policy_aligned_steps and config.algo in OFF_POLICY):
@@ -367,8 +367,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         pretrain_epochs=_given(config.pretrain_epochs, table.pretrain_epochs),
         max_labels_kept=_given(config.max_labels_kept, table.max_labels_kept),
         dropout=_given(config.dropout, table.dropout),
-        reward_l2=_given(config.reward_l2, fit["reward_l2"]),
-        reward_validation_share=_given(config.reward_validation_share, fit["reward_validation_share"]),
+        reward_validation_share=_given(config.reward_validation_share, VALIDATION_SHARE),
         reward_inputs=_reward_inputs(config, observations),
         unsupervised_steps=unsupervised_steps,
         policy_aligned_steps=policy_aligned_steps,
@@ -479,7 +478,7 @@ def check_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> None:
         return
     if config_path.exists():
         try:
-            same = as_run(TrainConfig.load(config_path).to_json()) == as_run(config.to_json())
+            same = TrainConfig.load(config_path).to_json() == config.to_json()
         except ConfigError:
             same = False
         if not same:
@@ -501,6 +500,7 @@ _AS_GIVEN = (
     "query_selection",
     "oversample",
     "ensemble_size",
+    "reward_l2",
     "exploration_bonus",
     "exploration_decay",
     "reward_epochs",
@@ -567,7 +567,7 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError(f"--exploration-bonus must be a number >= 0 (0: off); got {c.exploration_bonus}")
     if not 0 <= c.exploration_decay < 1:
         raise ConfigError(f"--exploration-decay is a rate per env step in [0, 1); got {c.exploration_decay}")
-    if c.reward_l2 is not None and not (c.reward_l2 >= 0 and math.isfinite(c.reward_l2)):
+    if not (c.reward_l2 >= 0 and math.isfinite(c.reward_l2)):
         raise ConfigError(f"--reward-l2 must be a number >= 0 (0: no L2 penalty); got {c.reward_l2}")
     if c.reward_validation_share is not None and not 0 <= c.reward_validation_share < 1:
         raise ConfigError(

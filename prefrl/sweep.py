@@ -58,7 +58,7 @@ from typing import Annotated, Any
 import tyro
 
 from prefrl.checkpoint import latest_checkpoint, read_state
-from prefrl.config import NO_LABELS, ConfigError, TrainConfig, as_run
+from prefrl.config import NO_LABELS, ConfigError, TrainConfig
 from prefrl.metrics import read_metrics
 
 try:
@@ -302,10 +302,10 @@ def _check_against_earlier(name: str, run_dir: Path, config: TrainConfig) -> Non
     resume`` keeps a run's settings and a kept record counts as done, so a changed spec, a setting added or
     one taken out, would otherwise be ignored without a word."""
     try:
-        earlier = as_run(TrainConfig.load(run_dir / "config.json").to_json())
+        earlier = TrainConfig.load(run_dir / "config.json").to_json()
     except (FileNotFoundError, ConfigError):
         return  # a new run; or a broken one, which fails when it runs and is reported then
-    now = as_run(config.to_json())  # a default spelled out matches the default left unset
+    now = config.to_json()
     for field in now:
         if field in (*RUNTIME_SETTINGS, "run_dir", "progress_bar", "format"):
             continue

@@ -136,13 +136,12 @@ def test_qpa_gives_an_off_policy_agent_a_hybrid_replay_buffer(tmp_path):
     assert isinstance(buffer, StateEntropyReplayBuffer) and buffer.recent_share == 0.25
 
 
-def test_sac_with_its_defaults_raises_the_true_return(tmp_path):
-    # PEBBLE + QPA with B-Pref's fit: every member learns from all the labels, so no validation accuracy.
+def test_sac_with_pebble_raises_the_true_return(tmp_path):
     stats = PreferenceTrainer(sac_config(tmp_path)).train()
     m = read_metrics(tmp_path / "run" / "metrics.csv")
     first, last = m["true_return"][:4].mean(), m["true_return"][-4:].mean()
     assert last > first + 30, (first, last)  # a random policy scores about 0; the best about 240
-    assert stats.labels >= 40 and np.isnan(m["val_accuracy"]).all()
+    assert stats.labels >= 40 and np.nanmax(m["val_accuracy"]) > 0.7
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])

@@ -112,10 +112,9 @@ def test_an_ablation_grid_names_only_the_settings_each_arm_changes(tmp_path):
     assert summary["ppo oracle 700"]["runs_per_task"] == 2  # the run saved without SURF's keys joins PEBBLE
 
 
-def test_off_policy_arms_are_named_by_what_they_set_away_from_the_algorithms_defaults(tmp_path):
-    # An unset QPA window meant plain PEBBLE in format 2 and QPA's window in format 3; format 4 wrote it out.
-    # Since format 5 an off-policy agent's defaults are QPA with B-Pref's fit (no L2, nothing held out), so
-    # every earlier run, fitted as App. A says (L2 from 1e-4, 1/e held out), is named for that fit too.
+def test_off_policy_arms_are_named_by_the_qpa_window_they_took_whatever_the_default_was(tmp_path):
+    # Format 2: an unset window was plain PEBBLE. Format 3 (QPA on by default for off-policy agents): unset
+    # is QPA's window. Format 4: PEBBLE alone is the default again, so QPA's arm is the one named.
     for seed in range(2):
         fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0, algo="sac")
     fake_run(tmp_path, TASKS[0], "oracle", 0, 40.0, algo="sac", policy_aligned_steps=None, format=2)
@@ -124,18 +123,9 @@ def test_off_policy_arms_are_named_by_what_they_set_away_from_the_algorithms_def
     fake_run(tmp_path, TASKS[0], "oracle", 3, 20.0, algo="sac", policy_aligned_steps=0, format=3)
     fake_run(tmp_path, TASKS[0], "oracle", 4, 30.0, algo="sac", policy_aligned_steps=0, format=4)
     fake_run(tmp_path, TASKS[0], "oracle", 5, 70.0, algo="sac", policy_aligned_steps=10000, format=4)
-    fake_run(tmp_path, TASKS[0], "oracle", 6, 90.0, algo="sac", format=5)  # every default
-    fake_run(tmp_path, TASKS[0], "oracle", 7, 95.0, algo="sac", reward_l2=0.0, reward_validation_share=0.0,
-             policy_aligned_steps=10000, format=4)  # fmt: skip
-    fake_run(tmp_path, TASKS[0], "oracle", 8, 50.0, algo="sac", policy_aligned_steps=0, format=5)
     arms = {run.seed: run.arm for run in find_runs([tmp_path]) if run.teacher == "oracle"}
-    app_a = "reward_l2=0.0001 reward_validation_share=0.3679"
-    pebble, qpa = f"sac oracle 700 policy_aligned_steps=0 {app_a}", f"sac oracle 700 {app_a}"
-    assert arms == {
-        **{0: pebble, 1: qpa, 2: qpa, 3: pebble, 4: pebble, 5: qpa},
-        **{6: "sac oracle 700", 7: "sac oracle 700", 8: "sac oracle 700 policy_aligned_steps=0"},
-    }
-    assert {run.arm for run in find_runs([tmp_path]) if run.teacher == "true-reward"} == {"sac true-reward"}
+    qpa = "sac oracle 700 policy_aligned_steps=10000"
+    assert arms == {0: "sac oracle 700", 1: qpa, 2: qpa, 3: "sac oracle 700", 4: "sac oracle 700", 5: qpa}
 
 
 def test_an_arm_keeps_one_colour_in_every_panel(tmp_path, monkeypatch):

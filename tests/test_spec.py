@@ -7,7 +7,6 @@ import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
 from prefrl.config import QPA_POLICY_ALIGNED_STEPS, RETIRED_AT, ConfigError, TrainConfig
 from prefrl.environment import make_vec_env
 from prefrl.observations import observation_kind
-from prefrl.preference_dataset import VALIDATION_SHARE
 from prefrl.spec import DEFAULTS, check_run_dir, resolve
 
 PONG = "prefrl/PongNoScore-v0"
@@ -124,22 +123,18 @@ def test_format_1_configs_read_their_family_defaults_as_unset(tmp_path):
     assert (spec.pretrain_epochs, spec.dropout) == (200, 0.5)
 
 
-def test_off_policy_agents_default_to_qpa_with_bpref_fit_and_on_policy_ones_to_app_a(tmp_path):
+def test_qpa_is_off_unless_asked_for_and_then_brings_hybrid_replay_to_off_policy_agents(tmp_path):
     def spec(**settings):
         return resolve(TrainConfig(env=TOY, run_dir=tmp_path / "run", segment_length=20, **settings))
 
-    for algo in ("sac", "td3"):  # QPA with hybrid replay, members fitted on every label without L2
-        default = spec(algo=algo)
-        assert (default.policy_aligned_steps, default.hybrid_replay_share) == (QPA_POLICY_ALIGNED_STEPS, 0.5)
-        assert (default.reward_l2, default.reward_validation_share) == (0.0, 0.0)
-    app_a = {"reward_l2": 1e-4, "reward_validation_share": VALIDATION_SHARE}
-    pebble = spec(algo="sac", policy_aligned_steps=0, **app_a)
-    assert (pebble.policy_aligned_steps, pebble.hybrid_replay_share, pebble.reward_l2) == (0, 0.0, 1e-4)
+    pebble = spec(algo="sac")  # PEBBLE alone, the default since format 4
+    assert (pebble.policy_aligned_steps, pebble.hybrid_replay_share) == (0, 0.0)
+    assert spec(algo="td3").policy_aligned_steps == 0
+    qpa = spec(algo="sac", policy_aligned_steps=QPA_POLICY_ALIGNED_STEPS)
+    assert (qpa.policy_aligned_steps, qpa.hybrid_replay_share) == (QPA_POLICY_ALIGNED_STEPS, 0.5)
     assert spec(algo="sac", policy_aligned_steps=400, hybrid_replay_share=0.25).hybrid_replay_share == 0.25
-    ceiling = spec(algo="sac", teacher="true-reward")  # no queries to align
-    assert (ceiling.policy_aligned_steps, ceiling.hybrid_replay_share) == (0, 0.0)
-    ppo = spec(algo="ppo")
-    assert (ppo.policy_aligned_steps, ppo.reward_l2, ppo.reward_validation_share) == (0, *app_a.values())
+    assert spec(algo="sac", teacher="true-reward").policy_aligned_steps == 0  # no queries to align
+    assert spec(algo="ppo").policy_aligned_steps == 0
     assert spec(algo="ppo", policy_aligned_steps=400).policy_aligned_steps == 400
     with pytest.raises(ConfigError, match="--hybrid-replay-share is QPA's replay"):
         spec(algo="sac", policy_aligned_steps=0, hybrid_replay_share=0.3)
@@ -147,30 +142,22 @@ def test_off_policy_agents_default_to_qpa_with_bpref_fit_and_on_policy_ones_to_a
         spec(algo="sac", policy_aligned_steps=-1)
 
 
-def test_runs_resume_with_the_qpa_window_and_fit_they_took_whatever_the_default_was_when_saved(tmp_path):
+def test_runs_resume_with_the_qpa_window_they_took_whatever_the_default_was_when_saved(tmp_path):
     """An unset window meant no QPA up to format 2, QPA's window for off-policy agents learning a reward in
-    format 3; format 4 wrote the window out, and an unset validation share meant 1/e for every agent until
-    format 5, where off-policy agents default to B-Pref's fit. A run resumes with what it did."""
+    format 3; since format 4 the window is always written out. A run resumes with what it did."""
     saved = TrainConfig(env=TOY, algo="sac", run_dir=tmp_path / "run").to_json()
+    saved["policy_aligned_steps"] = None
 
     def resumed(**changes):
         (tmp_path / "config.json").write_text(json.dumps({**saved, **changes}))
-        spec = resolve(TrainConfig.load(tmp_path / "config.json"))
-        return spec.policy_aligned_steps, spec.reward_l2, spec.reward_validation_share
+        return resolve(TrainConfig.load(tmp_path / "config.json")).policy_aligned_steps
 
-    app_a = (1e-4, VALIDATION_SHARE)
-    assert resumed(format=2, policy_aligned_steps=None, reward_l2=1e-4) == (0, *app_a)
-    assert resumed(format=3, policy_aligned_steps=None, reward_l2=1e-4) == (QPA_POLICY_ALIGNED_STEPS, *app_a)
-    assert resumed(format=3, policy_aligned_steps=None, teacher="true-reward")[0] == 0  # asked no labels
-    assert resumed(format=3, policy_aligned_steps=None, algo="ppo")[0] == 0
-    assert resumed(format=4, policy_aligned_steps=0, reward_l2=1e-4) == (0, *app_a)
-    assert resumed(format=4, policy_aligned_steps=10000, reward_l2=0.0, reward_validation_share=0.0) == (
-        QPA_POLICY_ALIGNED_STEPS, 0.0, 0.0
-    )  # fmt: skip
-    assert saved["format"] == 5
-    fit = ("policy_aligned_steps", "reward_l2", "reward_validation_share")
-    assert [saved[name] for name in fit] == [None] * 3
-    assert resumed() == (QPA_POLICY_ALIGNED_STEPS, 0.0, 0.0)
+    assert resumed(format=2) == 0
+    assert resumed(format=3) == QPA_POLICY_ALIGNED_STEPS
+    assert resumed(format=3, teacher="true-reward") == 0  # asked no labels: QPA was never its default
+    assert resumed(format=3, algo="ppo") == 0
+    now = TrainConfig(env=TOY, algo="sac", run_dir=tmp_path / "run").to_json()
+    assert (now["format"], now["policy_aligned_steps"]) == (4, 0)
 
 
 def test_runs_saved_with_retired_settings_off_still_load_and_those_that_used_them_say_where_to_go(tmp_path):
