@@ -52,6 +52,17 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
 
+def test_a_backflip_run_with_more_reward_epochs_is_a_setting_of_its_own(tmp_path: Path) -> None:
+    run = {**flip_run("sac", 100, 100, 0.0), "reward_l2": 0.0, "reward_epochs": 50}
+    assert backflip.settings(run) == ["reward_l2=0.0", "reward_epochs=50"]
+    default = {**run, "reward_epochs": backflip.DEFAULT_REWARD_EPOCHS}
+    assert backflip.settings(default) == ["reward_l2=0.0"]  # as every run recorded before it was
+    assert backflip.run_key(run) != backflip.run_key(default)
+    args = backflip.Args(algo="sac", labels=100, steps=200_000, reward_epochs=50, run_dir=tmp_path / "run")
+    command = backflip.train_command(args)
+    assert command is not None and command[command.index("--reward-epochs") + 1] == "50"
+
+
 def test_the_backflip_summary_averages_each_setting_over_its_seeds() -> None:
     lucky = flip_run("sac", 900, 900, 1.8)
     unlucky = {**lucky, "seed": 1, "backflips_per_episode": 0.0}
