@@ -115,6 +115,10 @@ class Args:
     reward_validation_share: float | None = None
     """Share of the labels each reward member holds out (``prefrl train --reward-validation-share``; unset:
     1/e; 0: every member learns from all of them, as B-Pref). Recorded in ``reward_validation``."""
+    reward_epochs: int | None = None
+    """Epochs of each reward-model fit after the first (``prefrl train --reward-epochs``; unset: prefrl's 10;
+    B-Pref's Walker2d runs train 50 a session). Recorded when set away from prefrl's default, and part of the
+    run's key, as ``--agent-kwargs``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -187,6 +191,8 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--reward-l2", str(args.reward_l2)]
     if args.reward_validation_share is not None:
         cmd += ["--reward-validation-share", str(args.reward_validation_share)]
+    if args.reward_epochs is not None:
+        cmd += ["--reward-epochs", str(args.reward_epochs)]
     if args.exploration_bonus and not args.ceiling:
         cmd += ["--exploration-bonus", str(args.exploration_bonus)]
         cmd += ["--exploration-decay", str(args.exploration_decay)]
@@ -327,6 +333,7 @@ that they never overwrite those of a run made with an earlier score and the same
 
 
 DEFAULT_REWARD_L2 = TrainConfig.reward_l2
+DEFAULT_REWARD_EPOCHS = TrainConfig.reward_epochs
 REWARD_VALIDATION = "fixed per pair"
 """How the reward ensemble's members held out their validation pairs in a run: the same pairs at every fit
 (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`). Runs started before
@@ -355,8 +362,8 @@ def validation_setting(run: dict[str, Any]) -> list[str]:
 
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
-    ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps``, ``--reward-l2`` and RUNE's
-    ``--exploration-bonus`` (with its decay)."""
+    ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps``, ``--reward-l2``,
+    ``--reward-epochs`` and RUNE's ``--exploration-bonus`` (with its decay)."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
     keys = ("reward_inputs", "policy_aligned_steps", "exploration_bonus", "exploration_decay")
     given = [
@@ -366,6 +373,8 @@ def settings(run: dict[str, Any]) -> list[str]:
     ]
     if run.get("reward_l2") not in (None, DEFAULT_REWARD_L2):  # 0 is a setting too
         given.append(f"reward_l2={run['reward_l2']}")
+    if run.get("reward_epochs") not in (None, DEFAULT_REWARD_EPOCHS):
+        given.append(f"reward_epochs={run['reward_epochs']}")
     return [*task, *run.get("agent_kwargs", []), *given]
 
 
@@ -802,6 +811,7 @@ def main(args: Args) -> None:
         "reward_inputs": config.get("reward_inputs"),
         "policy_aligned_steps": policy_aligned_steps(config),
         "reward_l2": config.get("reward_l2"),
+        "reward_epochs": config.get("reward_epochs"),
         "pace_s": pace or None,
         "person": noise,
         "reward_validation": validation,

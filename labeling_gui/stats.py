@@ -96,10 +96,11 @@ def learning_curve(run_dir: Path) -> dict[str, Any]:
     """The run's ``metrics.csv`` (true return, labels and reward-model accuracy by env step), thinned.
 
     Returns:
-        ``{"step": [...], "true_return": [...], "labels": [...], "val_accuracy": [...]}`` (NaN as None), or
-        empty lists when the run has no metrics yet (e.g. offline labeling).
+        ``{"step": [...], "true_return": [...], "labels": [...], "val_accuracy": [...],
+        "fresh_accuracy": [...]}`` (NaN as None), or empty lists when the run has no metrics yet (e.g.
+        offline labeling).
     """
-    keys = ("step", "true_return", "labels", "val_accuracy")
+    keys = ("step", "true_return", "labels", "val_accuracy", "fresh_accuracy")
     path = run_dir / "metrics.csv"
     if not path.exists():
         return {k: [] for k in keys}
@@ -117,11 +118,13 @@ def run_stats(store: LabelStore, run_dir: Path, cache: MutableMapping[int, float
     stats = labeler_stats(store, cache)
     curve = learning_curve(run_dir)
     accuracies = [a for a in curve["val_accuracy"] if a is not None]
+    fresh = [a for a in curve["fresh_accuracy"] if a is not None]
     stats.update(
         queries=store.num_queries(),
         pending=len(store.pending_query_ids()),
         queue=store.queue_length(),
         curve=curve,
         reward_model_accuracy=accuracies[-1] if accuracies else None,
+        reward_model_fresh_accuracy=fresh[-1] if fresh else None,
     )
     return stats

@@ -1,7 +1,10 @@
 """The run's learning curve, ``metrics.csv``: one row per batch of finished episodes.
 
 Columns: step, wall_s, episodes, true_return (mean true episode return of the episodes finished in
-this row), learned_return, labels (answers received), val_accuracy (reward model, last fit).
+this row), learned_return, labels (answers received), val_accuracy (reward model, last fit, on its held-out
+pairs), fresh_accuracy (reward model, last fit, on the answers new since the fit before, scored before it
+trained on them: :attr:`~prefrl.reward_model.FitStats.fresh_accuracy`). A file written before a column
+existed reads that column as NaN, and gains it, NaN in the old rows, when a resumed run appends to it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = ("step", "wall_s", "episodes", "true_return", "learned_return", "labels", "val_accuracy")
+COLUMNS = (
+    "step",
+    "wall_s",
+    "episodes",
+    "true_return",
+    "learned_return",
+    "labels",
+    "val_accuracy",
+    "fresh_accuracy",
+)
 
 
 class MetricsLog:
@@ -19,6 +31,11 @@ class MetricsLog:
         self.path = path
         if not path.exists():
             path.write_text(",".join(COLUMNS) + "\n")
+        else:
+            with path.open() as f:
+                header = f.readline().strip().split(",")
+            if tuple(header) != COLUMNS:  # written by an older prefrl: rewrite it with every column
+                self._rewrite(read_metrics(path))
 
     def append(self, **row: float) -> None:
         with self.path.open("a", newline="") as f:
@@ -28,18 +45,27 @@ class MetricsLog:
         """Drop rows past ``step`` (after resuming from a checkpoint taken at ``step``)."""
         rows = read_metrics(self.path)
         keep = rows["step"] <= step if len(rows["step"]) else np.zeros(0, bool)
+        self._rewrite({c: rows[c][keep] for c in COLUMNS})
+
+    def _rewrite(self, rows: dict[str, np.ndarray]) -> None:
         with self.path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
-            for i in np.flatnonzero(keep):
+            for i in range(len(rows["step"])):
                 writer.writerow([rows[c][i] for c in COLUMNS])
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """Columns of a metrics.csv as float arrays (empty arrays for a run with no episodes yet)."""
+    """Columns of a metrics.csv as float arrays (empty arrays for a run with no episodes yet; NaN for a
+    column the file does not have)."""
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    return {c: np.array([float(r[c]) if r[c] not in ("", "nan") else np.nan for r in rows]) for c in COLUMNS}
+
+    def value(row: dict[str, str], column: str) -> float:
+        text = row.get(column)
+        return float(text) if text not in (None, "", "nan") else np.nan
+
+    return {c: np.array([value(r, c) for r in rows], dtype=np.float64) for c in COLUMNS}
 
 
 def final_true_return(

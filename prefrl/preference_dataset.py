@@ -121,6 +121,12 @@ class PreferenceDataset:
         return self._mu[: self._size]
 
     @property
+    def keys(self) -> np.ndarray:
+        """Each pair's content key (:func:`pair_key`), ``(size,)`` uint64: the same pair has the same key
+        in a run resumed from its label store, wherever the ring buffer put it."""
+        return self._keys[: self._size]
+
+    @property
     def true_returns(self) -> np.ndarray:
         """True returns of (left, right), ``(size, 2)``: for diagnostics only, never for training."""
         return self._true_returns[: self._size]

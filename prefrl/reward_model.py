@@ -122,6 +122,12 @@ class FitStats:
     l2_coef: float
     num_pairs: int
     epochs: int
+    # Accuracy on the non-"equal" pairs that came since the previous fit, scored before this fit trains on
+    # them: what the reward model made of answers it had never seen, held out or not (a prequential
+    # measure, so a run that holds nothing out, as B-Pref trains, still says how well its reward predicts
+    # the person). nan at the first fit, when no pair is new, and for a fit resumed midway.
+    fresh_accuracy: float = math.nan
+    fresh_pairs: int = 0  # the non-"equal" new pairs it was scored on
 
 
 @dataclass
@@ -232,6 +238,9 @@ class RewardEnsemble(nn.Module):
         self._fast: FusedEnsemble | None = None
         self._fast_possible = len({type(m) for m in members}) == 1 and hasattr(type(members[0]), "fused")
         self.num_fits = 0
+        # Content keys (PreferenceDataset.keys) of the pairs the last fit saw; None when unknown (a state
+        # saved before they were kept): the next fit then scores no pair as fresh.
+        self.fitted_keys: np.ndarray | None = np.zeros(0, dtype=np.uint64)
 
     @classmethod
     def for_spaces(
@@ -382,7 +391,9 @@ class RewardEnsemble(nn.Module):
         n = len(data)
         if n == 0:
             raise ValueError("cannot fit the reward model on an empty preference dataset")
+        fresh_accuracy, fresh_pairs = math.nan, 0
         if progress is None:
+            fresh_accuracy, fresh_pairs = self._score_fresh(data)
             held_out = data.held_out(len(self.members), share=self.validation_share)
             progress = FitProgress.start(held_out, epochs, rng, sample_size)
         elif progress.num_pairs > n or len(progress.epochs_done) != len(self.members):
@@ -433,13 +444,26 @@ class RewardEnsemble(nn.Module):
                     on_epoch(progress)
         self.eval()
         self.num_fits += 1
+        self.fitted_keys = data.keys.copy()
         self._fast = None
         stats = [s if s is not None else (math.nan,) * 4 for s in progress.stats]
         columns = np.array(stats, dtype=np.float64).T
         train_loss, val_loss, val_acc, l2 = (
             float(np.nanmean(c)) if np.isfinite(c).any() else math.nan for c in columns
         )
-        return FitStats(train_loss, val_loss, val_acc, l2, num_pairs=n, epochs=progress.epochs)
+        return FitStats(train_loss, val_loss, val_acc, l2, n, progress.epochs, fresh_accuracy, fresh_pairs)
+
+    def _score_fresh(self, data: PreferenceDataset) -> tuple[float, int]:
+        """Accuracy (mean over members) on the non-"equal" pairs of ``data`` that no fit has seen, and how
+        many there are; nan before the first fit, when the fitted pairs are unknown, or when none is new."""
+        if not self.num_fits or self.fitted_keys is None:
+            return math.nan, 0
+        fresh = np.flatnonzero(~np.isin(data.keys, self.fitted_keys))
+        decided = int((data.mu[fresh] != 0.5).sum())
+        if not decided:
+            return math.nan, 0
+        accuracies = [self._evaluate(member, data, fresh)[1] for member in self.members]
+        return float(np.mean(accuracies)), decided
 
     @torch.no_grad()
     def normalize(self, obs: np.ndarray, acts: np.ndarray) -> None:
@@ -457,6 +481,7 @@ class RewardEnsemble(nn.Module):
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "l2_coefs": list(self.l2_coefs),
             "num_fits": self.num_fits,
+            "fitted_keys": None if self.fitted_keys is None else self.fitted_keys.copy(),
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -466,6 +491,8 @@ class RewardEnsemble(nn.Module):
             opt.load_state_dict(opt_state)
         self.l2_coefs = list(state["l2_coefs"])  # type: ignore[call-overload]
         self.num_fits = int(state["num_fits"])  # type: ignore[call-overload]
+        keys = state.get("fitted_keys")  # absent from states saved before it was kept
+        self.fitted_keys = None if keys is None else np.asarray(keys, dtype=np.uint64).copy()
         self.eval()
         self._fast = None
 

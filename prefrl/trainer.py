@@ -15,6 +15,7 @@ lost.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -392,7 +393,7 @@ class PreferenceTrainer:
             return
         true_return = float(np.mean([e["r"] for e in episodes]))
         learned_return = float(np.mean([e["learned_r"] for e in episodes]))
-        val_acc = self._last_fit.val_accuracy if self._last_fit else float("nan")
+        fit = self._last_fit
         self.metrics.append(
             step=step,
             wall_s=round(self._wall_s(), 2),
@@ -400,7 +401,8 @@ class PreferenceTrainer:
             true_return=true_return,
             learned_return=learned_return,
             labels=len(self.parts.dataset),
-            val_accuracy=val_acc,
+            val_accuracy=fit.val_accuracy if fit else math.nan,
+            fresh_accuracy=fit.fresh_accuracy if fit else math.nan,
         )
         log = self.parts.agent.logger
         log.record("rollout/true_ep_return", true_return)
@@ -413,6 +415,7 @@ class PreferenceTrainer:
         log.record("reward_model/train_loss", stats.train_loss)
         log.record("reward_model/val_loss", stats.val_loss)
         log.record("reward_model/val_accuracy", stats.val_accuracy)
+        log.record("reward_model/fresh_accuracy", stats.fresh_accuracy)
         log.record("reward_model/l2_coef", stats.l2_coef)
         if seconds is not None:
             log.record("reward_model/update_s", seconds)

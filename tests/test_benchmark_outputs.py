@@ -52,6 +52,17 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
 
+def test_a_backflip_run_with_more_reward_epochs_is_a_setting_of_its_own(tmp_path: Path) -> None:
+    run = {**flip_run("sac", 100, 100, 0.0), "reward_l2": 0.0, "reward_epochs": 50}
+    assert backflip.settings(run) == ["reward_l2=0.0", "reward_epochs=50"]
+    default = {**run, "reward_epochs": backflip.DEFAULT_REWARD_EPOCHS}
+    assert backflip.settings(default) == ["reward_l2=0.0"]  # as every run recorded before it was
+    assert backflip.run_key(run) != backflip.run_key(default)
+    args = backflip.Args(algo="sac", labels=100, steps=200_000, reward_epochs=50, run_dir=tmp_path / "run")
+    command = backflip.train_command(args)
+    assert command is not None and command[command.index("--reward-epochs") + 1] == "50"
+
+
 def test_the_backflip_summary_averages_each_setting_over_its_seeds() -> None:
     lucky = flip_run("sac", 900, 900, 1.8)
     unlucky = {**lucky, "seed": 1, "backflips_per_episode": 0.0}
@@ -407,3 +418,32 @@ def test_the_gpu_profile_splits_the_agents_thread_into_the_loops_parts(tmp_path:
     assert parts["env step (ALE emulation, preprocessing, Monitor)"] == 0.6
     assert parts["learned reward per step (ensemble forward on the GPU)"] == 0.3
     assert parts["A2C gradient step"] == 0.0
+
+
+def test_replaying_a_runs_answers_scores_each_batch_before_the_fit_that_learns_it(tmp_path: Path) -> None:
+    from benchmarks import reward_fit_replay
+    from prefrl.label_store import LabelStore
+    from prefrl.segments import Segment
+    from prefrl.teachers import Answer, Preference
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=4)
+
+    def segment() -> Segment:
+        obs = rng.normal(size=(10, 4)).astype(np.float32)
+        return Segment(obs, rng.uniform(-1, 1, (10, 1)).astype(np.float32), (obs @ w).astype(np.float32))
+
+    with LabelStore(tmp_path / "labels.sqlite") as store:
+        queries = store.add_queries([(segment(), segment()) for _ in range(120)])
+        better = [Preference.LEFT if q.left.true_return > q.right.true_return else Preference.RIGHT
+                  for q in queries]  # fmt: skip
+        store.add_answers([Answer(q.query_id, p, "person") for q, p in zip(queries, better)])
+        pairs = [(q.left, q.right, a) for q, a in store.answered_pairs()]
+    spec = {"initial_labels": 30, "steps": 100_000, "unsupervised_steps": 10_000,
+            "reward_update_interval": 10_000, "ensemble_size": 3, "pretrain_epochs": 30}  # fmt: skip
+    assert reward_fit_replay.cadence(spec, 120) == (30, 10)  # 90 answers over 9 updates
+    accuracy, scored = reward_fit_replay.replay(pairs, spec, "b-pref", epochs=10, seed=0)
+    assert scored == 90 and accuracy > 0.75  # every answer after the first fit, scored before learnt
+    # a fit that never trains after the first predicts worse than one that does
+    still, _ = reward_fit_replay.replay(pairs, {**spec, "pretrain_epochs": 1}, "b-pref", epochs=1, seed=0)
+    assert still < accuracy

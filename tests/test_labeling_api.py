@@ -260,8 +260,10 @@ def test_stats_show_the_learning_curve(tmp_path: Path, rng: np.random.Generator)
         "true_return": [10.0, 20.0],
         "labels": [20.0, 30.0],
         "val_accuracy": [None, 0.8],
+        "fresh_accuracy": [None, None],  # a curve written before the column existed
     }
     assert stats["reward_model_accuracy"] == 0.8 and stats["pending"] == 1
+    assert stats["reward_model_fresh_accuracy"] is None
 
 
 def test_offline_pairs_export_and_import(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -1,8 +1,10 @@
 """Tests for prefrl.metrics: the learning curve and the final-return statistic the benchmarks report."""
 
+import math
+
 import pytest
 
-from prefrl.metrics import MetricsLog, final_true_return
+from prefrl.metrics import COLUMNS, MetricsLog, final_true_return, read_metrics
 
 
 def write_curve(path, rows):
@@ -16,7 +18,25 @@ def write_curve(path, rows):
             learned_return=0.0,
             labels=0,
             val_accuracy=0.0,
+            fresh_accuracy=0.0,
         )
+
+
+def test_a_curve_written_before_a_column_existed_reads_it_as_nan_and_gains_it_on_resume(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "step,wall_s,episodes,true_return,learned_return,labels,val_accuracy\n"
+        "100,1.0,2,-5.0,3.0,10,nan\n200,2.0,1,-4.0,3.5,12,0.75\n"
+    )
+    old = read_metrics(path)
+    assert list(old["true_return"]) == [-5.0, -4.0] and math.isnan(old["fresh_accuracy"][1])
+    log = MetricsLog(path)  # a resumed run opens it: the header gains the column, no row is lost
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    log.append(step=300, wall_s=3.0, episodes=1, true_return=-3.0, learned_return=4.0, labels=14,
+               val_accuracy=0.8, fresh_accuracy=0.7)  # fmt: skip
+    m = read_metrics(path)
+    assert list(m["step"]) == [100, 200, 300] and m["val_accuracy"][1] == 0.75
+    assert math.isnan(m["fresh_accuracy"][0]) and m["fresh_accuracy"][2] == 0.7
 
 
 def test_final_true_return_weights_episodes_and_can_stop_at_a_step(tmp_path):

@@ -142,6 +142,7 @@ def test_sac_with_pebble_raises_the_true_return(tmp_path):
     first, last = m["true_return"][:4].mean(), m["true_return"][-4:].mean()
     assert last > first + 30, (first, last)  # a random policy scores about 0; the best about 240
     assert stats.labels >= 40 and np.nanmax(m["val_accuracy"]) > 0.7
+    assert np.nanmax(m["fresh_accuracy"]) > 0.6  # new answers, scored before the fit that learns them
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])

@@ -23,7 +23,7 @@ def fake_run(root, env, teacher, seed, final, steps=1000, start=0.0, **settings)
     for step in range(100, steps + 1, 100):
         value = start + (final - start) * min(1.0, (step - 100) / 700)
         log.append(step=step, wall_s=step / 10, episodes=1, true_return=value, learned_return=0, labels=0,
-                   val_accuracy=float("nan"))  # fmt: skip
+                   val_accuracy=float("nan"), fresh_accuracy=float("nan"))  # fmt: skip
     return run_dir
 
 

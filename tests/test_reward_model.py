@@ -193,6 +193,38 @@ def test_the_run_spec_gives_the_reward_ensemble_its_l2_and_validation_share(tmp_
         assert ensemble.validation_share == pytest.approx(expected_share)
 
 
+def test_new_answers_are_scored_before_the_fit_that_learns_them_even_with_nothing_held_out(rng):
+    """FitStats.fresh_accuracy: a prequential accuracy on the pairs new since the last fit, as the model
+    stood before it trained on them; the one figure of prediction a run that holds nothing out has."""
+    train, test = linear_task(rng, n_train=200, n_test=60)
+    ens = RewardEnsemble.for_spaces(OBS, ACT, lr=3e-3, validation_share=0.0)
+    first = ens.fit(train, epochs=15, rng=rng)
+    assert math.isnan(first.fresh_accuracy) and first.fresh_pairs == 0  # nothing fitted before
+    obs, acts, mu = test.batch(np.arange(len(test)))
+    expected = np.mean([((m > 0.5) == (mu > 0.5)).mean() for m in ens.preference_probs(obs, acts)])
+    for i in range(len(test)):  # the 60 pairs arrive; the first fit never saw them
+        train.add(*segments_of(test, i), float(mu[i]))
+    second = ens.fit(train, epochs=2, rng=rng)
+    assert second.fresh_pairs == 60 and second.fresh_accuracy == pytest.approx(expected)
+    assert second.fresh_accuracy > 0.85 and math.isnan(second.val_accuracy)
+    assert math.isnan(ens.fit(train, epochs=1, rng=rng).fresh_accuracy)  # nothing new since
+    # a restored state remembers what was fitted; a state saved before that was kept scores nothing
+    clone = RewardEnsemble.for_spaces(OBS, ACT, validation_share=0.0)
+    clone.restore(copy.deepcopy(ens.state()))
+    assert np.array_equal(clone.fitted_keys, train.keys)
+    old_state = {k: v for k, v in ens.state().items() if k != "fitted_keys"}
+    clone.restore(old_state)
+    assert clone.fitted_keys is None
+    assert math.isnan(clone.fit(train, epochs=1, rng=rng).fresh_accuracy)
+    assert np.array_equal(clone.fitted_keys, train.keys)
+
+
+def segments_of(data: PreferenceDataset, i: int) -> tuple[Segment, Segment]:
+    obs, acts, _ = data.batch(np.array([i]))
+    zeros = np.zeros(obs.shape[2], dtype=np.float32)
+    return Segment(obs[0, 0], acts[0, 0], zeros), Segment(obs[0, 1], acts[0, 1], zeros)
+
+
 def test_equal_labels_train_toward_one_half(rng):
     train, _ = linear_task(rng, n_train=200)
     obs, acts, mu = train.batch(np.arange(len(train)))

@@ -46,7 +46,8 @@ async function refresh() {
     `${s.answers} answers to ${s.queries} queries (${s.pending} waiting, ${s.queue} not handed out). ` +
     `Agreement between labelers: ${pct(s.agreement.labelers)} on ${s.agreement.pairs_compared} repeated pairs. ` +
     `Agreement with the oracle: ${pct(s.oracle.agreement)} of ${s.oracle.compared} answers. ` +
-    `Reward model accuracy (last fit): ${pct(s.reward_model_accuracy)}.`;
+    `Reward model accuracy (last fit): ${pct(s.reward_model_accuracy)} on held-out labels, ` +
+    `${pct(s.reward_model_fresh_accuracy)} on the newest answers, scored before it learnt them.`;
   const body = document.querySelector("#labelers tbody");
   body.innerHTML = "";
   for (const l of s.labelers) {

@@ -1,0 +1,164 @@
+"""How well would other reward fits have predicted a person's next answers? (issue 11, a diagnosis)
+
+A run taught from few labels fails either because its reward model cannot tell from so few answers what the
+person wants, or because the agent cannot reach what the reward asks. This separates the two offline, from
+the run's own answers: it replays them in the order they came and in the run's cadence (its initial labels,
+then the rest in equal batches, one per reward update), fitting the reward ensemble after each batch as a
+run would, and before each fit it scores the batch it has not yet trained on
+(:attr:`~prefrl.reward_model.FitStats.fresh_accuracy`). The share of those answers it predicted is what the
+run's reward knew about the person at each update; 1 minus the person's own noise is the ceiling (the
+scripted person of ``benchmarks.backflip`` answers about 6-10 % of its pairs against its score).
+
+Each fit setting (``--fits``: App. A's, an L2 penalty adapted to 1/e held-out pairs, or B-Pref's, no L2 and
+nothing held out; ``--epochs`` per fit after the first, which takes the run's pre-training epochs) is
+replayed with ``--seeds`` (initial weights and bootstrap samples), so the settings are compared on the same
+answers. The agent's clips are those of the run, so this measures the reward fit, not what another fit
+would have made the agent do.
+
+Writes ``benchmarks/results/reward_fit_replay.json``
+(``{labels_from, pairs, cadence, settings: [{fit, epochs, fresh_accuracy, each_seed, fresh_pairs}]}``).
+By default it replays the 100 answers of the SAC backflip run that landed no flip, kept with the results
+(``backflip_sac_100_labels.sqlite``: its run directory is not committed).
+
+    python -m benchmarks.reward_fit_replay [--labels-from PATH] [--epochs 10 50] [--fits app-a b-pref]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+
+from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl.label_efficiency import spaces_of
+from prefrl.label_store import LabelStore
+from prefrl.preference_dataset import VALIDATION_SHARE, PreferenceDataset, preference_to_mu
+from prefrl.reward_model import RewardEnsemble
+from prefrl.segments import Segment
+from prefrl.teachers import Preference
+
+Fit = Literal["app-a", "b-pref"]
+FIT_SETTINGS: dict[str, dict[str, float]] = {
+    "app-a": {"l2_coef": 1e-4, "validation_share": VALIDATION_SHARE},  # Christiano et al. 2017, App. A
+    "b-pref": {"l2_coef": 0.0, "validation_share": 0.0},  # Lee et al. 2021's reward training
+}
+
+
+@dataclass
+class Args:
+    labels_from: Path = RESULTS / "backflip_sac_100_labels.sqlite"
+    """A run's ``labels.sqlite``; its ``spec.json`` beside it, if there, gives the cadence and the ensemble
+    (else ``--spec-from``)."""
+    spec_from: Path = RESULTS / "backflip_sac_100_spec.json"
+    """The run's resolved settings (``spec.json``) when ``--labels-from`` has none beside it."""
+    fits: list[Fit] = field(default_factory=lambda: ["b-pref", "app-a"])
+    epochs: list[int] = field(default_factory=lambda: [10, 50])
+    """Epochs of each fit after the first (prefrl's default: 10; B-Pref's Walker2d runs: 50)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out: Path = RESULTS / "reward_fit_replay.json"
+
+
+def cadence(spec: dict[str, object], answers: int) -> tuple[int, int]:
+    """(answers before the first fit, answers per later fit) as the run took them: its initial labels, then
+    the rest spread over one batch per reward update of its learning steps."""
+    first = min(int(spec["initial_labels"]), answers)  # type: ignore[call-overload]
+    learning = int(spec["steps"]) - int(spec.get("unsupervised_steps") or 0)  # type: ignore[call-overload]
+    updates = max(1, learning // int(spec["reward_update_interval"]))  # type: ignore[call-overload]
+    return first, max(1, round((answers - first) / updates))
+
+
+def replay(
+    pairs: list[tuple[Segment, Segment, Preference]],
+    spec: dict[str, object],
+    fit: Fit,
+    epochs: int,
+    seed: int,
+) -> tuple[float, int]:
+    """Fresh-label accuracy over the whole replay (each fit's, weighted by its new left/right answers) and
+    how many answers were scored."""
+    first, batch = cadence(spec, len(pairs))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    obs_space, act_space = spaces_of(pairs[0][0])
+    ensemble = RewardEnsemble.for_spaces(
+        obs_space,
+        act_space,
+        ensemble_size=int(spec["ensemble_size"]),  # type: ignore[call-overload]
+        use_actions=spec.get("reward_inputs", "observations-actions") == "observations-actions",
+        **FIT_SETTINGS[fit],
+    )
+    data = PreferenceDataset()
+    scores, counts = [], []
+    bounds = [*range(first or batch, len(pairs), batch), len(pairs)]
+    for start, end in zip([0, *bounds[:-1]], bounds):
+        for left, right, answer in pairs[start:end]:
+            if answer != Preference.SKIP:
+                data.add(left, right, preference_to_mu(answer))
+        if not len(data):
+            continue
+        epochs_now = int(spec["pretrain_epochs"]) if not ensemble.num_fits else epochs  # type: ignore[call-overload]
+        stats = ensemble.fit(data, epochs=epochs_now, rng=rng)
+        if stats.fresh_pairs:
+            scores.append(stats.fresh_accuracy)
+            counts.append(stats.fresh_pairs)
+    if not counts:
+        return float("nan"), 0
+    return float(np.average(scores, weights=counts)), int(sum(counts))
+
+
+def main(args: Args) -> None:
+    spec_path = args.labels_from.parent / "spec.json"
+    spec_path = spec_path if spec_path.exists() else args.spec_from
+    if not args.labels_from.exists():
+        raise SystemExit(f"--labels-from {args.labels_from}: no such label store")
+    if not spec_path.exists():
+        raise SystemExit(f"no spec.json beside {args.labels_from} and --spec-from {spec_path} does not exist")
+    spec = json.loads(spec_path.read_text())
+    with LabelStore(args.labels_from) as store:
+        pairs = [(query.left, query.right, answer) for query, answer in store.answered_pairs()]
+    if not pairs:
+        raise SystemExit(f"{args.labels_from} holds no answers")
+    torch.set_num_threads(1)
+    start = time.time()
+    settings = []
+    for fit in args.fits:
+        for epochs in args.epochs:
+            results = [replay(pairs, spec, fit, epochs, seed) for seed in args.seeds]
+            accuracy = float(np.mean([r[0] for r in results]))
+            settings.append(
+                {
+                    "fit": fit,
+                    "epochs": epochs,
+                    "fresh_accuracy": round(accuracy, 4),
+                    "each_seed": [round(r[0], 4) for r in results],
+                    "fresh_pairs": results[0][1],
+                }
+            )
+            seeds = [round(r[0], 3) for r in results]
+            print(f"{fit}, {epochs} epochs a fit: {accuracy:.3f} of new answers predicted (seeds {seeds})")
+    first, batch = cadence(spec, len(pairs))
+    write_json(
+        args.out,
+        {
+            "labels_from": str(args.labels_from),
+            "env": spec.get("env"),
+            "pairs": len(pairs),
+            "cadence": {"first_fit": first, "per_fit": batch, "pretrain_epochs": spec["pretrain_epochs"]},
+            "fresh_accuracy": "share of the left/right answers new since the previous fit that a member "
+            "predicted before training on them, averaged over the members, then over the fits weighted by "
+            "their new answers, then over seeds",
+            "settings": settings,
+            "wall_s": round(time.time() - start, 1),
+            "machine": machine_info(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
