@@ -481,7 +481,10 @@ class RewardEnsemble(nn.Module):
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "l2_coefs": list(self.l2_coefs),
             "num_fits": self.num_fits,
-            "fitted_keys": None if self.fitted_keys is None else self.fitted_keys.copy(),
+            # as a tensor (the keys' bits as int64), so that reward_model.pt loads with weights_only=True
+            "fitted_keys": None
+            if self.fitted_keys is None
+            else torch.from_numpy(self.fitted_keys.view(np.int64).copy()),
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -492,7 +495,9 @@ class RewardEnsemble(nn.Module):
         self.l2_coefs = list(state["l2_coefs"])  # type: ignore[call-overload]
         self.num_fits = int(state["num_fits"])  # type: ignore[call-overload]
         keys = state.get("fitted_keys")  # absent from states saved before it was kept
-        self.fitted_keys = None if keys is None else np.asarray(keys, dtype=np.uint64).copy()
+        if isinstance(keys, torch.Tensor):
+            keys = keys.cpu().numpy()
+        self.fitted_keys = None if keys is None else np.asarray(keys).astype(np.int64).view(np.uint64).copy()
         self.eval()
         self._fast = None
 

@@ -252,6 +252,8 @@ def test_save_load_round_trip(rng, tmp_path):
     other.load(tmp_path / "rm.pt")
     np.testing.assert_allclose(other.reward(obs, acts), ens.reward(obs, acts), rtol=1e-6)
     assert other.l2_coefs == ens.l2_coefs and other.num_fits == 1
+    assert np.array_equal(other.fitted_keys, train.keys)
+    assert torch.load(tmp_path / "rm.pt", weights_only=True)["num_fits"] == 1  # safe to load one shared
 
 
 def test_discrete_actions_are_one_hot(rng):
