@@ -9,11 +9,11 @@ run would, and before each fit it scores the batch it has not yet trained on
 run's reward knew about the person at each update; 1 minus the person's own noise is the ceiling (the
 scripted person of ``benchmarks.backflip`` answers about 6-10 % of its pairs against its score).
 
-Each fit setting (``--fits``: App. A's, an L2 penalty adapted to 1/e held-out pairs, or B-Pref's, no L2 and
-nothing held out; ``--epochs`` per fit after the first, which takes the run's pre-training epochs) is
-replayed with ``--seeds`` (initial weights and bootstrap samples), so the settings are compared on the same
-answers. The agent's clips are those of the run, so this measures the reward fit, not what another fit
-would have made the agent do.
+Each fit setting (``--fits``: App. A's, an L2 penalty adapted to 1/e held-out pairs; B-Pref's, no L2 and
+nothing held out; or ``b-pref-net``, B-Pref's with its larger reward network; ``--epochs`` per fit after
+the first, which takes the run's pre-training epochs) is replayed with ``--seeds`` (initial weights and
+bootstrap samples), so the settings are compared on the same answers. The agent's clips are those of the
+run, so this measures the reward fit, not what another fit would have made the agent do.
 
 Writes ``benchmarks/results/reward_fit_replay.json``
 (``{labels_from, pairs, cadence, settings: [{fit, epochs, fresh_accuracy, each_seed, fresh_pairs}]}``).
@@ -29,7 +29,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,10 +43,13 @@ from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Segment
 from prefrl.teachers import Preference
 
-Fit = Literal["app-a", "b-pref"]
-FIT_SETTINGS: dict[str, dict[str, float]] = {
+Fit = Literal["app-a", "b-pref", "b-pref-net"]
+FIT_SETTINGS: dict[str, dict[str, Any]] = {
     "app-a": {"l2_coef": 1e-4, "validation_share": VALIDATION_SHARE},  # Christiano et al. 2017, App. A
     "b-pref": {"l2_coef": 0.0, "validation_share": 0.0},  # Lee et al. 2021's reward training
+    # ... and B-Pref's reward network too (BPref reward_model.py: 3 hidden layers of 256, batches of 128
+    # pairs) instead of App. A's 2 of 64, for prefrl's 64. Its tanh on each step's output is left out.
+    "b-pref-net": {"l2_coef": 0.0, "validation_share": 0.0, "hidden": (256, 256, 256), "batch_size": 128},
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import backflip, gpu_profile, offpolicy_feedback, teachers_online
@@ -422,7 +423,9 @@ def test_the_gpu_profile_splits_the_agents_thread_into_the_loops_parts(tmp_path:
 
 def test_replaying_a_runs_answers_scores_each_batch_before_the_fit_that_learns_it(tmp_path: Path) -> None:
     from benchmarks import reward_fit_replay
+    from prefrl.label_efficiency import spaces_of
     from prefrl.label_store import LabelStore
+    from prefrl.reward_model import RewardEnsemble
     from prefrl.segments import Segment
     from prefrl.teachers import Answer, Preference
 
@@ -447,3 +450,7 @@ def test_replaying_a_runs_answers_scores_each_batch_before_the_fit_that_learns_i
     # a fit that never trains after the first predicts worse than one that does
     still, _ = reward_fit_replay.replay(pairs, {**spec, "pretrain_epochs": 1}, "b-pref", epochs=1, seed=0)
     assert still < accuracy
+    # B-Pref's reward network: 3 hidden layers of 256 a member, batches of 128 pairs
+    net = RewardEnsemble.for_spaces(*spaces_of(pairs[0][0]), **reward_fit_replay.FIT_SETTINGS["b-pref-net"])
+    widths = [layer.out_features for layer in net.members[0].net if isinstance(layer, torch.nn.Linear)]
+    assert widths == [256, 256, 256, 1] and net.batch_size == 128 and net.l2_coefs == [0.0] * 3
