@@ -18,7 +18,8 @@ seed's arms finish together, then reports what is finished with :func:`prefrl.re
   as B-Pref trains its reward models), an ablation arm: see the spec for why;
 * ``offpolicy_no_l2.toml``: PEBBLE alone without the L2 penalty, the fourth corner of that 2x2;
 * ``offpolicy_qpa_bpref_fit.toml``: PEBBLE + QPA with the reward members trained as B-Pref trains them, no
-  L2 and no validation hold-out (``--reward-validation-share 0``): every member learns from all labels.
+  L2 and no validation hold-out (``--reward-validation-share 0``): every member learns from all labels;
+* ``offpolicy_bpref_fit.toml``: PEBBLE alone with that fit, the fourth corner of QPA × reward fit.
 
 Each spec keeps its finished runs' records in ``benchmarks/results/offpolicy_runs`` (commit that folder: a
 later sitting skips what it holds). Writes ``benchmarks/results/offpolicy_feedback.{json,md,png}``:
@@ -80,6 +81,7 @@ class Args:
         SPECS / "offpolicy_qpa_no_l2.toml",
         SPECS / "offpolicy_no_l2.toml",
         SPECS / "offpolicy_qpa_bpref_fit.toml",
+        SPECS / "offpolicy_bpref_fit.toml",
     )
     seeds: tuple[int, ...] = ()
     """Run only these seeds this sitting (default: all); the report covers every recorded run."""
