@@ -59,6 +59,7 @@ from prefrl.envs.backflip_judge import (
 from prefrl.label_store import LabelStore
 from prefrl.labeling_gui.clips import SegmentRenderer, encode_mp4
 from prefrl.labeling_gui.scripted import NoisyChoice, train_with_scripted_person
+from prefrl.spec import DEFAULTS
 from prefrl.teachers import Preference
 
 TARGET_BACKFLIPS, TARGET_LABELS = 1.0, 900
@@ -119,6 +120,11 @@ class Args:
     """Epochs of each reward-model fit after the first (``prefrl train --reward-epochs``; unset: prefrl's 10;
     B-Pref's Walker2d runs train 50 a session). Recorded when set away from prefrl's default, and part of the
     run's key, as ``--agent-kwargs``."""
+    unsupervised_steps: int | None = None
+    """SAC/TD3: steps of PEBBLE's state-entropy exploration before the first queries (``prefrl train
+    --unsupervised-steps``; unset: prefrl's 9,000, as B-Pref's scripts). Longer exploration puts more clips
+    of airborne turning before the person's first answers, which matter most with few labels. Recorded when
+    set away from prefrl's default, and part of the run's key, as ``--agent-kwargs``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -193,6 +199,8 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--reward-validation-share", str(args.reward_validation_share)]
     if args.reward_epochs is not None:
         cmd += ["--reward-epochs", str(args.reward_epochs)]
+    if args.unsupervised_steps is not None:
+        cmd += ["--unsupervised-steps", str(args.unsupervised_steps)]
     if args.exploration_bonus and not args.ceiling:
         cmd += ["--exploration-bonus", str(args.exploration_bonus)]
         cmd += ["--exploration-decay", str(args.exploration_decay)]
@@ -334,6 +342,7 @@ that they never overwrite those of a run made with an earlier score and the same
 
 DEFAULT_REWARD_L2 = TrainConfig.reward_l2
 DEFAULT_REWARD_EPOCHS = TrainConfig.reward_epochs
+DEFAULT_UNSUPERVISED_STEPS = DEFAULTS["mujoco"].unsupervised_steps
 REWARD_VALIDATION = "fixed per pair"
 """How the reward ensemble's members held out their validation pairs in a run: the same pairs at every fit
 (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`). Runs started before
@@ -363,7 +372,7 @@ def validation_setting(run: dict[str, Any]) -> list[str]:
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
     ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps``, ``--reward-l2``,
-    ``--reward-epochs`` and RUNE's ``--exploration-bonus`` (with its decay)."""
+    ``--reward-epochs``, ``--unsupervised-steps`` and RUNE's ``--exploration-bonus`` (with its decay)."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
     keys = ("reward_inputs", "policy_aligned_steps", "exploration_bonus", "exploration_decay")
     given = [
@@ -375,6 +384,8 @@ def settings(run: dict[str, Any]) -> list[str]:
         given.append(f"reward_l2={run['reward_l2']}")
     if run.get("reward_epochs") not in (None, DEFAULT_REWARD_EPOCHS):
         given.append(f"reward_epochs={run['reward_epochs']}")
+    if run.get("unsupervised_steps") not in (None, DEFAULT_UNSUPERVISED_STEPS):
+        given.append(f"unsupervised_steps={run['unsupervised_steps']}")
     return [*task, *run.get("agent_kwargs", []), *given]
 
 
@@ -812,6 +823,7 @@ def main(args: Args) -> None:
         "policy_aligned_steps": policy_aligned_steps(config),
         "reward_l2": config.get("reward_l2"),
         "reward_epochs": config.get("reward_epochs"),
+        "unsupervised_steps": config.get("unsupervised_steps"),
         "pace_s": pace or None,
         "person": noise,
         "reward_validation": validation,

@@ -64,6 +64,21 @@ def test_a_backflip_run_with_more_reward_epochs_is_a_setting_of_its_own(tmp_path
     assert command is not None and command[command.index("--reward-epochs") + 1] == "50"
 
 
+def test_a_backflip_run_with_longer_unsupervised_exploration_is_a_setting_of_its_own(tmp_path: Path) -> None:
+    run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000}
+    assert backflip.settings(run) == ["unsupervised_steps=30000"]
+    for default in (None, backflip.DEFAULT_UNSUPERVISED_STEPS):  # unset, or set to prefrl's 9,000
+        assert backflip.settings({**run, "unsupervised_steps": default}) == []
+    assert backflip.DEFAULT_UNSUPERVISED_STEPS == 9_000
+    assert backflip.run_key(run) != backflip.run_key({**run, "unsupervised_steps": None})
+    args = backflip.Args(
+        algo="sac", labels=100, steps=200_000, unsupervised_steps=30_000, run_dir=tmp_path / "r"
+    )
+    command = backflip.train_command(args)
+    assert command is not None and command[command.index("--unsupervised-steps") + 1] == "30000"
+    assert "--unsupervised-steps" not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "d")) or [])
+
+
 def test_the_backflip_summary_averages_each_setting_over_its_seeds() -> None:
     lucky = flip_run("sac", 900, 900, 1.8)
     unlucky = {**lucky, "seed": 1, "backflips_per_episode": 0.0}
