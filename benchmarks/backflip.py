@@ -380,12 +380,12 @@ def settings(run: dict[str, Any]) -> list[str]:
         for key in keys
         if run.get(key) and (key != "exploration_decay" or run.get("exploration_bonus"))
     ]
-    if run.get("reward_l2") not in (None, DEFAULT_REWARD_L2):  # 0 is a setting too
-        given.append(f"reward_l2={run['reward_l2']}")
-    if run.get("reward_epochs") not in (None, DEFAULT_REWARD_EPOCHS):
-        given.append(f"reward_epochs={run['reward_epochs']}")
-    if run.get("unsupervised_steps") not in (None, DEFAULT_UNSUPERVISED_STEPS):
-        given.append(f"unsupervised_steps={run['unsupervised_steps']}")
+    defaults = {  # named only when set away from prefrl's default (a reward_l2 of 0 is a setting too)
+        "reward_l2": DEFAULT_REWARD_L2,
+        "reward_epochs": DEFAULT_REWARD_EPOCHS,
+        "unsupervised_steps": DEFAULT_UNSUPERVISED_STEPS,
+    }
+    given += [f"{key}={run[key]}" for key, default in defaults.items() if run.get(key) not in (None, default)]
     return [*task, *run.get("agent_kwargs", []), *given]
 
 
