@@ -125,6 +125,11 @@ class Args:
     --unsupervised-steps``; unset: prefrl's 9,000, as B-Pref's scripts). Longer exploration puts more clips
     of airborne turning before the person's first answers, which matter most with few labels. Recorded when
     set away from prefrl's default, and part of the run's key, as ``--agent-kwargs``."""
+    initial_labels: int | None = None
+    """Labels asked before RL starts, about the exploration's (PPO: the random policy's) segments (``prefrl
+    train --initial-labels``; unset: prefrl's 25 % of the budget, App. A.1). Fewer leave more of a small
+    budget for the clips of a policy that has begun to turn. Recorded when set, and part of the run's key,
+    as ``--agent-kwargs``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -201,6 +206,8 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--reward-epochs", str(args.reward_epochs)]
     if args.unsupervised_steps is not None:
         cmd += ["--unsupervised-steps", str(args.unsupervised_steps)]
+    if args.initial_labels is not None and not (args.ceiling or args.reward_from):
+        cmd += ["--initial-labels", str(args.initial_labels)]
     if args.exploration_bonus and not args.ceiling:
         cmd += ["--exploration-bonus", str(args.exploration_bonus)]
         cmd += ["--exploration-decay", str(args.exploration_decay)]
@@ -372,7 +379,8 @@ def validation_setting(run: dict[str, Any]) -> list[str]:
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
     ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps``, ``--reward-l2``,
-    ``--reward-epochs``, ``--unsupervised-steps`` and RUNE's ``--exploration-bonus`` (with its decay)."""
+    ``--reward-epochs``, ``--unsupervised-steps``, ``--initial-labels`` and RUNE's ``--exploration-bonus``
+    (with its decay)."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
     keys = ("reward_inputs", "policy_aligned_steps", "exploration_bonus", "exploration_decay")
     given = [
@@ -384,6 +392,7 @@ def settings(run: dict[str, Any]) -> list[str]:
         "reward_l2": DEFAULT_REWARD_L2,
         "reward_epochs": DEFAULT_REWARD_EPOCHS,
         "unsupervised_steps": DEFAULT_UNSUPERVISED_STEPS,
+        "initial_labels": None,  # prefrl's default is a share of the budget: named whenever set
     }
     given += [f"{key}={run[key]}" for key, default in defaults.items() if run.get(key) not in (None, default)]
     return [*task, *run.get("agent_kwargs", []), *given]
@@ -824,6 +833,7 @@ def main(args: Args) -> None:
         "reward_l2": config.get("reward_l2"),
         "reward_epochs": config.get("reward_epochs"),
         "unsupervised_steps": config.get("unsupervised_steps"),
+        "initial_labels": config.get("initial_labels"),
         "pace_s": pace or None,
         "person": noise,
         "reward_validation": validation,

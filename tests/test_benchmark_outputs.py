@@ -64,6 +64,20 @@ def test_a_backflip_run_with_more_reward_epochs_is_a_setting_of_its_own(tmp_path
     assert command is not None and command[command.index("--reward-epochs") + 1] == "50"
 
 
+def test_a_backflip_run_with_fewer_initial_labels_is_a_setting_of_its_own(tmp_path: Path) -> None:
+    run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000, "initial_labels": 10}
+    assert backflip.settings(run) == ["unsupervised_steps=30000", "initial_labels=10"]
+    unset = {**run, "initial_labels": None}  # as every run recorded before it was
+    assert backflip.settings(unset) == ["unsupervised_steps=30000"]
+    assert backflip.run_key(run) != backflip.run_key(unset)
+    args = backflip.Args(algo="sac", labels=100, steps=200_000, initial_labels=10, run_dir=tmp_path / "r")
+    command = backflip.train_command(args)
+    assert command is not None and command[command.index("--initial-labels") + 1] == "10"
+    assert "--initial-labels" not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "d")) or [])
+    ceiling = backflip.Args(ceiling=True, initial_labels=10, run_dir=tmp_path / "c")  # asks no labels
+    assert "--initial-labels" not in (backflip.train_command(ceiling) or [])
+
+
 def test_a_backflip_run_with_longer_unsupervised_exploration_is_a_setting_of_its_own(tmp_path: Path) -> None:
     run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000}
     assert backflip.settings(run) == ["unsupervised_steps=30000"]
