@@ -182,7 +182,16 @@ def register(name: str, command: Callable[[list[str]], None]) -> None:
     COMMANDS[name] = command
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    """The first stop signal becomes a KeyboardInterrupt, which the trainer turns into a checkpoint; the
+    ones after it are ignored until that checkpoint is written. A ``kill`` of a whole process group reaches a
+    run and the script driving it, which passes the stop on as SIGINT: that second signal must not abort the
+    first one's checkpoint (``kill -9`` still ends the process at once, keeping the previous checkpoint)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -191,11 +200,12 @@ def stop_signals_checkpoint() -> Iterator[None]:
     """SIGINT and SIGTERM (Ctrl-C, ``kill``, a scheduler or ``docker stop``) raise KeyboardInterrupt, which
     the trainer turns into a checkpoint, even where the parent left SIGINT ignored (a job run with ``&``).
 
+    Only the first stop signal counts; the handlers in place before come back when the context exits.
     Scripts that drive runs themselves (the long benchmarks) wrap their ``main`` in it too."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

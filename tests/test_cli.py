@@ -212,6 +212,26 @@ def test_stop_signals_interrupt_even_where_sigint_is_ignored(stop):
         signal.signal(signal.SIGINT, before)
 
 
+def test_a_second_stop_signal_does_not_cut_short_the_first_ones_checkpoint():
+    """`kill` of a process group reaches a run and the script driving it, which passes the stop on as SIGINT:
+    the signal that comes while the checkpoint is being written must leave it to finish."""
+    int_before, term_before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    written = []
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with stop_signals_checkpoint():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:  # as the trainer does: write the checkpoint, then go on stopping
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # a handler that raised would interrupt this "checkpoint"
+                written.append(True)
+                raise
+    assert written == [True]
+    assert signal.getsignal(signal.SIGINT) is int_before and signal.getsignal(signal.SIGTERM) is term_before
+
+
 def test_a_frozen_run_trains_a_new_agent_on_another_runs_final_reward_without_labels(capsys, tmp_path):
     import torch
 

@@ -147,6 +147,36 @@ def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(tmp_path, stop):
     assert step > 0  # periodic checkpoints were out of reach: this one came from the interrupt
 
 
+def test_a_second_stop_signal_while_the_checkpoint_is_written_leaves_it_whole(tmp_path, monkeypatch):
+    """`kill -TERM -- -PGID` on a benchmark: the run gets SIGTERM and, while it writes its checkpoint, the
+    script driving it passes the stop on as SIGINT. The run must still keep its progress."""
+    from prefrl.cli import stop_signals_checkpoint
+
+    trainer = PreferenceTrainer(
+        toy_config(tmp_path, teacher="true-reward", steps=1_000_000, checkpoint_interval=10**9)
+    )
+    after_rollout, checkpoint, stopped_at = trainer._after_rollout, trainer._checkpoint, []
+
+    def stop_after_a_few_rollouts(step):
+        after_rollout(step)
+        if step >= 4_096 and not stopped_at:
+            stopped_at.append(step)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def checkpoint_with_a_second_signal():
+        if stopped_at:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs here
+        checkpoint()
+
+    monkeypatch.setattr(trainer, "_after_rollout", stop_after_a_few_rollouts)
+    monkeypatch.setattr(trainer, "_checkpoint", checkpoint_with_a_second_signal)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), stop_signals_checkpoint():
+        trainer.train()
+    step = int((tmp_path / "run" / "checkpoints" / "LATEST").read_text().split("-")[1])
+    assert step >= stopped_at[0]
+
+
 def test_a_checkpoint_follows_pretraining(tmp_path, monkeypatch):
     trainer = PreferenceTrainer(toy_config(tmp_path, steps=512, checkpoint_interval=10**9))
     steps_at_checkpoint = []
