@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -247,6 +248,9 @@ def _worker_start(
     ensemble: RewardEnsemble, device: str, query_selection: str, oversample: int, fit_threads: int
 ) -> None:
     _die_with_parent()
+    # Ctrl-C reaches the whole foreground process group: the run writes its checkpoint and drops the update
+    # under way, so the worker just ends, without a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     torch.set_num_threads(fit_threads)
     ensemble.to_device(device)
     _WORKER["ensemble"] = ensemble
@@ -318,7 +322,6 @@ def _die_with_parent() -> None:
     """The worker goes when the run's process does, even after a kill -9."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

@@ -7,6 +7,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.buffers import ReplayBuffer
 
 import tests.toy_envs  # noqa: F401  (registers prefrl-test/LinearReward-v0)
@@ -26,6 +27,9 @@ from prefrl.spec import resolve
 from prefrl.trainer import PreferenceTrainer
 
 TOY = "prefrl-test/LinearReward-v0"
+CUDA = pytest.param(
+    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+)
 OBS, ACT = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Box(-2.0, 2.0, (3,), np.float32)
 
 
@@ -49,6 +53,21 @@ def test_relabelling_rewrites_every_stored_reward_with_the_new_model():
     expected = obs.sum(-1) + 10 * 2.0 * acts[..., 0]  # a direct evaluation, env by env
     np.testing.assert_allclose(buffer.rewards[:700], expected, rtol=1e-5)
     assert not buffer.rewards[700:].any()  # rows never filled stay as they were
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_relabelling_with_the_ensemble_gives_its_own_rewards(device):
+    """The trainer passes the live ensemble itself, wherever it lives; the buffer gets what it predicts."""
+    from prefrl.reward_model import RewardEnsemble
+
+    torch.manual_seed(0)
+    ensemble = RewardEnsemble.for_spaces(OBS, ACT)
+    buffer = filled_buffer()
+    obs, acts = buffer.observations[:700].reshape(-1, 4), buffer.actions[:700].reshape(-1, 3)
+    expected = ensemble(obs, acts)
+    ensemble.to_device(device)
+    assert relabel_replay_buffer(buffer, ensemble, batch_size=128) == 700 * 2
+    np.testing.assert_allclose(buffer.rewards[:700].reshape(-1), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_relabelling_a_million_transitions_takes_seconds():
@@ -136,8 +155,9 @@ def test_qpa_gives_an_off_policy_agent_a_hybrid_replay_buffer(tmp_path):
     assert isinstance(buffer, StateEntropyReplayBuffer) and buffer.recent_share == 0.25
 
 
-def test_sac_with_pebble_raises_the_true_return(tmp_path):
-    stats = PreferenceTrainer(sac_config(tmp_path)).train()
+@pytest.mark.parametrize("device", ["cpu", CUDA])  # on CUDA: the agent, the reward and the relabelling
+def test_sac_with_pebble_raises_the_true_return(tmp_path, device):
+    stats = PreferenceTrainer(sac_config(tmp_path, device=device)).train()
     m = read_metrics(tmp_path / "run" / "metrics.csv")
     first, last = m["true_return"][:4].mean(), m["true_return"][-4:].mean()
     assert last > first + 30, (first, last)  # a random policy scores about 0; the best about 240
@@ -147,7 +167,6 @@ def test_sac_with_pebble_raises_the_true_return(tmp_path):
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_resetting_the_critic_keeps_the_actor_and_restarts_the_critic_and_its_target(tmp_path, algo):
-    import torch
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     spec = resolve(sac_config(tmp_path, algo=algo))
@@ -170,7 +189,14 @@ def test_resetting_the_critic_keeps_the_actor_and_restarts_the_critic_and_its_ta
 BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-@pytest.mark.parametrize("algo, extra", [("sac", ""), ("td3", "--policy-aligned-steps 200")])  # td3: with QPA
+@pytest.mark.parametrize(
+    "algo, extra",
+    [
+        ("sac", ""),
+        ("td3", "--policy-aligned-steps 200"),  # with QPA
+        pytest.param("sac", "--policy-aligned-steps 200 --device cuda", marks=CUDA.marks),
+    ],
+)
 def test_an_off_policy_run_resumes_after_sigkill_with_its_replay_buffer(tmp_path, algo, extra):
     import sqlite3
 
