@@ -1,4 +1,3 @@
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from prefrl.off_policy import (
 )
 from prefrl.spec import resolve
 from prefrl.trainer import PreferenceTrainer
+from tests.toy_envs import child_env
 
 TOY = "prefrl-test/LinearReward-v0"
 CUDA = pytest.param(
@@ -206,7 +206,7 @@ def test_an_off_policy_run_resumes_after_sigkill_with_its_replay_buffer(tmp_path
     args = f"train --env {TOY} --algo {algo} --labels 40 --steps 2000 --segment-length 10 "
     args += "--reward-update-interval 400 --unsupervised-steps 300 --checkpoint-interval 500 "
     args += f"--run-dir {run_dir} --no-progress-bar {extra}"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-c", BOOT, *args.split()], env=env)
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -14,6 +14,7 @@ from prefrl.cli import main
 from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.sweep import load_spec, run_name
+from tests.toy_envs import child_env
 
 TOY = "prefrl-test/LinearReward-v0"
 
@@ -157,7 +158,7 @@ steps = 6144
 """,
     )
     runs = load_spec(spec).runs
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     command = [sys.executable, "-m", "prefrl", "sweep", str(spec)]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
@@ -205,7 +206,7 @@ segment-length = 10
     broken = next(run for run in runs if "oracle" in run.name)
     broken.run_dir.mkdir(parents=True)
     (broken.run_dir / "config.json").write_text("{ not json")  # resuming it fails at once
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     done = subprocess.run(
         [sys.executable, "-m", "prefrl", "sweep", str(spec)],
         env=env,

@@ -15,6 +15,7 @@ from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.reward_model import UncertaintyBonus
 from prefrl.trainer import PreferenceTrainer
+from tests.toy_envs import child_env
 
 TOY = "prefrl-test/LinearReward-v0"
 BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -22,7 +23,7 @@ BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(s
 
 def start_cli(args: list[str], **popen: object) -> subprocess.Popen:
     """``prefrl ARGS`` in a subprocess that knows the toy env."""
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     return subprocess.Popen([sys.executable, "-c", BOOT, *args], env=env, **popen)  # type: ignore[call-overload]
 
 
@@ -394,7 +395,7 @@ def test_kill_during_a_background_fit_then_resume_loses_no_label(tmp_path):
     run_dir, marker = tmp_path / "run", tmp_path / "fit-started"
     args = f"train --env {TOY} --labels 120 --steps 8192 --segment-length 10 --reward-update-interval 1024 "
     args += f"--checkpoint-interval 1024 --run-dir {run_dir} --no-progress-bar"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-c", STUCK_FIT, str(marker), *args.split()], env=env)
     latest, deadline = run_dir / "checkpoints" / "LATEST", time.time() + 120
     while time.time() < deadline and not marker.exists():
