@@ -442,6 +442,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     frozen = [run for run in runs if run.get("arm") == FROZEN and run["labels"] <= TARGET_LABELS]
     meets = [run["backflips_per_episode"] >= TARGET_BACKFLIPS for run in frozen]
     over_seeds = _settings_over_seeds(eligible)
+    few = [setting for setting in over_seeds if setting["label_budget"] <= BEYOND_PEERS_LABELS]
     return {
         "best_per_algo": _best_per_algo(eligible),
         "best_setting_per_algo": _best_setting_per_algo(over_seeds),
@@ -455,10 +456,18 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             for setting in over_seeds
         ),
         "target_met_by_frozen_reward": any(meets),
-        "beyond_peers": {"max_labels": BEYOND_PEERS_LABELS, "met": any(
-            run["backflips_per_episode"] >= TARGET_BACKFLIPS and run["labels"] <= BEYOND_PEERS_LABELS
-            for run in taught
-        )},
+        "beyond_peers": {
+            "max_labels": BEYOND_PEERS_LABELS,
+            "met": any(
+                run["backflips_per_episode"] >= TARGET_BACKFLIPS and run["labels"] <= BEYOND_PEERS_LABELS
+                for run in taught
+            ),
+            "met_over_seeds": any(
+                len(setting["seeds"]) >= 2 and setting["backflips_per_episode_mean"] >= TARGET_BACKFLIPS
+                for setting in few
+            ),
+            "best_setting_per_algo": _best_setting_per_algo(few),
+        },
     }  # fmt: skip
 
 

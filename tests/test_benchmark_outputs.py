@@ -49,6 +49,15 @@ def test_the_backflip_summary_takes_each_algorithms_best_run_within_the_label_bu
     assert summary["best_per_algo"]["sac"]["label_budget"] == 100
     assert summary["target_met"] and summary["beyond_peers"]["met"]
     assert not summary["target_met_over_seeds"]  # one seed is not a setting that works
+    assert not summary["beyond_peers"]["met_over_seeds"]
+    second = {**flip_run("sac", 100, 100, 0.0), "seed": 1}  # the same setting, another seed: 0.6 on average
+    beyond = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2), second])["beyond_peers"]
+    assert beyond["met"] and not beyond["met_over_seeds"]
+    assert beyond["best_setting_per_algo"]["sac"]["backflips_each_seed"] == [1.2, 0.0]
+    third = {**second, "seed": 2, "backflips_per_episode": 2.1}
+    beyond = backflip.summary([*runs, flip_run("sac", 100, 100, 1.2), second, third])["beyond_peers"]
+    assert beyond["met_over_seeds"]  # 1.1 on average over 3 seeds
+    assert "ppo" not in beyond["best_setting_per_algo"]  # its only run had 900 labels
     assert backflip.run_key(runs[1]) == ("sac", 200, 0, backflip.EARLIER_PERSON_SCORE, "", 1_000_000)
     assert backflip.run_key({**runs[1], "person_score": backflip.PERSON_SCORE})[3] == backflip.PERSON_SCORE
 
