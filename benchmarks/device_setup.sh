@@ -7,7 +7,7 @@
 # our venv. imageio-ffmpeg (a 30 MB binary) is replaced by a stub: no clip is encoded there. The in-tree
 # package is used through two links (prefrl/envs, prefrl/labeling_gui), as the install's package-dir mapping
 # would. Sets t0 (the start, for elapsed times).
-export PYTHONUNBUFFERED=1 MUJOCO_GL=${MUJOCO_GL:-egl}
+export PYTHONUNBUFFERED=1 MUJOCO_GL=${MUJOCO_GL:-disable}  # nothing is rendered there, and its image has no EGL
 t0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 mkdir -p /tmp/site/imageio_ffmpeg && echo 'def get_ffmpeg_exe(): raise RuntimeError("no ffmpeg here")' > /tmp/site/imageio_ffmpeg/__init__.py

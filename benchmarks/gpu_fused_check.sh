@@ -4,7 +4,6 @@
 # whole machine). Set-up: benchmarks/device_setup.sh; results go to $OUT for
 # `python -m benchmarks.gpu_profile DIR --out benchmarks/results/gpu_profile_fused.json`.
 set -u
-export MUJOCO_GL=disable  # nothing is rendered, and this image has no EGL library
 source benchmarks/device_setup.sh
 timeout 90 python3 -m pytest -q -p no:cacheprovider -rs tests/test_atari_reward.py -k "fused or cuda" 2>&1 | tail -3
 python3 -m benchmarks.reward_step_speed --calls 20 --repeats 3 --out $OUT/reward_step_speed.json

@@ -5,7 +5,6 @@
 # preferences (200 oracle labels) and the true reward, each on cuda and on cpu. Then the cuda preference run
 # is resumed from the checkpoint that SIGINT wrote, for a short while.
 set -u
-export MUJOCO_GL=${MUJOCO_GL:-disable}  # nothing is rendered; the H100 machine of 2026-11-27 had no EGL
 source benchmarks/device_setup.sh
 SECS=${SECS:-150}
 timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -k "cuda" tests/test_off_policy.py 2>&1 | tail -8

@@ -5,7 +5,6 @@
 # preference arm with synchronous updates. Set-up: benchmarks/device_setup.sh. Results go to $OUT;
 # `python -m benchmarks.gpu_profile DIR` turns them into benchmarks/results/gpu_profile.json.
 set -u
-export MUJOCO_GL=disable  # nothing is rendered, and this image has no EGL library
 source benchmarks/device_setup.sh
 R=/tmp/runs; mkdir -p $R
 PONG="--env prefrl/PongNoScore-v0 --algo a2c --device cuda --steps 2000000 --no-progress-bar"
