@@ -148,6 +148,26 @@ def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(tmp_path, stop):
     assert step > 0  # periodic checkpoints were out of reach: this one came from the interrupt
 
 
+def test_ctrl_c_in_a_terminal_stops_the_run_and_its_fitter_quietly_with_a_checkpoint(tmp_path):
+    """Ctrl-C reaches the terminal's whole foreground process group: the run and the worker process that
+    fits its reward model. The run writes its checkpoint; neither prints a traceback."""
+    run_dir = tmp_path / "run"
+    args = f"train --env {TOY} --labels 200 --steps 1000000 --segment-length 10 "
+    args += "--reward-update-interval 1024 --checkpoint-interval 10000000 "
+    args += f"--run-dir {run_dir} --no-progress-bar"
+    proc = start_cli(args.split(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        has_a_row(run_dir / "metrics.csv") and read_metrics(run_dir / "metrics.csv")["step"][-1] >= 4_096
+    ):
+        time.sleep(0.2)  # by then updates have gone to the worker process
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "prefrl resume" in err
+    assert "Traceback" not in err, err[-2000:]
+    assert int((run_dir / "checkpoints" / "LATEST").read_text().split("-")[1]) >= 4_096
+
+
 def test_a_second_stop_signal_while_the_checkpoint_is_written_leaves_it_whole(tmp_path, monkeypatch):
     """`kill -TERM -- -PGID` on a benchmark: the run gets SIGTERM and, while it writes its checkpoint, the
     script driving it passes the stop on as SIGINT. The run must still keep its progress."""
