@@ -24,12 +24,9 @@ from prefrl.off_policy import (
 )
 from prefrl.spec import resolve
 from prefrl.trainer import PreferenceTrainer
-from tests.toy_envs import child_env
+from tests.helpers import CUDA, child_env
 
 TOY = "prefrl-test/LinearReward-v0"
-CUDA = pytest.param(
-    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-)
 OBS, ACT = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Box(-2.0, 2.0, (3,), np.float32)
 
 

@@ -9,6 +9,7 @@ from prefrl.preference_dataset import PreferenceDataset
 from prefrl.reward_model import RewardEnsemble
 from prefrl.reward_updates import RewardUpdater, UpdateRequest, on_cpu
 from prefrl.segments import Segment
+from tests.helpers import CUDA
 
 OBS, ACT = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (1,))
 
@@ -69,11 +70,6 @@ def test_the_live_ensemble_changes_only_when_the_result_is_taken():
     np.testing.assert_allclose(live.reward(probe, acts), work.shadow.reward(probe, acts), rtol=1e-5)
     members = live.member_rewards(job.norm_obs, job.norm_acts)  # renormalised together with the fit
     np.testing.assert_allclose(members.std(axis=1), 1.0, rtol=1e-3)
-
-
-CUDA = pytest.param(
-    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-)
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])

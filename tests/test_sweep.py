@@ -14,7 +14,7 @@ from prefrl.cli import main
 from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.sweep import load_spec, run_name
-from tests.toy_envs import child_env
+from tests.helpers import child_env
 
 TOY = "prefrl-test/LinearReward-v0"
 

@@ -15,7 +15,7 @@ from prefrl.config import TrainConfig
 from prefrl.metrics import read_metrics
 from prefrl.reward_model import UncertaintyBonus
 from prefrl.trainer import PreferenceTrainer
-from tests.toy_envs import child_env
+from tests.helpers import CUDA, child_env
 
 TOY = "prefrl-test/LinearReward-v0"
 BOOT = "import sys, tests.toy_envs; from prefrl.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -45,11 +45,6 @@ def toy_config(tmp_path, **overrides):
     )
     settings.update(overrides)
     return TrainConfig(**settings)
-
-
-CUDA = pytest.param(
-    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-)
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])  # on CUDA the fitter's worker process uses the GPU too
@@ -245,7 +240,6 @@ def test_pretraining_goes_on_from_where_a_kill_stopped_it(tmp_path, monkeypatch)
 
 
 def test_the_reward_model_is_fitted_on_fit_threads_and_the_agent_keeps_one(tmp_path, monkeypatch):
-    import torch
 
     from prefrl.reward_model import RewardEnsemble
 

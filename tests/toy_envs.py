@@ -1,9 +1,7 @@
-"""Small envs whose true reward is known, so learning tests are fast and decisive, and the environment a
-``prefrl`` subprocess that uses them runs in."""
+"""Small envs whose true reward is known, so learning tests are fast and decisive."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gymnasium as gym
@@ -38,10 +36,3 @@ class LinearRewardEnv(gym.Env):
 
 
 gym.register("prefrl-test/LinearReward-v0", entry_point=LinearRewardEnv, max_episode_steps=50)
-
-
-def child_env() -> dict[str, str]:
-    """The environment for a ``prefrl`` subprocess in a test: this checkout first on its path, then whatever
-    path the tests run with (a machine whose packages are not installed in the interpreter's own prefix)."""
-    path = [os.getcwd(), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
