@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, write_json
+from benchmarks.common import RESULTS, Episode, filmstrip, machine_info, play_final_policy, updating_json
 from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
 from prefrl.config import ConfigError, TrainConfig, in_current_format
@@ -315,11 +315,8 @@ def _moment(turns: list[BackwardTurn], steps_per_s: int = 50) -> tuple[slice, st
     return slice(0, 2 * steps_per_s), "start"
 
 
-def earlier_published(out: Path) -> list[dict[str, object]]:
-    """Figures published before under ``out`` with another measure, to keep beside the new ones."""
-    if not out.exists():
-        return []
-    old = json.loads(out.read_text())
+def earlier_published(old: dict[str, Any]) -> list[dict[str, object]]:
+    """Figures published before in the results ``old`` with another measure, to keep beside the new ones."""
     if "earlier_published" in old:
         return list(old["earlier_published"])
     first = old.get("summary", {}).get("earlier_published")  # the file's format before the list
@@ -615,14 +612,13 @@ def add_to_record(args: Args, key: str, figures: Callable[[], dict[str, Any]]) -
     """Adds ``figures()`` under ``key`` to the record of ``--run-dir``'s run in ``--out``."""
     if not args.out.exists():
         raise SystemExit(f"{args.out}: no results to add {key} to; evaluate the run first")
-    data = json.loads(args.out.read_text())
-    mine = [run for run in data["runs"] if Path(run.get("run_dir", "")) == args.run_dir]
-    if not mine:
-        raise SystemExit(f"{args.out} holds no run of {args.run_dir}; evaluate it first")
     added = figures()
-    for run in mine:
-        run[key] = added
-    write_json(args.out, data)
+    with updating_json(args.out) as data:
+        mine = [run for run in data["runs"] if Path(run.get("run_dir", "")) == args.run_dir]
+        if not mine:
+            raise SystemExit(f"{args.out} holds no run of {args.run_dir}; evaluate it first")
+        for run in mine:
+            run[key] = added
     print(json.dumps(added, indent=1))
 
 
@@ -721,7 +717,6 @@ def main(args: Args) -> None:
     if args.describe_labels:
         add_labelled_clips(args)
         return
-    earlier = earlier_published(args.out)
     if args.evaluate_only:
         wall_s = 0.0
     else:
@@ -857,19 +852,16 @@ def main(args: Args) -> None:
         "curve": curve.name,
         "run_dir": str(args.run_dir),
     }
-    previous = json.loads(args.out.read_text()).get("runs", []) if args.out.exists() else []
-    runs = [old for old in previous if run_key(old) != run_key(run)] + [run]
-    write_json(
-        args.out,
-        {
-            "task": BACKFLIP_ID,
-            "runs": sorted(runs, key=run_key),
-            "summary": summary(runs),
-            "judge": {"rule": BackflipRule.__doc__, **vars(BackflipRule())},
-            "earlier_published": earlier,
-            "machine": machine_info(),
-        },
-    )
+    with updating_json(args.out) as data:  # runs side by side each add their own record
+        runs = [old for old in data.get("runs", []) if run_key(old) != run_key(run)] + [run]
+        data.update(
+            task=BACKFLIP_ID,
+            runs=sorted(runs, key=run_key),
+            summary=summary(runs),
+            judge={"rule": BackflipRule.__doc__, **vars(BackflipRule())},
+            earlier_published=earlier_published(data),
+            machine=machine_info(),
+        )
     print(
         f"{run['backflips_per_episode']:.2f} landed airborne backflips, "
         f"{run['airborne_turns_per_episode']:.2f} airborne backward turns (landed or not) and "

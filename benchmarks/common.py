@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -9,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -52,9 +54,28 @@ def machine_info() -> dict[str, object]:
 
 
 def write_json(path: Path, data: dict[str, object]) -> None:
+    """Writes ``data`` to ``path`` whole or not at all: a benchmark killed while writing leaves the previous
+    results, never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
     print(f"wrote {path}")
+
+
+@contextmanager
+def updating_json(path: Path) -> Iterator[dict[str, Any]]:
+    """Yields the results in ``path`` (empty when none yet) to be changed in place, then writes them.
+
+    Two runs of one benchmark started side by side each add their record to the same file; an exclusive
+    lock (a hidden file beside it) is held from the read to the write, so that neither's record is lost.
+    Nothing is written when the body raises."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file is closed
+        data = json.loads(path.read_text()) if path.exists() else {}
+        yield data
+        write_json(path, data)
 
 
 def setting(run: SweepRun, flag: str) -> str:

@@ -6,6 +6,7 @@ made-up runs, and the final policy played and filmed from a short real run."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 
 from benchmarks import backflip, gpu_profile, offpolicy_feedback, teachers_online
-from benchmarks.common import filmstrip, play_final_policy
+from benchmarks.common import filmstrip, play_final_policy, updating_json, write_json
 from prefrl.cli import main
 from prefrl.envs.backflip_judge import BackwardTurn, backflip_progress
 from prefrl.sweep import load_spec
@@ -492,3 +493,33 @@ def test_replaying_a_runs_answers_scores_each_batch_before_the_fit_that_learns_i
     net = RewardEnsemble.for_spaces(*spaces_of(pairs[0][0]), **reward_fit_replay.FIT_SETTINGS["b-pref-net"])
     widths = [layer.out_features for layer in net.members[0].net if isinstance(layer, torch.nn.Linear)]
     assert widths == [256, 256, 256, 1] and net.batch_size == 128 and net.l2_coefs == [0.0] * 3
+
+
+def _add_record(path: Path, name: str) -> None:
+    with updating_json(path) as data:
+        runs = data.setdefault("runs", [])
+        time.sleep(0.05)  # the time a benchmark spends between reading the results and writing them
+        runs.append(name)
+
+
+def test_runs_started_side_by_side_each_keep_their_record_in_the_shared_results(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    write_json(out, {"runs": ["earlier"]})
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_add_record, args=(out, f"run {i}")) for i in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0] * 6
+    assert sorted(json.loads(out.read_text())["runs"]) == ["earlier", *(f"run {i}" for i in range(6))]
+
+
+def test_a_results_update_that_fails_leaves_the_results_as_they_were(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    write_json(out, {"runs": ["earlier"]})
+    with pytest.raises(RuntimeError), updating_json(out) as data:
+        data["runs"].append("half done")
+        raise RuntimeError("killed")
+    assert json.loads(out.read_text()) == {"runs": ["earlier"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".results.json.lock", "results.json"]
