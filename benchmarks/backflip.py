@@ -130,6 +130,12 @@ class Args:
     train --initial-labels``; unset: prefrl's 25 % of the budget, App. A.1). Fewer leave more of a small
     budget for the clips of a policy that has begun to turn. Recorded when set, and part of the run's key,
     as ``--agent-kwargs``."""
+    oversample: int | None = None
+    """Candidate pairs drawn per query, of which the ensemble's most disputed are asked (``prefrl train
+    --oversample``; unset: prefrl's 10, the paper's). With 100 labels a reward update asks about 4 pairs, so
+    10x draws about 44 pairs, half of the 133 segments in QPA's window: a rare landed turn is more often left
+    out than offered. Recorded when set away from prefrl's default, and part of the run's key, as
+    ``--agent-kwargs``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -208,6 +214,8 @@ def train_command(args: Args) -> list[str] | None:
         cmd += ["--unsupervised-steps", str(args.unsupervised_steps)]
     if args.initial_labels is not None and not (args.ceiling or args.reward_from):
         cmd += ["--initial-labels", str(args.initial_labels)]
+    if args.oversample is not None and not (args.ceiling or args.reward_from):
+        cmd += ["--oversample", str(args.oversample)]
     if args.exploration_bonus and not args.ceiling:
         cmd += ["--exploration-bonus", str(args.exploration_bonus)]
         cmd += ["--exploration-decay", str(args.exploration_decay)]
@@ -347,6 +355,7 @@ that they never overwrite those of a run made with an earlier score and the same
 DEFAULT_REWARD_L2 = TrainConfig.reward_l2
 DEFAULT_REWARD_EPOCHS = TrainConfig.reward_epochs
 DEFAULT_UNSUPERVISED_STEPS = DEFAULTS["mujoco"].unsupervised_steps
+DEFAULT_OVERSAMPLE = TrainConfig.oversample
 REWARD_VALIDATION = "fixed per pair"
 """How the reward ensemble's members held out their validation pairs in a run: the same pairs at every fit
 (:meth:`~prefrl.preference_dataset.PreferenceDataset.held_out`). Runs started before
@@ -376,8 +385,8 @@ def validation_setting(run: dict[str, Any]) -> list[str]:
 def settings(run: dict[str, Any]) -> list[str]:
     """A run's settings beside prefrl's defaults: its ``--env-kwargs`` (but the ceiling's reward),
     ``--agent-kwargs``, ``--reward-inputs``, ``--policy-aligned-steps``, ``--reward-l2``,
-    ``--reward-epochs``, ``--unsupervised-steps``, ``--initial-labels`` and RUNE's ``--exploration-bonus``
-    (with its decay)."""
+    ``--reward-epochs``, ``--unsupervised-steps``, ``--initial-labels``, ``--oversample`` and RUNE's
+    ``--exploration-bonus`` (with its decay)."""
     task = [kwarg for kwarg in run.get("env_kwargs", []) if not kwarg.startswith("reward=")]
     keys = ("reward_inputs", "policy_aligned_steps", "exploration_bonus", "exploration_decay")
     given = [
@@ -390,6 +399,7 @@ def settings(run: dict[str, Any]) -> list[str]:
         "reward_epochs": DEFAULT_REWARD_EPOCHS,
         "unsupervised_steps": DEFAULT_UNSUPERVISED_STEPS,
         "initial_labels": None,  # prefrl's default is a share of the budget: named whenever set
+        "oversample": DEFAULT_OVERSAMPLE,
     }
     given += [f"{key}={run[key]}" for key, default in defaults.items() if run.get(key) not in (None, default)]
     return [*task, *run.get("agent_kwargs", []), *given]
@@ -838,6 +848,7 @@ def main(args: Args) -> None:
         "reward_epochs": config.get("reward_epochs"),
         "unsupervised_steps": config.get("unsupervised_steps"),
         "initial_labels": config.get("initial_labels"),
+        "oversample": config.get("oversample"),
         "pace_s": pace or None,
         "person": noise,
         "reward_validation": validation,

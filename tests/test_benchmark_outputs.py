@@ -88,6 +88,24 @@ def test_a_backflip_run_with_fewer_initial_labels_is_a_setting_of_its_own(tmp_pa
     assert "--initial-labels" not in (backflip.train_command(ceiling) or [])
 
 
+def test_a_backflip_run_drawing_more_candidate_pairs_is_a_setting_of_its_own(tmp_path: Path) -> None:
+    run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000, "oversample": 50}
+    assert backflip.settings(run) == ["unsupervised_steps=30000", "oversample=50"]
+    default = {**run, "oversample": 10}  # as every run recorded since config.json kept it
+    assert (
+        backflip.settings(default)
+        == backflip.settings({**run, "oversample": None})
+        == ["unsupervised_steps=30000"]
+    )
+    assert backflip.run_key(run) != backflip.run_key(default)
+    args = backflip.Args(algo="sac", labels=100, steps=200_000, oversample=50, run_dir=tmp_path / "r")
+    command = backflip.train_command(args)
+    assert command is not None and command[command.index("--oversample") + 1] == "50"
+    assert "--oversample" not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "d")) or [])
+    ceiling = backflip.Args(ceiling=True, oversample=50, run_dir=tmp_path / "c")  # asks no labels
+    assert "--oversample" not in (backflip.train_command(ceiling) or [])
+
+
 def test_a_backflip_run_with_longer_unsupervised_exploration_is_a_setting_of_its_own(tmp_path: Path) -> None:
     run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000}
     assert backflip.settings(run) == ["unsupervised_steps=30000"]
