@@ -133,9 +133,9 @@ class Args:
     oversample: int | None = None
     """Candidate pairs drawn per query, of which the ensemble's most disputed are asked (``prefrl train
     --oversample``; unset: prefrl's 10, the paper's). With 100 labels a reward update asks about 4 pairs, so
-    10x draws about 44 pairs, half of the 133 segments in QPA's window: a rare landed turn is more often left
-    out than offered. Recorded when set away from prefrl's default, and part of the run's key, as
-    ``--agent-kwargs``."""
+    10x draws about 44 candidate pairs, which hold about half of the 133 segments in QPA's window: a rare
+    landed turn is more often left out than offered. Recorded when set away from prefrl's default, and part
+    of the run's key, as ``--agent-kwargs``."""
     exploration_bonus: float = 0.0
     """RUNE's weight on the reward ensemble's disagreement (``prefrl train --exploration-bonus``; 0: off),
     with ``exploration_decay`` per env step. Recorded and part of the run's key, as ``--agent-kwargs``."""
@@ -622,12 +622,15 @@ def add_to_record(args: Args, key: str, figures: Callable[[], dict[str, Any]]) -
     """Adds ``figures()`` under ``key`` to the record of ``--run-dir``'s run in ``--out``."""
     if not args.out.exists():
         raise SystemExit(f"{args.out}: no results to add {key} to; evaluate the run first")
+
+    def records(data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [run for run in data["runs"] if Path(run.get("run_dir", "")) == args.run_dir]
+
+    if not records(json.loads(args.out.read_text())):  # before the figures, which take a while
+        raise SystemExit(f"{args.out} holds no run of {args.run_dir}; evaluate it first")
     added = figures()
     with updating_json(args.out) as data:
-        mine = [run for run in data["runs"] if Path(run.get("run_dir", "")) == args.run_dir]
-        if not mine:
-            raise SystemExit(f"{args.out} holds no run of {args.run_dir}; evaluate it first")
-        for run in mine:
+        for run in records(data):
             run[key] = added
     print(json.dumps(added, indent=1))
 

@@ -541,3 +541,21 @@ def test_a_results_update_that_fails_leaves_the_results_as_they_were(tmp_path: P
         raise RuntimeError("killed")
     assert json.loads(out.read_text()) == {"runs": ["earlier"]}
     assert sorted(p.name for p in tmp_path.iterdir()) == [".results.json.lock", "results.json"]
+
+
+def test_figures_are_added_to_the_runs_own_record_and_never_computed_for_a_run_not_evaluated(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "backflip.json"
+    write_json(out, {"runs": [{"run_dir": "runs/a", "seed": 0}, {"run_dir": "runs/b", "seed": 1}]})
+    backflip.add_to_record(backflip.Args(run_dir=Path("runs/b"), out=out), "extra", lambda: {"share": 0.5})
+    assert json.loads(out.read_text())["runs"] == [
+        {"run_dir": "runs/a", "seed": 0},
+        {"run_dir": "runs/b", "seed": 1, "extra": {"share": 0.5}},
+    ]
+
+    def never() -> dict[str, Any]:
+        raise AssertionError("figures computed for a run the results do not hold")
+
+    with pytest.raises(SystemExit, match="holds no run of runs/c"):
+        backflip.add_to_record(backflip.Args(run_dir=Path("runs/c"), out=out), "extra", never)
