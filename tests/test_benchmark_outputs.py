@@ -74,36 +74,28 @@ def test_a_backflip_run_with_more_reward_epochs_is_a_setting_of_its_own(tmp_path
     assert command is not None and command[command.index("--reward-epochs") + 1] == "50"
 
 
-def test_a_backflip_run_with_fewer_initial_labels_is_a_setting_of_its_own(tmp_path: Path) -> None:
-    run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000, "initial_labels": 10}
-    assert backflip.settings(run) == ["unsupervised_steps=30000", "initial_labels=10"]
-    unset = {**run, "initial_labels": None}  # as every run recorded before it was
-    assert backflip.settings(unset) == ["unsupervised_steps=30000"]
-    assert backflip.run_key(run) != backflip.run_key(unset)
-    args = backflip.Args(algo="sac", labels=100, steps=200_000, initial_labels=10, run_dir=tmp_path / "r")
+@pytest.mark.parametrize(
+    ("field", "value", "unset_values"),
+    [
+        ("initial_labels", 10, [None]),  # prefrl's default is a share of the budget: named whenever set
+        ("oversample", 50, [None, 10]),  # None: recorded before the field was; 10: prefrl's default
+    ],
+)
+def test_a_backflip_run_asking_its_labels_otherwise_is_a_setting_of_its_own(
+    tmp_path: Path, field: str, value: int, unset_values: list[int | None]
+) -> None:
+    run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000, field: value}
+    assert backflip.settings(run) == ["unsupervised_steps=30000", f"{field}={value}"]
+    for unset in unset_values:
+        assert backflip.settings({**run, field: unset}) == ["unsupervised_steps=30000"]
+        assert backflip.run_key(run) != backflip.run_key({**run, field: unset})
+    flag = "--" + field.replace("_", "-")
+    args = backflip.Args(algo="sac", labels=100, steps=200_000, run_dir=tmp_path / "r", **{field: value})
     command = backflip.train_command(args)
-    assert command is not None and command[command.index("--initial-labels") + 1] == "10"
-    assert "--initial-labels" not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "d")) or [])
-    ceiling = backflip.Args(ceiling=True, initial_labels=10, run_dir=tmp_path / "c")  # asks no labels
-    assert "--initial-labels" not in (backflip.train_command(ceiling) or [])
-
-
-def test_a_backflip_run_drawing_more_candidate_pairs_is_a_setting_of_its_own(tmp_path: Path) -> None:
-    run = {**flip_run("sac", 100, 100, 0.0), "unsupervised_steps": 30_000, "oversample": 50}
-    assert backflip.settings(run) == ["unsupervised_steps=30000", "oversample=50"]
-    default = {**run, "oversample": 10}  # as every run recorded since config.json kept it
-    assert (
-        backflip.settings(default)
-        == backflip.settings({**run, "oversample": None})
-        == ["unsupervised_steps=30000"]
-    )
-    assert backflip.run_key(run) != backflip.run_key(default)
-    args = backflip.Args(algo="sac", labels=100, steps=200_000, oversample=50, run_dir=tmp_path / "r")
-    command = backflip.train_command(args)
-    assert command is not None and command[command.index("--oversample") + 1] == "50"
-    assert "--oversample" not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "d")) or [])
-    ceiling = backflip.Args(ceiling=True, oversample=50, run_dir=tmp_path / "c")  # asks no labels
-    assert "--oversample" not in (backflip.train_command(ceiling) or [])
+    assert command is not None and command[command.index(flag) + 1] == str(value)
+    assert flag not in (backflip.train_command(backflip.Args(run_dir=tmp_path / "d")) or [])
+    ceiling = backflip.Args(ceiling=True, run_dir=tmp_path / "c", **{field: value})  # asks no labels
+    assert flag not in (backflip.train_command(ceiling) or [])
 
 
 def test_a_backflip_run_with_longer_unsupervised_exploration_is_a_setting_of_its_own(tmp_path: Path) -> None:
