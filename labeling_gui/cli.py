@@ -277,15 +277,24 @@ def cmd_labels(argv: list[str]) -> None:
         raise ConfigError(str(err)) from None
 
 
+SUBCOMMANDS = {
+    "label": (cmd_label, "the labeling GUI for a run: prefrl label --run-dir DIR (prefrl label --help)"),
+    "labels": (
+        cmd_labels,
+        "people's answers: prefrl labels export|import|compare (prefrl labels compare --help)",
+    ),
+}
+
+
 def _register() -> None:
-    register("label", cmd_label)
-    register("labels", cmd_labels)
+    for name, (command, summary) in SUBCOMMANDS.items():
+        register(name, command, summary)
     # Under `python -m prefrl.cli` the running CLI is the module __main__, a second copy of prefrl.cli.
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if main is not None and spec is not None and spec.name == "prefrl.cli":
-        main.register("label", cmd_label)
-        main.register("labels", cmd_labels)
+        for name, (command, summary) in SUBCOMMANDS.items():
+            main.register(name, command, summary)
 
 
 _register()

@@ -26,15 +26,18 @@ import tyro
 
 from prefrl.config import ConfigError, TrainConfig
 
-USAGE = """usage: prefrl {train,resume,plot,sweep,report,envs,...} ...
-
-  train    train an agent from preferences (prefrl train --help)
-  resume   continue an interrupted run: prefrl resume DIR [--threads N] [--device DEV] (prefrl resume --help)
-  plot     learning curves: prefrl plot DIR [DIR ...] --out FILE.png
-  sweep    a grid of runs on Ray, resumable: prefrl sweep SPEC.toml [--address auto]
-  report   normalised scores with IQM and bootstrap CIs (rliable): prefrl report DIR ... --out PREFIX
-  envs     list prefrl's task variants
-"""
+USAGE = "usage: prefrl {train,resume,plot,sweep,report,envs,...} ...\n\n"
+SUMMARIES = {
+    "train": "train an agent from preferences (prefrl train --help)",
+    "resume": (
+        "continue an interrupted run: prefrl resume DIR [--threads N] [--device DEV] (prefrl resume --help)"
+    ),
+    "plot": "learning curves: prefrl plot DIR [DIR ...] --out FILE.png",
+    "sweep": "a grid of runs on Ray, resumable: prefrl sweep SPEC.toml [--address auto]",
+    "report": "normalised scores with IQM and bootstrap CIs (rliable): prefrl report DIR ... --out PREFIX",
+    "envs": "list prefrl's task variants",
+}
+"""One line per subcommand for ``prefrl --help`` (commands added by :func:`register` bring their own)."""
 
 
 class UsageError(ConfigError):
@@ -177,9 +180,17 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 }
 
 
-def register(name: str, command: Callable[[list[str]], None]) -> None:
-    """Add a subcommand (the labeling GUI adds ``label`` and ``labels``)."""
+def register(name: str, command: Callable[[list[str]], None], summary: str) -> None:
+    """Add a subcommand and its line in ``prefrl --help`` (the labeling GUI adds ``label`` and ``labels``)."""
     COMMANDS[name] = command
+    SUMMARIES[name] = summary
+
+
+def usage() -> str:
+    """``prefrl --help``: every subcommand with its one-line summary."""
+    width = max(map(len, COMMANDS)) + 2
+    lines = (f"  {name:<{width}} {SUMMARIES.get(name, '')}".rstrip() for name in COMMANDS)
+    return USAGE + "\n".join(lines) + "\n"
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -220,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + "".join(f"  {n}\n" for n in COMMANDS if f"\n  {n} " not in USAGE))
+        print(usage())
         return 0 if argv else 2
     command = COMMANDS.get(argv[0])
     try:

@@ -172,6 +172,15 @@ def test_unknown_command_and_real_entry_point_exit_2_without_traceback():
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
 
 
+def test_help_lists_every_command_with_its_summary(capsys):
+    assert main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = {line.split()[0]: line.split(maxsplit=1)[1] for line in lines if line.startswith("  ")}
+    assert set(listed) == {"train", "resume", "plot", "sweep", "report", "envs", "label", "labels"}
+    assert "labeling GUI" in listed["label"] and "compare" in listed["labels"]
+    assert main([]) == 2  # no command: the same list, as an error
+
+
 def test_resume_may_change_how_a_run_is_computed_but_not_what(capsys, tmp_path, monkeypatch):
     import prefrl.trainer
     from prefrl.config import TrainConfig
