@@ -189,7 +189,7 @@ def register(name: str, command: Callable[[list[str]], None], summary: str) -> N
 def usage() -> str:
     """``prefrl --help``: every subcommand with its one-line summary."""
     width = max(map(len, COMMANDS)) + 2
-    lines = (f"  {name:<{width}} {SUMMARIES.get(name, '')}".rstrip() for name in COMMANDS)
+    lines = (f"  {name:<{width}} {SUMMARIES[name]}".rstrip() for name in COMMANDS)
     return USAGE + "\n".join(lines) + "\n"
 
 
