@@ -34,6 +34,12 @@ arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
     python -m benchmarks.offpolicy_feedback                       # everything left to run, on every core
     python -m benchmarks.offpolicy_feedback --cpus 1 --seeds 0     # one seed of every arm, on one core
     python -m benchmarks.offpolicy_feedback --report-only          # rewrite the results from the records
+
+The same on Hopper (``offpolicy_hopper.toml``: the default arm against the true reward, 3 seeds; its own
+records and results, ``benchmarks/results/offpolicy_feedback_hopper.*``)::
+
+    python -m benchmarks.offpolicy_feedback --specs benchmarks/specs/offpolicy_hopper.toml \
+        --out benchmarks/results/offpolicy_feedback_hopper
 """
 
 from __future__ import annotations
@@ -69,8 +75,6 @@ MAIN_ARM = "sac oracle 200"
 arm sets away from the defaults are appended to its name, as QPA's window is."""
 QPA_ARM = "sac oracle 200 policy_aligned_steps=10000"
 CLIP_SECONDS = 4.0
-DEFAULT_SPEC = SPECS / "offpolicy.toml"
-"""The spec of prefrl's default off-policy arm, the one filmed."""
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Args:
         SPECS / "offpolicy_qpa_bpref_fit.toml",
         SPECS / "offpolicy_bpref_fit.toml",
     )
+    """Sweep specs reported together; the first holds prefrl's default arm (its seed 0 is filmed)."""
     seeds: tuple[int, ...] = ()
     """Run only these seeds this sitting (default: all); the report covers every recorded run."""
     cpus: int | None = None
@@ -190,7 +195,8 @@ def main(args: Args) -> None:
         runs = [r for r in everything.runs if not args.seeds or seed_by_seed(r)[0] in args.seeds]
         todo = Sweep(everything.out, runs, everything.runs_per_core)
     report = sweep_and_report(everything, todo, args.out, args.cpus)
-    default = [r for r in load_spec(DEFAULT_SPEC).runs if seed_by_seed(r)[0] == 0 and _learns_reward(r)]
+    # The first spec holds prefrl's default off-policy arm: its seed-0 preference run is filmed.
+    default = [r for r in load_spec(args.specs[0]).runs if seed_by_seed(r)[0] == 0 and _learns_reward(r)]
     film = film_final_policy(default[0], args.out) if default else None
     if film is None and args.out.with_suffix(".json").exists():  # filmed in an earlier sitting
         film = json.loads(args.out.with_suffix(".json").read_text()).get("film")
