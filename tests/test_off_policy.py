@@ -78,6 +78,15 @@ def test_relabelling_a_million_transitions_takes_seconds():
     assert time.perf_counter() - start < 30  # about 2 s on one core here; generous for a loaded CI machine
 
 
+def test_knn_distance_is_the_distance_to_the_kth_nearest_point():
+    rng = np.random.default_rng(1)
+    states, reference = rng.normal(size=(300, 6)), rng.normal(size=(2_500, 6))
+    every = np.linalg.norm(states[:, None] - reference[None], axis=-1)
+    for k in (1, 5):
+        expected = np.sort(every, axis=1)[:, k - 1]
+        np.testing.assert_allclose(knn_distance(states, reference, k, chunk=128), expected, rtol=1e-4)
+
+
 def test_state_entropy_bonus_rises_with_coverage():
     rng = np.random.default_rng(0)
     clumped = rng.normal(scale=0.05, size=(2_000, 4)).astype(np.float32)
