@@ -35,11 +35,13 @@ arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
     python -m benchmarks.offpolicy_feedback --cpus 1 --seeds 0     # one seed of every arm, on one core
     python -m benchmarks.offpolicy_feedback --report-only          # rewrite the results from the records
 
-The same on Hopper (``offpolicy_hopper.toml``: the default arm against the true reward, 3 seeds; its own
-records and results, ``benchmarks/results/offpolicy_feedback_hopper.*``)::
+The same on Hopper, with its own records and results (``benchmarks/results/offpolicy_feedback_hopper.*``):
+``offpolicy_hopper.toml``, the default arm against the true reward, and
+``offpolicy_hopper_qpa_bpref_fit.toml``, the arm the README recommends for locomotion (PEBBLE + QPA with
+B-Pref's fit), 3 seeds each::
 
-    python -m benchmarks.offpolicy_feedback --specs benchmarks/specs/offpolicy_hopper.toml \
-        --out benchmarks/results/offpolicy_feedback_hopper
+    python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_hopper \
+        --specs benchmarks/specs/offpolicy_hopper.toml benchmarks/specs/offpolicy_hopper_qpa_bpref_fit.toml
 """
 
 from __future__ import annotations
