@@ -161,8 +161,7 @@ def knn_distance(states: np.ndarray, reference: np.ndarray, k: int, chunk: int =
     out = []
     for start in range(0, len(queries), chunk):  # chunks bound the (B, N) distance matrix
         dist = torch.cdist(queries[start : start + chunk], points)
-        # The k smallest, unsorted, and the largest of them: 1.7x faster than a sorted topk, 5x than kthvalue.
-        out.append(dist.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1))
+        out.append(dist.topk(k, dim=1, largest=False).values[:, -1])  # about 5x faster than kthvalue
     return torch.cat(out).numpy()
 
 
