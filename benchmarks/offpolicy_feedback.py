@@ -211,10 +211,10 @@ def main(args: Args) -> None:
     }
     write_json(args.out.with_suffix(".json"), data)
     s = data["summary"]
-    print(
-        f"{s['status']}; PEBBLE (default) / SAC on the true reward: {s['ratio']} over "
-        f"{s['ratio_over']}; PEBBLE + QPA: {s['qpa_ratio']} over {s['qpa_ratio_over']}"
+    arms = "; ".join(
+        f"{name}: {arm['ratio']:.2f} over {len(arm['seeds'])} seeds" for name, arm in s["ratio_per_arm"].items()
     )
+    print(f"{s['status']}; each arm / SAC on the true reward: {arms}")
 
 
 if __name__ == "__main__":
