@@ -38,10 +38,17 @@ arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
 The same on Hopper, with its own records and results (``benchmarks/results/offpolicy_feedback_hopper.*``):
 ``offpolicy_hopper.toml``, the default arm against the true reward, and
 ``offpolicy_hopper_qpa_bpref_fit.toml``, the arm the README recommends for locomotion (PEBBLE + QPA with
-B-Pref's fit), 3 seeds each::
+B-Pref's fit), and ``offpolicy_hopper_output_std2.toml``, the default with the learned reward scaled to
+std 2, 3 seeds each::
 
     python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_hopper \
-        --specs benchmarks/specs/offpolicy_hopper.toml benchmarks/specs/offpolicy_hopper_qpa_bpref_fit.toml
+        --specs benchmarks/specs/offpolicy_hopper.toml benchmarks/specs/offpolicy_hopper_qpa_bpref_fit.toml \
+        benchmarks/specs/offpolicy_hopper_output_std2.toml
+
+and at 200k steps, with its own records and results (``offpolicy_feedback_hopper_200k.*``)::
+
+    python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_hopper_200k \
+        --specs benchmarks/specs/offpolicy_hopper_200k.toml
 """
 
 from __future__ import annotations
@@ -212,7 +219,9 @@ def main(args: Args) -> None:
     write_json(args.out.with_suffix(".json"), data)
     s = data["summary"]
     arms = "; ".join(
-        f"{name}: {arm['ratio']:.2f} over {len(arm['seeds'])} seeds" for name, arm in s["ratio_per_arm"].items()
+        f"{name}: {arm['ratio']:.2f} over {len(arm['seeds'])} seeds"
+        for name, arm in s["ratio_per_arm"].items()
+        if arm.get("ratio") is not None
     )
     print(f"{s['status']}; each arm / SAC on the true reward: {arms}")
 
