@@ -220,8 +220,7 @@ def main(args: Args) -> None:
     s = data["summary"]
     arms = "; ".join(
         f"{name}: {arm['ratio']:.2f} over {len(arm['seeds'])} seeds"
-        for name, arm in s["ratio_per_arm"].items()
-        if arm.get("ratio") is not None
+        for name, arm in s["ratio_per_arm"].items()  # every arm there has a ratio
     )
     print(f"{s['status']}; each arm / SAC on the true reward: {arms}")
 
