@@ -132,6 +132,11 @@ class TrainConfig:
     elsewhere). With 0, the first labels come from a random policy as in the paper."""
     reward_update_interval: int = 10_000
     """Env steps between label requests and reward-model updates."""
+    fit_when_answered: bool = False
+    """Fit the reward model as soon as every query asked so far is answered (a synthetic teacher: one
+    rollout after they are asked; a person: when the batch in the GUI is done), instead of at the next
+    update, one --reward-update-interval later. PEBBLE's order (ask, label, fit, relabel); the fits are the
+    same ones, only sooner. Off by default until issue 11's ablation says whether it pays."""
     reward_updates: RewardUpdates = "async"
     """async: reward-model updates (fit, renormalisation, query scoring) run in the background (a worker
     process for vector observations, a thread for frame stacks) while the agent goes on, and the new model

@@ -199,6 +199,7 @@ class RunSpec:
     reward_pairs_per_step: float
     pretrain_epochs: int
     reward_update_interval: int
+    fit_when_answered: bool
     reward_updates: str
     max_labels_kept: int | None
     dropout: float
@@ -334,6 +335,11 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise ConfigError(
             f"--policy-aligned-steps {policy_aligned_steps} holds fewer than two segments of "
             f"{segment_length} steps; raise it to at least {2 * segment_length} (or 0 for off)"
+        )
+    if config.fit_when_answered and not config.learns_reward:
+        raise ConfigError(
+            f"--fit-when-answered fits the reward model on new answers; a --teacher {config.teacher} run "
+            "asks for none: leave it unset"
         )
     if config.exploration_bonus and config.teacher == "true-reward":
         raise ConfigError(
@@ -505,6 +511,7 @@ _AS_GIVEN = (
     "exploration_decay",
     "reward_epochs",
     "reward_update_interval",
+    "fit_when_answered",
     "reward_updates",
     "threads",
     "checkpoint_interval",

@@ -145,6 +145,9 @@ class PreferenceTrainer:
                 self._next_update = step + self.spec.reward_update_interval
                 self.parts.updater.submit(self._update_request(step))
                 self._apply(self.parts.updater.take())  # inline updates are done already
+            elif self._all_answered() and not self.parts.updater.busy:
+                self.parts.updater.submit(self._update_request(step, ask=False))
+                self._apply(self.parts.updater.take())
         if step >= self._next_checkpoint:
             self._next_checkpoint = step + self.spec.checkpoint_interval
             self._checkpoint()
@@ -160,16 +163,21 @@ class PreferenceTrainer:
             if query is not None:  # (else a repeat shown to measure agreement, or an earlier process's)
                 self._unfitted.append((query, answer.preference))
 
+    def _all_answered(self) -> bool:
+        """--fit-when-answered: answers wait to be fitted and no query asked is still open."""
+        return self.spec.fit_when_answered and bool(self._unfitted) and not self.parts.outstanding
+
     def _close(self) -> None:
         self.parts.store.close()
         self.parts.updater.close()
 
-    def _update_request(self, step: int) -> UpdateRequest:
-        """The next update: a fit if labels came in, then renormalisation and the scoring of candidates for
-        the queries now due. The fit takes ``reward_epochs`` epochs or, with ``reward_pairs_per_step``, one
-        pass over that many pairs per RL step since the last fit, shared by the members. Counting from the
-        last fit keeps the ratio when updates went by without new answers (a person labelling slower than
-        the agent runs)."""
+    def _update_request(self, step: int, *, ask: bool = True) -> UpdateRequest:
+        """The next update: a fit if labels came in, then renormalisation and (``ask``) the scoring of
+        candidates for the queries now due. The fit takes ``reward_epochs`` epochs or, with
+        ``reward_pairs_per_step``, one pass over that many pairs per RL step since the last fit, shared by
+        the members. Counting from the last fit keeps the ratio when updates went by without new answers (a
+        person labelling slower than the agent runs). ``ask=False``: the fit alone (--fit-when-answered),
+        between two updates that ask."""
         added = self._add_unfitted()
         epochs, sample_size = 0, None
         if added:
@@ -177,7 +185,7 @@ class PreferenceTrainer:
             if self.spec.reward_pairs_per_step:
                 pairs = self.spec.reward_pairs_per_step * (step - self._last_fit_step)
                 epochs, sample_size = 1, max(1, round(pairs / self.parts.ensemble.ensemble_size))
-        due = self.spec.schedule.labels_due(step) - self.labels_requested
+        due = self.spec.schedule.labels_due(step) - self.labels_requested if ask else 0
         norm_obs, norm_acts = self._normalization_sample()
         selector = self.parts.updater.selector
         newest = None  # QPA: only the current policy's segments (segments of one env do not overlap)

@@ -65,6 +65,10 @@ def run_cli(capsys, *args):
             "--policy-aligned-steps chooses queries (QPA)",
         ),
         (["--env", TOY, "--teacher", "frozen"], "--teacher frozen trains on another run's reward"),
+        (
+            ["--env", TOY, "--teacher", "true-reward", "--fit-when-answered"],
+            "--fit-when-answered fits the reward model on new answers; a --teacher true-reward run",
+        ),
         (["--env", TOY, "--exploration-bonus", "-1"], "--exploration-bonus must be a number >= 0"),
         (["--env", TOY, "--reward-l2", "-0.1"], "--reward-l2 must be a number >= 0 (0: no L2 penalty)"),
         (["--env", TOY, "--reward-validation-share", "1"], "--reward-validation-share is a share in [0, 1)"),

@@ -285,6 +285,28 @@ def test_reward_pairs_per_step_sets_each_refits_sample(tmp_path, monkeypatch):
     assert [size for _, _, size in fits] == [round(0.3 * 4_096 / 3), round(0.3 * 2_048 / 3)]
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_fit_when_answered_fits_each_batch_as_soon_as_it_is_answered(tmp_path, monkeypatch, mode):
+    calls = record_updates(monkeypatch)
+    config = toy_config(tmp_path, steps=8_192, fit_when_answered=True, reward_updates=mode)
+    PreferenceTrainer(config).train()
+    # The oracle answers an update's queries at once, and the fit follows at the next rollout instead of
+    # at the next update, one interval (2,048 steps) later: every update on the interval finds no answers
+    # left to fit (epochs 0) and asks; each batch's fit falls between two of them.
+    asks = [step for step, epochs, _ in calls if not epochs]
+    fits = [step for step, epochs, _ in calls if epochs]
+    assert asks == [2_048, 4_096, 6_144, 8_192], calls
+    assert [sum(a < fit < a + 2_048 for fit in fits) for a in asks[:2]] == [1, 1], calls
+    assert count_answers(config.run_dir / "labels.sqlite") == config.labels
+
+
+def test_without_fit_when_answered_answers_wait_for_the_next_update(tmp_path, monkeypatch):
+    calls = record_updates(monkeypatch)
+    PreferenceTrainer(toy_config(tmp_path, steps=8_192, reward_updates="sync")).train()
+    assert [step for step, _, _ in calls] == [2_048, 4_096, 6_144, 8_192][: len(calls)], calls
+    assert [epochs > 0 for _, epochs, _ in calls][:2] == [False, True], calls
+
+
 class SlowLabeller:
     """An oracle that, like a person labelling slower than the agent runs, hands its answers over only on
     every sixth poll (polls come once per 512-step rollout)."""
