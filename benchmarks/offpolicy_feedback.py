@@ -19,7 +19,10 @@ seed's arms finish together, then reports what is finished with :func:`prefrl.re
 * ``offpolicy_no_l2.toml``: PEBBLE alone without the L2 penalty, the fourth corner of that 2x2;
 * ``offpolicy_qpa_bpref_fit.toml``: PEBBLE + QPA with the reward members trained as B-Pref trains them, no
   L2 and no validation hold-out (``--reward-validation-share 0``): every member learns from all labels;
-* ``offpolicy_bpref_fit.toml``: PEBBLE alone with that fit, the fourth corner of QPA × reward fit.
+* ``offpolicy_bpref_fit.toml``: PEBBLE alone with that fit, the fourth corner of QPA × reward fit;
+* ``offpolicy_interval5k.toml`` and ``offpolicy_qpa_bpref_fit_interval5k.toml``: the default arm and the
+  best arm with a reward-model update every 5,000 steps instead of 10,000, the change that led the Hopper
+  arms (``offpolicy_hopper_interval5k.toml``).
 
 Each spec keeps its finished runs' records in ``benchmarks/results/offpolicy_runs`` (commit that folder: a
 later sitting skips what it holds). Writes ``benchmarks/results/offpolicy_feedback.{json,md,png}``:
@@ -37,13 +40,17 @@ arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
 
 The same on Hopper, with its own records and results (``benchmarks/results/offpolicy_feedback_hopper.*``):
 ``offpolicy_hopper.toml``, the default arm against the true reward, and
-``offpolicy_hopper_qpa_bpref_fit.toml``, the arm the README recommends for locomotion (PEBBLE + QPA with
-B-Pref's fit), and ``offpolicy_hopper_output_std2.toml``, the default with the learned reward scaled to
-std 2, 3 seeds each::
+``offpolicy_hopper_qpa_bpref_fit.toml``, the arm the README recommends for Walker2d (PEBBLE + QPA with
+B-Pref's fit), ``offpolicy_hopper_output_std2.toml``, the default with the learned reward scaled to std 2,
+and four arms that try to settle the reward sooner (``offpolicy_hopper_initial100.toml``,
+``_front_loaded``, ``_fit_when_answered``, ``_interval5k``), 2-3 seeds each::
 
     python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_hopper \
         --specs benchmarks/specs/offpolicy_hopper.toml benchmarks/specs/offpolicy_hopper_qpa_bpref_fit.toml \
-        benchmarks/specs/offpolicy_hopper_output_std2.toml
+        benchmarks/specs/offpolicy_hopper_output_std2.toml benchmarks/specs/offpolicy_hopper_initial100.toml \
+        benchmarks/specs/offpolicy_hopper_front_loaded.toml \
+        benchmarks/specs/offpolicy_hopper_fit_when_answered.toml \
+        benchmarks/specs/offpolicy_hopper_interval5k.toml
 
 and at 200k steps, with its own records and results (``offpolicy_feedback_hopper_200k.*``)::
 
@@ -95,6 +102,8 @@ class Args:
         SPECS / "offpolicy_no_l2.toml",
         SPECS / "offpolicy_qpa_bpref_fit.toml",
         SPECS / "offpolicy_bpref_fit.toml",
+        SPECS / "offpolicy_interval5k.toml",
+        SPECS / "offpolicy_qpa_bpref_fit_interval5k.toml",
     )
     """Sweep specs reported together; the first holds prefrl's default arm (its seed 0 is filmed)."""
     seeds: tuple[int, ...] = ()
