@@ -212,12 +212,13 @@ def main(args: Args) -> None:
     if not args.report_only:
         runs = [r for r in everything.runs if not args.seeds or seed_by_seed(r)[0] in args.seeds]
         todo = Sweep(everything.out, runs, everything.runs_per_core)
+    # Read before the report rewrites the JSON: a film made in an earlier sitting, whose run may be gone.
+    earlier = args.out.with_suffix(".json")
+    earlier_film = json.loads(earlier.read_text()).get("film") if earlier.exists() else None
     report = sweep_and_report(everything, todo, args.out, args.cpus)
     # The first spec holds prefrl's default off-policy arm: its seed-0 preference run is filmed.
     default = [r for r in load_spec(args.specs[0]).runs if seed_by_seed(r)[0] == 0 and _learns_reward(r)]
-    film = film_final_policy(default[0], args.out) if default else None
-    if film is None and args.out.with_suffix(".json").exists():  # filmed in an earlier sitting
-        film = json.loads(args.out.with_suffix(".json").read_text()).get("film")
+    film = (film_final_policy(default[0], args.out) if default else None) or earlier_film
     data = {
         **report,
         "summary": summary(report, everything),

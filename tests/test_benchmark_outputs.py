@@ -283,6 +283,31 @@ def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished
     ]
 
 
+def test_rewriting_the_report_keeps_a_film_whose_run_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'out = "{tmp_path / "runs"}"\nkeep = "{tmp_path / "kept"}"\nsteps = 100000\nseeds = [0]\n'
+        '[grid]\nenv = ["prefrl/Walker2d-v0"]\nalgo = ["sac"]\nteacher = ["oracle"]\nlabels = [200]\n'
+    )
+    out = tmp_path / "results" / "offpolicy_feedback"
+    out.parent.mkdir()
+    film = {"clip": "offpolicy_feedback.mp4", "filmstrip": "x.png", "filmed_run": "a run filmed earlier"}
+    write_json(out.with_suffix(".json"), {"runs": [], "film": film})
+
+    def report_without_film(everything: Any, todo: Any, path: Path, cpus: Any) -> dict[str, Any]:
+        write_json(path.with_suffix(".json"), {"runs": []})  # as write_report does: no film in it
+        return {"runs": [], "summary": {}}
+
+    monkeypatch.setattr(offpolicy_feedback, "sweep_and_report", report_without_film)
+    monkeypatch.setattr(
+        offpolicy_feedback, "summary", lambda report, everything: {"status": "x", "ratio_per_arm": {}}
+    )
+    offpolicy_feedback.main(offpolicy_feedback.Args(specs=(spec,), report_only=True, out=out))
+    assert json.loads(out.with_suffix(".json").read_text())["film"] == film  # its run directory is not here
+
+
 def test_a_runs_final_policy_is_played_on_its_env_and_filmed(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = ["train", "--env", "prefrl/InvertedPendulum-v0", "--algo", "ppo", "--teacher", "true-reward",
