@@ -42,15 +42,17 @@ The same on Hopper, with its own records and results (``benchmarks/results/offpo
 ``offpolicy_hopper.toml``, the default arm against the true reward, and
 ``offpolicy_hopper_qpa_bpref_fit.toml``, the arm the README recommends for Walker2d (PEBBLE + QPA with
 B-Pref's fit), ``offpolicy_hopper_output_std2.toml``, the default with the learned reward scaled to std 2,
-and four arms that try to settle the reward sooner (``offpolicy_hopper_initial100.toml``,
-``_front_loaded``, ``_fit_when_answered``, ``_interval5k``), 2-3 seeds each::
+four arms that try to settle the reward sooner (``offpolicy_hopper_initial100.toml``,
+``_front_loaded``, ``_fit_when_answered``, ``_interval5k``), 3 seeds each, and the two that led together
+(``offpolicy_hopper_initial100_interval5k.toml``)::
 
     python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_hopper \
         --specs benchmarks/specs/offpolicy_hopper.toml benchmarks/specs/offpolicy_hopper_qpa_bpref_fit.toml \
         benchmarks/specs/offpolicy_hopper_output_std2.toml benchmarks/specs/offpolicy_hopper_initial100.toml \
         benchmarks/specs/offpolicy_hopper_front_loaded.toml \
         benchmarks/specs/offpolicy_hopper_fit_when_answered.toml \
-        benchmarks/specs/offpolicy_hopper_interval5k.toml
+        benchmarks/specs/offpolicy_hopper_interval5k.toml \
+        benchmarks/specs/offpolicy_hopper_initial100_interval5k.toml
 
 and at 200k steps, with its own records and results (``offpolicy_feedback_hopper_200k.*``)::
 
