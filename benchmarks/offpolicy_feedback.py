@@ -57,7 +57,8 @@ four arms that try to settle the reward sooner (``offpolicy_hopper_initial100.to
 and at 200k steps, with its own records and results (``offpolicy_feedback_hopper_200k.*``)::
 
     python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_hopper_200k \
-        --specs benchmarks/specs/offpolicy_hopper_200k.toml
+        --specs benchmarks/specs/offpolicy_hopper_200k.toml \
+        benchmarks/specs/offpolicy_hopper_200k_interval5k.toml
 """
 
 from __future__ import annotations
