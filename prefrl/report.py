@@ -5,7 +5,8 @@ with confidence bands.
 
 A run is any directory ``prefrl train`` made (a sweep's ``out`` holds one per run). Runs are grouped by task
 (env) and arm (algo, teacher, labels, and any other setting that differs between the preference runs of a
-task). Each preference run's score puts its final true return on the scale of its task::
+task, or that they share away from its default where the task's true-reward runs do not). Each preference
+run's score puts its final true return on the scale of its task::
 
     score = (final − untrained) / (true-reward final − untrained)
 
@@ -98,16 +99,28 @@ def find_runs(paths: list[Path]) -> list[RunResult]:
 
 
 def _arm_settings(configs: list[dict[str, Any]]) -> list[str]:
-    """Settings that differ between the preference runs of one task (a per-task setting does not)."""
-    by_env: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """Settings that tell a task's preference arms apart: those that differ between its preference runs,
+    and those its preference runs all share away from the default where its true-reward runs do not (so
+    that a single arm with, say, ``--reward-l2 0`` is not named as prefrl's default). A per-task setting,
+    the same for every run of the task, names no arm."""
+    preference: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    baseline: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for config in configs:
-        if config["teacher"] != "true-reward":
-            by_env[config["env"]].append(config)
+        (baseline if config["teacher"] == "true-reward" else preference)[config["env"]].append(config)
     keys = {key for config in configs for key in config} - NOT_ARM_SETTINGS
+
+    def names_an_arm(key: str, members: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> bool:
+        values = {json.dumps(c.get(key)) for c in members}
+        if len(values) > 1:
+            return True
+        shared = members[0].get(key)
+        away = key not in TRAIN_DEFAULTS or shared != TRAIN_DEFAULTS[key]
+        return away and all(c.get(key) != shared for c in baselines)
+
     return sorted(
         key
         for key in keys
-        if any(len({json.dumps(c.get(key)) for c in members}) > 1 for members in by_env.values())
+        if any(names_an_arm(key, members, baseline[env]) for env, members in preference.items())
     )
 
 

@@ -83,14 +83,25 @@ def test_scores_run_from_the_untrained_policy_to_the_true_reward_arm_even_below_
 
 
 def test_a_setting_that_differs_between_preference_runs_of_a_task_makes_its_own_arm(tmp_path):
-    for seed in range(2):
-        fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0, query_selection="disagreement")
+    for seed in range(2):  # segment_length: a per-task setting, the same for every run of the task
+        fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0, segment_length=20)
         fake_run(tmp_path, TASKS[0], "oracle", seed, 50.0, query_selection="uniform", segment_length=20)
         fake_run(tmp_path, TASKS[0], "oracle", seed, 80.0, query_selection="disagreement", segment_length=20)
     summary = write_report([tmp_path], tmp_path / "out")["summary"]
     assert summary["ppo oracle 700 query_selection=uniform"]["iqm"] == pytest.approx(0.5)
     assert summary["ppo oracle 700"]["iqm"] == pytest.approx(0.8)  # prefrl train's default is not named
     assert len(summary) == 2
+
+
+def test_a_lone_preference_arm_away_from_the_defaults_is_named_by_what_it_changes(tmp_path):
+    # One preference arm, so nothing differs between the task's preference runs: its reward settings still
+    # name it (it is not prefrl's default arm); the agent's learning rate, shared with the true-reward
+    # runs, does not.
+    for seed in range(2):
+        fake_run(tmp_path, TASKS[0], "true-reward", seed, 100.0, learning_rate=1e-3)
+        fake_run(tmp_path, TASKS[0], "oracle", seed, 90.0, learning_rate=1e-3, reward_l2=0.0)
+    summary = write_report([tmp_path], tmp_path / "out")["summary"]
+    assert sorted(summary) == ["ppo oracle 700 reward_l2=0.0"]
 
 
 def test_an_ablation_grid_names_only_the_settings_each_arm_changes(tmp_path):
