@@ -115,7 +115,8 @@ def _arm_settings(configs: list[dict[str, Any]]) -> list[str]:
             return True
         shared = members[0].get(key)
         away = key not in TRAIN_DEFAULTS or shared != TRAIN_DEFAULTS[key]
-        return away and all(c.get(key) != shared for c in baselines)
+        # Without true-reward runs a per-task setting cannot be told from an arm's: name neither.
+        return away and bool(baselines) and all(c.get(key) != shared for c in baselines)
 
     return sorted(
         key

@@ -102,6 +102,9 @@ def test_a_lone_preference_arm_away_from_the_defaults_is_named_by_what_it_change
         fake_run(tmp_path, TASKS[0], "oracle", seed, 90.0, learning_rate=1e-3, reward_l2=0.0)
     summary = write_report([tmp_path], tmp_path / "out")["summary"]
     assert sorted(summary) == ["ppo oracle 700 reward_l2=0.0"]
+    # Without the true-reward runs nothing tells the reward setting from a per-task one: neither names it.
+    alone = [run.arm for run in find_runs(sorted(tmp_path.glob("*oracle*")))]
+    assert alone == ["ppo oracle 700", "ppo oracle 700"]
 
 
 def test_an_ablation_grid_names_only_the_settings_each_arm_changes(tmp_path):
