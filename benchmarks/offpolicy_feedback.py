@@ -61,12 +61,12 @@ and at 200k steps, with its own records and results (``offpolicy_feedback_hopper
         benchmarks/specs/offpolicy_hopper_200k_interval5k.toml
 
 Walker2d at 200k steps, SAC on the true reward against the best 100k arm (PEBBLE + QPA, B-Pref's fit, an
-update every 5,000 steps), with its own records and results (``offpolicy_feedback_200k.*``; the arm's
-spec first, so that its seed 0 is filmed)::
+update every 5,000 steps) and the default arm, with its own records and results
+(``offpolicy_feedback_200k.*``; the best arm's spec first, so that its seed 0 is filmed)::
 
     python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_200k \
         --specs benchmarks/specs/offpolicy_200k_qpa_bpref_fit_interval5k.toml \
-        benchmarks/specs/offpolicy_200k.toml
+        benchmarks/specs/offpolicy_200k.toml benchmarks/specs/offpolicy_200k_pebble.toml
 """
 
 from __future__ import annotations
