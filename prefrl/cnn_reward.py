@@ -210,6 +210,7 @@ def cnn_ensemble(
     batch_size: int = ATARI_BATCH_PAIRS,
     device: str = "cpu",
     use_actions: bool = False,
+    activation: str = "leaky-relu",
     **kwargs: float,
 ) -> RewardEnsemble:
     """An ensemble of :class:`CNNReward` members for stacked-frame observations (App. A.2).
@@ -223,6 +224,7 @@ def cnn_ensemble(
         batch_size: pairs per gradient step.
         device: torch device.
         use_actions: must be False: the members see frames only (App. A.2).
+        activation: must be ``leaky-relu``: the CNN's units are App. A.2's.
         **kwargs: more :class:`RewardEnsemble` settings (``lr``, ``l2_coef``).
     """
     if not is_frame_stack_space(observation_space):
@@ -232,6 +234,8 @@ def cnn_ensemble(
         )
     if use_actions:
         raise ValueError("the CNN reward sees frames only (App. A.2); it cannot take actions")
+    if activation != "leaky-relu":
+        raise ValueError(f"the CNN reward keeps App. A.2's leaky ReLU units; got activation {activation!r}")
     shape = tuple(int(d) for d in observation_space.shape)  # type: ignore[union-attr]
     members: list[nn.Module] = [CNNReward(shape, dropout=dropout) for _ in range(ensemble_size)]  # type: ignore[arg-type]
     return RewardEnsemble(

@@ -74,6 +74,7 @@ class VectorObservations:
             l2_coef=self.spec.reward_l2,
             validation_share=self.spec.reward_validation_share,
             use_actions=self.spec.reward_inputs == "observations-actions",
+            activation=self.spec.reward_activation,
             output_std=self.spec.output_std,
             device=self.spec.device,
         )

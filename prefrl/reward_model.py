@@ -60,8 +60,15 @@ class FusedEnsemble(Protocol):
         ...
 
 
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "leaky-relu": lambda: nn.LeakyReLU(0.01),  # App. A.1
+    "tanh": nn.Tanh,
+}
+"""The hidden units an :class:`MLPReward` may have, by the name ``--reward-activation`` gives them."""
+
+
 class MLPReward(nn.Module):
-    """r̂(o, a) for vector observations: 2 hidden layers of 64, leaky ReLU 0.01 (App. A.1).
+    """r̂(o, a) for vector observations: 2 hidden layers of 64, leaky ReLU 0.01 (App. A.1), or tanh units.
 
     Inputs are standardised with statistics set by :meth:`set_input_stats` before each fit and clipped to
     ±:data:`INPUT_CLIP`; a feature constant in those statistics is ignored (its standard deviation is
@@ -80,14 +87,18 @@ class MLPReward(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         dropout: float = 0.0,
         use_actions: bool = True,
+        activation: str = "leaky-relu",
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
         act_dim = act_dim if use_actions else 0
         self.act_dim = act_dim
+        self.activation = activation
         dims = (obs_dim + act_dim, *hidden)
         layers: list[nn.Module] = []
         for d_in, d_out in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(d_in, d_out), nn.LeakyReLU(0.01)]
+            layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(dims[-1], 1))
@@ -252,14 +263,22 @@ class RewardEnsemble(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         dropout: float = 0.0,
         use_actions: bool = True,
+        activation: str = "leaky-relu",
         **kwargs: float | int | str,
     ) -> RewardEnsemble:
         """An ensemble of MLPs sized for vector observations (App. A.1): r̂(o, a), or r̂(o) without
-        ``use_actions``."""
+        ``use_actions``; ``activation`` names their hidden units (:data:`ACTIVATIONS`)."""
         obs_dim = int(np.prod(observation_space.shape or ()))
         act_dim = action_features(action_space, action_space.sample()[None]).shape[1]
         members = [
-            MLPReward(obs_dim, act_dim, hidden=hidden, dropout=dropout, use_actions=use_actions)
+            MLPReward(
+                obs_dim,
+                act_dim,
+                hidden=hidden,
+                dropout=dropout,
+                use_actions=use_actions,
+                activation=activation,
+            )
             for _ in range(ensemble_size)
         ]
         return cls(members, action_space, **kwargs)  # type: ignore[arg-type]
@@ -557,6 +576,7 @@ class _NumpyMLPEnsemble:
         bounds: tuple[np.ndarray, np.ndarray],
         action_space: gym.Space,
         act_dim: int,
+        activation: str = "leaky-relu",
     ) -> None:
         # Members side by side: the first layer's (in, out) blocks are concatenated into one matrix and the
         # last layer's outputs summed in one (K·hidden, 1) product; hidden layers stay per member (a block
@@ -579,11 +599,12 @@ class _NumpyMLPEnsemble:
         self.low, self.high = (b.astype(np.float32) for b in bounds)
         self.action_space = action_space
         self.act_dim = act_dim
+        self.activation = activation
 
     @classmethod
     def build(cls, ensemble: RewardEnsemble) -> _NumpyMLPEnsemble | None:
         members = [m for m in ensemble.members if isinstance(m, MLPReward)]
-        if len(members) != len(ensemble.members):
+        if len(members) != len(ensemble.members) or len({m.activation for m in members}) != 1:
             return None
         linears = [[layer for layer in m.net if isinstance(layer, nn.Linear)] for m in members]
         weights, biases = [], []
@@ -606,7 +627,7 @@ class _NumpyMLPEnsemble:
         out_mean = ensemble.out_mean.cpu().numpy().astype(np.float64)
         weights[-1] = weights[-1] * scale[:, None, None]
         biases[-1] = (biases[-1] - out_mean[:, None, None]) * scale[:, None, None]
-        return cls(weights, biases, bounds, ensemble.action_space, members[0].act_dim)
+        return cls(weights, biases, bounds, ensemble.action_space, members[0].act_dim, members[0].activation)
 
     def __call__(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         out = self._last_hidden(obs, acts).dot(self.last_w)[:, 0]
@@ -628,10 +649,17 @@ class _NumpyMLPEnsemble:
         # ndarray.dot: the least per-call overhead for these tiny matrices.
         h = h.dot(self.first_w)
         h += self.first_b
-        np.maximum(h, 0.01 * h, out=h)
+        self._activate(h)
         for ws, b in self.hidden:
             width = ws[0].shape[0]
             h = np.concatenate([h[:, k * width : (k + 1) * width].dot(w) for k, w in enumerate(ws)], axis=1)
             h += b
-            np.maximum(h, 0.01 * h, out=h)
+            self._activate(h)
         return h
+
+    def _activate(self, h: np.ndarray) -> None:
+        """The members' hidden units, in place."""
+        if self.activation == "tanh":
+            np.tanh(h, out=h)
+        else:
+            np.maximum(h, 0.01 * h, out=h)

@@ -206,6 +206,7 @@ class RunSpec:
     reward_l2: float
     reward_validation_share: float
     reward_inputs: str
+    reward_activation: str
     unsupervised_steps: int
     policy_aligned_steps: int  # 0: no QPA
     hybrid_replay_share: float
@@ -393,6 +394,11 @@ def resolve(config: TrainConfig) -> RunSpec:
 
 def _reward_inputs(config: TrainConfig, observations: str) -> str:
     """r̂(o, a) for vector observations unless the user asks for r̂(o); frame stacks' CNN sees frames only."""
+    if observations != "vector" and config.reward_activation != "leaky-relu":
+        raise ConfigError(
+            f"--reward-activation {config.reward_activation}: it sets the MLP predictors' units (vector "
+            "observations); the reward CNN for frame stacks keeps its own (App. A.2)"
+        )
     if observations == "vector":
         return _given(config.reward_inputs, "observations-actions")
     if config.reward_inputs == "observations-actions":
@@ -470,9 +476,14 @@ def _check_reward_from(config: TrainConfig) -> None:
             f"--reward-from {source} holds no learned reward (no checkpoint with reward_model.pt); "
             "name the directory of a run that learned from preferences"
         )
-    learned_on = TrainConfig.load(Path(source) / "config.json").env
-    if learned_on != config.env:
-        raise ConfigError(f"--reward-from {source} learned on {learned_on}; use --env {learned_on}")
+    learned = TrainConfig.load(Path(source) / "config.json")
+    if learned.env != config.env:
+        raise ConfigError(f"--reward-from {source} learned on {learned.env}; use --env {learned.env}")
+    if learned.reward_activation != config.reward_activation:
+        raise ConfigError(
+            f"--reward-from {source} learned its reward with --reward-activation "
+            f"{learned.reward_activation}; give the same"
+        )
 
 
 def check_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> None:
@@ -507,6 +518,7 @@ _AS_GIVEN = (
     "oversample",
     "ensemble_size",
     "reward_l2",
+    "reward_activation",
     "exploration_bonus",
     "exploration_decay",
     "reward_epochs",
@@ -530,7 +542,7 @@ def _given(value: Any, default: Any) -> Any:
 def _check_ranges(c: TrainConfig) -> None:
     """Checks that need no env. Choices (algo, teacher, query selection) are typed and checked by the parser;
     they are checked again here for configs built in code."""
-    from prefrl.config import ALGOS, QUERY_SELECTIONS, REWARD_INPUTS, TEACHERS
+    from prefrl.config import ALGOS, QUERY_SELECTIONS, REWARD_ACTIVATIONS, REWARD_INPUTS, TEACHERS
 
     for flag, choice, choices in (
         ("--algo", c.algo, ALGOS),
@@ -538,6 +550,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("--query-selection", c.query_selection, QUERY_SELECTIONS),
         ("--reward-updates", c.reward_updates, ("async", "sync")),
         ("--reward-inputs", c.reward_inputs or REWARD_INPUTS[0], REWARD_INPUTS),
+        ("--reward-activation", c.reward_activation, REWARD_ACTIVATIONS),
     ):
         if choice not in choices:
             raise ConfigError(

@@ -86,6 +86,11 @@ def run_cli(capsys, *args):
             ["--env", "prefrl/PongNoScore-v0", "--reward-inputs", "observations-actions"],
             "the reward CNN for frame stacks sees the frames only",
         ),
+        (["--env", TOY, "--reward-activation", "relu"], "invalid choice 'relu'"),
+        (
+            ["--env", "prefrl/PongNoScore-v0", "--reward-activation", "tanh"],
+            "the reward CNN for frame stacks keeps its own",
+        ),
         (["--env", TOY, "--reward-from", "runs/x"], "--reward-from is for --teacher frozen"),
         (["--env", TOY, "--teacher", "frozen", "--reward-from", "no/such/run"], "holds no learned reward"),
         (["--env", TOY, "--agent-kwargs", "n_step=512"], "--agent-kwargs n_step: PPO takes no such argument"),
@@ -262,6 +267,9 @@ def test_a_frozen_run_trains_a_new_agent_on_another_runs_final_reward_without_la
     code, err = run_cli(capsys, "train", "--env", "prefrl/Hopper-v0", "--teacher", "frozen",
                         "--reward-from", str(taught), "--run-dir", str(frozen))  # fmt: skip
     assert code == 2 and f"learned on {TOY}; use --env {TOY}" in err and not frozen.exists()
+    code, err = run_cli(capsys, "train", *common, "--teacher", "frozen", "--reward-from", str(taught),
+                        "--reward-activation", "tanh", "--run-dir", str(frozen))  # fmt: skip
+    assert code == 2 and "with --reward-activation leaky-relu; give the same" in err and not frozen.exists()
 
     frozen_args = [
         "--teacher",

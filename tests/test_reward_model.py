@@ -177,6 +177,43 @@ def test_with_no_validation_share_every_member_learns_from_every_pair_and_l2_sta
         RewardEnsemble.for_spaces(OBS, ACT, validation_share=1.0)
 
 
+def test_tanh_members_learn_and_the_fast_path_computes_them_as_torch_does(rng):
+    train, test = linear_task(rng)
+    ens = RewardEnsemble.for_spaces(OBS, ACT, activation="tanh")
+    assert all(isinstance(m.net[1], torch.nn.Tanh) for m in ens.members)
+    ens.fit(train, epochs=15, rng=rng)
+    obs, acts, mu = test.batch(np.arange(len(test)))
+    assert ((ens.preference_probs(obs, acts).mean(0) > 0.5) == (mu > 0.5)).mean() > 0.9
+    steps, actions = train.all_steps(2000, rng)
+    ens.normalize(steps, actions)
+    reward, spread = ens.reward_and_spread(steps, actions)
+    assert ens._fast is not None  # the numpy path answered, with tanh units
+    members = ens.member_rewards(steps, actions)
+    np.testing.assert_allclose(reward, members.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(spread, members.std(0), rtol=1e-4, atol=1e-5)
+    leaky = RewardEnsemble.for_spaces(OBS, ACT)
+    leaky.load_state_dict(ens.state_dict())  # the same weights with App. A's units give other rewards
+    assert not np.allclose(leaky.reward(steps, actions), reward, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown activation 'relu'"):
+        RewardEnsemble.for_spaces(OBS, ACT, activation="relu")
+
+
+def test_the_run_spec_gives_the_reward_ensemble_its_units(tmp_path):
+    from prefrl.config import TrainConfig
+    from prefrl.observations import VectorObservations
+    from prefrl.spec import ConfigError, resolve
+
+    venv = type("Spaces", (), {"observation_space": OBS, "action_space": ACT})()
+    for given, unit in ((None, torch.nn.LeakyReLU), ("tanh", torch.nn.Tanh)):
+        settings = {} if given is None else {"reward_activation": given}
+        spec = resolve(TrainConfig(env="Pendulum-v1", run_dir=tmp_path / "run", **settings))
+        ensemble = VectorObservations(spec).ensemble(venv)  # type: ignore[arg-type]
+        assert all(isinstance(m.net[1], unit) for m in ensemble.members)
+    message = "unknown reward activation 'relu'; choose one of: leaky-relu, tanh"
+    with pytest.raises(ConfigError, match=message):
+        resolve(TrainConfig(env="Pendulum-v1", run_dir=tmp_path / "run", reward_activation="relu"))  # type: ignore[arg-type]
+
+
 def test_the_run_spec_gives_the_reward_ensemble_its_l2_and_validation_share(tmp_path):
     from prefrl.config import TrainConfig
     from prefrl.observations import VectorObservations
