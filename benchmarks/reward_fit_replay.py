@@ -11,20 +11,24 @@ scripted person of ``benchmarks.backflip`` answers about 6-10 % of its pairs aga
 
 Each fit setting (``--fits``: App. A's, an L2 penalty adapted to 1/e held-out pairs; B-Pref's, no L2 and
 nothing held out; or ``b-pref-net``, B-Pref's with its larger reward network; ``--epochs`` per fit after
-the first, which takes the run's pre-training epochs) is replayed with ``--seeds`` (initial weights and
-bootstrap samples), so the settings are compared on the same answers. The agent's clips are those of the
-run, so this measures the reward fit, not what another fit would have made the agent do.
+the first, which takes the run's pre-training epochs) is replayed with each of ``--activations`` (the
+predictors' hidden units, ``--reward-activation``: App. A.1's leaky ReLU, or tanh) and ``--seeds`` (initial
+weights and bootstrap samples), so the settings are compared on the same answers. The agent's clips are
+those of the run, so this measures the reward fit, not what another fit would have made the agent do.
 
 Writes ``benchmarks/results/reward_fit_replay.json``
-(``{labels_from, pairs, cadence, settings: [{fit, epochs, fresh_accuracy, each_seed, fresh_pairs}]}``).
+(``{labels_from, pairs, cadence, settings: [{fit, epochs, activation, fresh_accuracy, each_seed,
+fresh_pairs}]}``).
 By default it replays the 100 answers of the SAC backflip run that landed no flip, kept with the results
 (``backflip_sac_100_labels.sqlite``: its run directory is not committed).
 
     python -m benchmarks.reward_fit_replay [--labels-from PATH] [--epochs 10 50] [--fits app-a b-pref]
+        [--activations leaky-relu tanh]
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -36,6 +40,7 @@ import torch
 import tyro
 
 from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl.config import RewardActivation
 from prefrl.label_efficiency import spaces_of
 from prefrl.label_store import LabelStore
 from prefrl.preference_dataset import VALIDATION_SHARE, PreferenceDataset, preference_to_mu
@@ -63,6 +68,8 @@ class Args:
     fits: list[Fit] = field(default_factory=lambda: ["b-pref", "app-a"])
     epochs: list[int] = field(default_factory=lambda: [10, 50])
     """Epochs of each fit after the first (prefrl's default: 10; B-Pref's Walker2d runs: 50)."""
+    activations: list[RewardActivation] = field(default_factory=lambda: ["leaky-relu"])
+    """The predictors' hidden units, each replayed (``leaky-relu``, App. A.1; ``tanh``)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     out: Path = RESULTS / "reward_fit_replay.json"
 
@@ -82,6 +89,7 @@ def replay(
     fit: Fit,
     epochs: int,
     seed: int,
+    activation: str = "leaky-relu",
 ) -> tuple[float, int]:
     """Fresh-label accuracy over the whole replay (each fit's, weighted by its new left/right answers) and
     how many answers were scored."""
@@ -94,6 +102,7 @@ def replay(
         act_space,
         ensemble_size=int(spec["ensemble_size"]),  # type: ignore[call-overload]
         use_actions=spec.get("reward_inputs", "observations-actions") == "observations-actions",
+        activation=activation,
         **FIT_SETTINGS[fit],
     )
     data = PreferenceDataset()
@@ -130,21 +139,23 @@ def main(args: Args) -> None:
     torch.set_num_threads(1)
     start = time.time()
     settings = []
-    for fit in args.fits:
-        for epochs in args.epochs:
-            results = [replay(pairs, spec, fit, epochs, seed) for seed in args.seeds]
-            accuracy = float(np.mean([r[0] for r in results]))
-            settings.append(
-                {
-                    "fit": fit,
-                    "epochs": epochs,
-                    "fresh_accuracy": round(accuracy, 4),
-                    "each_seed": [round(r[0], 4) for r in results],
-                    "fresh_pairs": results[0][1],
-                }
-            )
-            seeds = [round(r[0], 3) for r in results]
-            print(f"{fit}, {epochs} epochs a fit: {accuracy:.3f} of new answers predicted (seeds {seeds})")
+    for fit, epochs, activation in itertools.product(args.fits, args.epochs, args.activations):
+        results = [replay(pairs, spec, fit, epochs, seed, activation) for seed in args.seeds]
+        accuracy = float(np.mean([r[0] for r in results]))
+        settings.append(
+            {
+                "fit": fit,
+                "epochs": epochs,
+                "activation": activation,
+                "fresh_accuracy": round(accuracy, 4),
+                "each_seed": [round(r[0], 4) for r in results],
+                "fresh_pairs": results[0][1],
+            }
+        )
+        seeds = [round(r[0], 3) for r in results]
+        print(
+            f"{fit}, {epochs} epochs a fit, {activation}: {accuracy:.3f} of new answers predicted ({seeds})"
+        )
     first, batch = cadence(spec, len(pairs))
     write_json(
         args.out,

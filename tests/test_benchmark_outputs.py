@@ -521,6 +521,8 @@ def test_replaying_a_runs_answers_scores_each_batch_before_the_fit_that_learns_i
     assert reward_fit_replay.cadence(spec, 120) == (30, 10)  # 90 answers over 9 updates
     accuracy, scored = reward_fit_replay.replay(pairs, spec, "b-pref", epochs=10, seed=0)
     assert scored == 90 and accuracy > 0.75  # every answer after the first fit, scored before learnt
+    tanh, _ = reward_fit_replay.replay(pairs, spec, "b-pref", epochs=10, seed=0, activation="tanh")
+    assert tanh > 0.75 and tanh != accuracy  # other units, another fit of the same answers
     # a fit that never trains after the first predicts worse than one that does
     still, _ = reward_fit_replay.replay(pairs, {**spec, "pretrain_epochs": 1}, "b-pref", epochs=1, seed=0)
     assert still < accuracy
