@@ -165,9 +165,10 @@ class TrainConfig:
     frames only (App. A.2)."""
     reward_activation: RewardActivation = "leaky-relu"
     """The hidden units of the MLP reward predictors (vector observations): leaky-relu, leaky ReLU with slope
-    0.01 (App. A.1), or tanh, smoother, which from few labels ranks unseen segments better where the reward
-    is a smooth function of the state (Walker2d's oracle, 150 answers: 0.85-0.94 of held-out pairs against
-    0.77-0.91; README, off-policy). Atari's CNN keeps its own (App. A.2)."""
+    0.01 (App. A.1), or tanh. Replayed on the answers of our runs (benchmarks/reward_fit_replay.py), tanh
+    predicted more new answers where the reward is a smooth function of the state (Walker2d's oracle) and
+    fewer of a person's backflip answers; see the README's off-policy section. Atari's CNN keeps its own
+    (App. A.2)."""
     threads: int = 1
     """Torch threads for the agent and the per-step reward (1 suits runs that share the cores, as the
     benchmarks' do; more speeds up a lone Atari run)."""
