@@ -393,7 +393,8 @@ def resolve(config: TrainConfig) -> RunSpec:
 
 
 def _reward_inputs(config: TrainConfig, observations: str) -> str:
-    """r̂(o, a) for vector observations unless the user asks for r̂(o); frame stacks' CNN sees frames only."""
+    """r̂(o, a) for vector observations unless the user asks for r̂(o); frame stacks' CNN sees frames only,
+    and keeps its own units."""
     if observations != "vector" and config.reward_activation != "leaky-relu":
         raise ConfigError(
             f"--reward-activation {config.reward_activation}: it sets the MLP predictors' units (vector "
