@@ -66,7 +66,11 @@ update every 5,000 steps) and the default arm, with its own records and results
 
     python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_200k \
         --specs benchmarks/specs/offpolicy_200k_qpa_bpref_fit_interval5k.toml \
-        benchmarks/specs/offpolicy_200k.toml benchmarks/specs/offpolicy_200k_pebble.toml
+        benchmarks/specs/offpolicy_200k.toml benchmarks/specs/offpolicy_200k_pebble.toml \
+        benchmarks/specs/offpolicy_200k_tanh.toml benchmarks/specs/offpolicy_200k_bpref_fit_tanh.toml
+
+(the last two: the default arm with tanh units in the reward predictors, with App. A's fit and with
+B-Pref's).
 """
 
 from __future__ import annotations
