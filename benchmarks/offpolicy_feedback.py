@@ -32,7 +32,12 @@ the true-reward arm (the share of SAC on the true reward that STAR and PEBBLE re
 arms have finished, and ``qpa_ratio`` the same of PEBBLE + QPA (the headline while QPA was the default);
 ``status`` is ``partial`` until every run is recorded. Target: ratio ≥ 0.9. While the run
 directory is here, ``offpolicy_feedback.mp4`` and ``offpolicy_feedback_filmstrip.png`` show the default
-arm's final policy (seed 0); the JSON's ``film`` names the run filmed.
+arm's final policy (seed 0); the JSON's ``film`` names the run filmed. A ratio of true returns does not
+say whether an agent walks (on ``prefrl/Walker2d-v0`` standing a second and heaving along the floor earns
+SAC's 200k return), so every finished run whose directory is here also has its final policy's gait judged
+from the simulator state (:func:`judge_final_gaits`, :mod:`prefrl.envs.gait`: upright by the v5 env's own
+rule at 90 % of the steps, forward at 0.5 m/s or more), kept as ``gait.json`` beside its record; each arm's
+``gait`` in the summary, and a table in the ``.md``, say how many of its judged seeds walk.
 
     python -m benchmarks.offpolicy_feedback                       # everything left to run, on every core
     python -m benchmarks.offpolicy_feedback --cpus 1 --seeds 0     # one seed of every arm, on one core
@@ -78,7 +83,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +100,9 @@ from benchmarks.common import (
     sweep_and_report,
     write_json,
 )
+from prefrl.checkpoint import latest_checkpoint, read_state
 from prefrl.cli import stop_signals_checkpoint
+from prefrl.envs.gait import GaitRule, judge_gait
 from prefrl.sweep import Sweep, SweepRun, load_spec
 
 SPECS = Path(__file__).resolve().parent / "specs"
@@ -106,6 +113,11 @@ MAIN_ARM = "sac oracle 200"
 arm sets away from the defaults are appended to its name, as QPA's window is."""
 QPA_ARM = "sac oracle 200 policy_aligned_steps=10000"
 CLIP_SECONDS = 4.0
+GAIT_FILE = "gait.json"
+"""Beside a run's kept record: the final policy's gait (:func:`judge_final_gaits`), which outlives the run."""
+GAIT_EPISODES = 5
+GAIT_SEED = 10_000
+"""The env seed of the judged episodes, one no run trains on (the clips use it too)."""
 
 
 @dataclass
@@ -151,6 +163,10 @@ def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
         if run.get("normalized_score") is not None:
             scores[run["arm"]][run["seed"]] = run["normalized_score"]
     baseline = finals.get(BASELINE_ARM, {})
+    gaits: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for run in report["runs"]:
+        if run.get("gait") is not None:
+            gaits[run["arm"]][run["seed"]] = run["gait"]
     per_arm = {}
     for arm, by_seed in sorted(scores.items()):
         seeds = sorted(set(by_seed) & set(baseline))
@@ -167,6 +183,8 @@ def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
             "steps": sorted(steps[arm]),
             "normalized_iqm": report["summary"].get(arm, {}).get("iqm"),
             "normalized_iqm_ci95": report["summary"].get(arm, {}).get("ci95"),
+            "gait": _arm_gait(gaits[arm], seeds),
+            "true_reward_gait": _arm_gait(gaits[BASELINE_ARM], seeds),
         }
     missing = [run.name for run in everything.runs if run.recorded_steps() < run.steps]
     ratio = per_arm.get(MAIN_ARM, {}).get("ratio")
@@ -187,6 +205,90 @@ def summary(report: dict[str, Any], everything: Sweep) -> dict[str, Any]:
         else f"partial: {len(everything.runs) - len(missing)} of {len(everything.runs)} runs recorded",
         "runs_missing": missing,
     }
+
+
+def _arm_gait(by_seed: dict[int, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """An arm's gaits over those of ``seeds`` that were judged: a seed walks when most of its episodes do."""
+    judged = [by_seed[s] for s in seeds if s in by_seed]
+    return {
+        "seeds_judged": len(judged),
+        "seeds_walking": sum(g["walks_share"] > 0.5 for g in judged),
+        "upright_share": float(np.mean([g["upright_share"] for g in judged])) if judged else None,
+        "forward_speed": float(np.mean([g["forward_speed"] for g in judged])) if judged else None,
+    }
+
+
+def judge_final_gaits(everything: Sweep) -> None:
+    """Judges the final policy of every finished run whose directory is here and whose kept record has no
+    gait yet (:func:`prefrl.envs.gait.judge_gait`: upright by the v5 env's own rule at 90 % of the steps,
+    forward at 0.5 m/s or more): ``GAIT_EPISODES`` deterministic episodes on an unseen seed, written to
+    ``gait.json`` beside the record, so that the judgement stays when the run directory is gone."""
+    for run in everything.runs:
+        if run.record_dir is None or (run.record_dir / GAIT_FILE).exists():
+            continue
+        checkpoint = latest_checkpoint(run.run_dir)
+        if checkpoint is None or int(read_state(checkpoint)["step"]) < run.steps:
+            continue
+        env = run.args[run.args.index("--env") + 1]
+        episodes = play_final_policy(run.run_dir, GAIT_EPISODES, seed=GAIT_SEED)
+        each = [
+            {**asdict(judge_gait(env, episode.states)), "true_return": episode.true_return}
+            for episode in episodes
+        ]
+        write_json(
+            run.record_dir / GAIT_FILE,
+            {
+                "rule": asdict(GaitRule()),
+                "episodes": len(each),
+                "seed": GAIT_SEED,
+                "deterministic": True,
+                "upright_share": float(np.mean([e["upright_share"] for e in each])),
+                "forward_speed": float(np.mean([e["forward_speed"] for e in each])),
+                "walks_share": float(np.mean([e["walks"] for e in each])),
+                "each_episode": each,
+            },
+        )
+
+
+def add_gaits(report: dict[str, Any]) -> None:
+    """Puts each recorded run's judged gait, where there is one, into its entry of ``report["runs"]``."""
+    for run in report["runs"]:
+        path = ROOT / run["run_dir"] / GAIT_FILE
+        gait = json.loads(path.read_text()) if path.exists() else None
+        run["gait"] = None if gait is None else {k: v for k, v in gait.items() if k != "each_episode"}
+
+
+def gait_table(summary: dict[str, Any]) -> str:
+    """The report's Markdown table of the arms' gaits."""
+    rows = [
+        "| arm | seeds judged | walking | upright share | forward m/s | SAC on the true reward: walking, "
+        "upright, m/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, arm in summary["ratio_per_arm"].items():
+        mine, theirs = arm["gait"], arm["true_reward_gait"]
+        baseline = (
+            f"{theirs['seeds_walking']} of {theirs['seeds_judged']}, {_fmt(theirs['upright_share'])}, "
+            f"{_fmt(theirs['forward_speed'])}"
+            if theirs["seeds_judged"]
+            else "not judged"
+        )
+        rows.append(
+            f"| {name} | {mine['seeds_judged']} | {mine['seeds_walking']} | {_fmt(mine['upright_share'])} "
+            f"| {_fmt(mine['forward_speed'])} | {baseline} |"
+        )
+    rule = GaitRule()
+    return (
+        "\n".join(rows)
+        + f"\n\nGait of the final policy ({GAIT_EPISODES} deterministic episodes, env seed {GAIT_SEED}; only "
+        "runs whose directory was here when it was judged): a seed walks when most of its episodes keep the "
+        f"torso upright by the v5 env's own rule at {rule.min_upright_share:.0%} of the steps or more and "
+        f"move forward at {rule.min_speed:g} m/s or more (prefrl/envs/gait.py).\n"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _mean_std(values: list[float]) -> dict[str, float | int]:
@@ -231,6 +333,8 @@ def main(args: Args) -> None:
     earlier = args.out.with_suffix(".json")
     earlier_film = json.loads(earlier.read_text()).get("film") if earlier.exists() else None
     report = sweep_and_report(everything, todo, args.out, args.cpus)
+    judge_final_gaits(everything)
+    add_gaits(report)
     # The first spec holds prefrl's default off-policy arm: its seed-0 preference run is filmed.
     default = [r for r in load_spec(args.specs[0]).runs if seed_by_seed(r)[0] == 0 and _learns_reward(r)]
     film = (film_final_policy(default[0], args.out) if default else None) or earlier_film
@@ -243,8 +347,11 @@ def main(args: Args) -> None:
     }
     write_json(args.out.with_suffix(".json"), data)
     s = data["summary"]
+    with args.out.with_suffix(".md").open("a") as md:
+        md.write("\n" + gait_table(s))
     arms = "; ".join(
-        f"{name}: {arm['ratio']:.2f} over {len(arm['seeds'])} seeds"
+        f"{name}: {arm['ratio']:.2f} over {len(arm['seeds'])} seeds "
+        f"(walking: {arm['gait']['seeds_walking']} of {arm['gait']['seeds_judged']} judged)"
         for name, arm in s["ratio_per_arm"].items()  # every arm there has a ratio
     )
     print(f"{s['status']}; each arm / SAC on the true reward: {arms}")

@@ -276,11 +276,74 @@ def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished
     assert summary["qpa_ratio"] == pytest.approx(0.25) and summary["qpa_ratio_over"] == "1 seeds"
     assert "sac true-reward" not in summary["ratio_per_arm"]
     assert summary["status"] == "partial: 0 of 6 runs recorded" and summary["target_met"] is None
+    assert default["gait"]["seeds_judged"] == 0 and default["gait"]["upright_share"] is None  # none judged
     order = sorted(everything.runs, key=offpolicy_feedback.seed_by_seed)
     assert [r.name for r in order[:2]] == [
         "prefrl_Walker2d-v0-sac-true-reward-s0",
         "prefrl_Walker2d-v0-sac-oracle-200-s0",
     ]
+
+
+def gait(walks_share: float, upright: float, speed: float) -> dict[str, float]:
+    return {"walks_share": walks_share, "upright_share": upright, "forward_speed": speed}
+
+
+def test_each_arm_says_how_many_of_its_judged_seeds_walk_beside_the_true_reward_arms(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'out = "{tmp_path / "runs"}"\nsteps = 100000\nseeds = [0, 1, 2]\n'
+        '[grid]\nenv = ["prefrl/Walker2d-v0"]\nalgo = ["sac"]\nteacher = ["true-reward", "oracle"]\n'
+        "labels = [200]\n"
+    )
+    runs = [
+        {**report_run("sac true-reward", 0, 900.0), "gait": gait(1.0, 0.9, 1.5)},
+        {**report_run("sac true-reward", 1, 800.0), "gait": None},  # its directory was gone when judged
+        {**report_run("sac true-reward", 2, 700.0), "gait": gait(0.4, 0.5, 0.8)},
+        {**report_run("sac oracle 200", 0, 800.0, 0.8), "gait": gait(0.6, 0.9, 1.0)},
+        {**report_run("sac oracle 200", 1, 600.0, 0.6), "gait": gait(0.2, 0.1, 1.2)},
+        {**report_run("sac oracle 200", 2, 500.0, 0.5), "gait": None},
+    ]
+    summary = offpolicy_feedback.summary({"runs": runs, "summary": {}}, load_spec(spec))
+    arm = summary["ratio_per_arm"]["sac oracle 200"]
+    assert arm["gait"] == {
+        "seeds_judged": 2,
+        "seeds_walking": 1,  # most of seed 0's episodes walk, a fifth of seed 1's
+        "upright_share": pytest.approx(0.5),
+        "forward_speed": pytest.approx(1.1),
+    }
+    assert arm["true_reward_gait"]["seeds_judged"] == 2 and arm["true_reward_gait"]["seeds_walking"] == 1
+    table = offpolicy_feedback.gait_table(summary)
+    assert "| sac oracle 200 | 2 | 1 | 0.50 | 1.10 | 1 of 2, 0.70, 1.15 |" in table
+
+
+def test_a_finished_runs_gait_is_judged_once_and_kept_beside_its_record(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'out = "{tmp_path / "runs"}"\nkeep = "{tmp_path / "kept"}"\nsteps = 256\nseeds = [0]\n'
+        '[grid]\nenv = ["prefrl/Walker2d-v0"]\nalgo = ["ppo"]\nteacher = ["true-reward"]\n'
+    )
+    everything = load_spec(spec)
+    (run,) = everything.runs
+    assert run.record_dir is not None
+    offpolicy_feedback.judge_final_gaits(everything)  # not trained yet: nothing to judge
+    assert not (run.record_dir / offpolicy_feedback.GAIT_FILE).exists()
+    assert main(["train", *run.args]) == 0
+    run.keep_record()
+    offpolicy_feedback.judge_final_gaits(everything)
+    path = run.record_dir / offpolicy_feedback.GAIT_FILE
+    judged = json.loads(path.read_text())
+    assert judged["episodes"] == len(judged["each_episode"]) == offpolicy_feedback.GAIT_EPISODES
+    assert judged["seed"] == offpolicy_feedback.GAIT_SEED and judged["rule"]["min_upright_share"] == 0.9
+    assert 0.0 <= judged["upright_share"] <= 1.0 and judged["walks_share"] == 0.0  # an untrained walker
+    assert all(np.isfinite(e["true_return"]) for e in judged["each_episode"])
+    path.write_text(json.dumps({**judged, "upright_share": -1.0}))
+    offpolicy_feedback.judge_final_gaits(everything)  # judged once: the kept judgement stays
+    assert json.loads(path.read_text())["upright_share"] == -1.0
+    shutil.rmtree(run.run_dir)
+    report = {"runs": [{"arm": "ppo true-reward", "seed": 0, "run_dir": str(run.record_dir)}]}
+    offpolicy_feedback.add_gaits(report)  # from the kept record, the run directory gone
+    assert report["runs"][0]["gait"]["upright_share"] == -1.0
+    assert "each_episode" not in report["runs"][0]["gait"]
 
 
 def test_rewriting_the_report_keeps_a_film_whose_run_is_gone(
