@@ -21,7 +21,7 @@ from benchmarks import backflip, gpu_profile, offpolicy_feedback, teachers_onlin
 from benchmarks.common import filmstrip, play_final_policy, updating_json, write_json
 from prefrl.cli import main
 from prefrl.envs.backflip_judge import BackwardTurn, backflip_progress
-from prefrl.sweep import load_spec
+from prefrl.sweep import Sweep, load_spec
 
 
 def flip_run(algo: str, budget: int, labels: int, flips: float, airborne: float = 0.0) -> dict[str, Any]:
@@ -245,14 +245,19 @@ def report_run(arm: str, seed: int, final: float | None, score: float | None = N
     return {"arm": arm, "seed": seed, "final_true_return": final, "normalized_score": score, "steps": 100_000}
 
 
-def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished(tmp_path: Path) -> None:
+def walker_sweep(tmp_path: Path) -> Sweep:
+    """SAC on Walker2d, seeds 0-2, on the true reward and from 200 oracle labels (nothing run)."""
     spec = tmp_path / "spec.toml"
     spec.write_text(
         f'out = "{tmp_path / "runs"}"\nkeep = "{tmp_path / "kept"}"\nsteps = 100000\nseeds = [0, 1, 2]\n'
         '[grid]\nenv = ["prefrl/Walker2d-v0"]\nalgo = ["sac"]\nteacher = ["true-reward", "oracle"]\n'
         "labels = [200]\n"
     )
-    everything = load_spec(spec)
+    return load_spec(spec)
+
+
+def test_the_offpolicy_ratio_is_the_mean_score_over_the_seeds_both_arms_finished(tmp_path: Path) -> None:
+    everything = walker_sweep(tmp_path)
     qpa = "sac oracle 200 policy_aligned_steps=10000"  # PEBBLE + QPA; the default arm is PEBBLE alone
     report = {
         "runs": [
@@ -289,12 +294,6 @@ def gait(walks_share: float, upright: float, speed: float) -> dict[str, float]:
 
 
 def test_each_arm_says_how_many_of_its_judged_seeds_walk_beside_the_true_reward_arms(tmp_path: Path) -> None:
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        f'out = "{tmp_path / "runs"}"\nsteps = 100000\nseeds = [0, 1, 2]\n'
-        '[grid]\nenv = ["prefrl/Walker2d-v0"]\nalgo = ["sac"]\nteacher = ["true-reward", "oracle"]\n'
-        "labels = [200]\n"
-    )
     runs = [
         {**report_run("sac true-reward", 0, 900.0), "gait": gait(1.0, 0.9, 1.5)},
         {**report_run("sac true-reward", 1, 800.0), "gait": None},  # its directory was gone when judged
@@ -303,7 +302,7 @@ def test_each_arm_says_how_many_of_its_judged_seeds_walk_beside_the_true_reward_
         {**report_run("sac oracle 200", 1, 600.0, 0.6), "gait": gait(0.2, 0.1, 1.2)},
         {**report_run("sac oracle 200", 2, 500.0, 0.5), "gait": None},
     ]
-    summary = offpolicy_feedback.summary({"runs": runs, "summary": {}}, load_spec(spec))
+    summary = offpolicy_feedback.summary({"runs": runs, "summary": {}}, walker_sweep(tmp_path))
     arm = summary["ratio_per_arm"]["sac oracle 200"]
     assert arm["gait"] == {
         "seeds_judged": 2,
