@@ -283,7 +283,7 @@ def gait_table(summary: dict[str, Any]) -> str:
         + f"\n\nGait of the final policy ({GAIT_EPISODES} deterministic episodes, env seed {GAIT_SEED}; only "
         "runs whose directory was here when it was judged): a seed walks when most of its episodes keep the "
         f"torso upright by the v5 env's own rule at {rule.min_upright_share:.0%} of the steps or more and "
-        f"move forward at {rule.min_speed:g} m/s or more (prefrl/envs/gait.py).\n"
+        f"move forward at {rule.min_speed:g} m/s or more (envs/gait.py, installed as prefrl.envs.gait).\n"
     )
 
 

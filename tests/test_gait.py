@@ -1,4 +1,4 @@
-"""The gait judge (prefrl/envs/gait.py), on Walker2d state sequences built by hand."""
+"""The gait judge (envs/gait.py, installed as prefrl.envs.gait), on Walker2d state sequences built by hand."""
 
 from __future__ import annotations
 
