@@ -76,6 +76,12 @@ update every 5,000 steps) and the default arm, with its own records and results
 
 (the last two: the default arm with tanh units in the reward predictors, with App. A's fit and with
 B-Pref's).
+
+Walker2d at 500k steps, PEBBLE's walker-walk budget, the default arm against SAC on the true reward, with
+its own records and results (``offpolicy_feedback_500k.*``; about 105 min a run a core)::
+
+    python -m benchmarks.offpolicy_feedback --out benchmarks/results/offpolicy_feedback_500k \
+        --specs benchmarks/specs/offpolicy_500k_pebble.toml benchmarks/specs/offpolicy_500k.toml
 """
 
 from __future__ import annotations
