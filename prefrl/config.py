@@ -146,6 +146,13 @@ class TrainConfig:
     each update, for exact reproducibility."""
     rate_constant: float | None = None
     """c in the label rate c/(T+c) (default 2e6 for MuJoCo, App. A.1; 5e6 for Atari, App. A.2)."""
+    labels_by: int | None = None
+    """Env step by which the whole label budget is asked for (default: the run's end, less two reward-model
+    updates, so that the last answers are fitted); the rate c/(T+c) shapes the requests before it, and none
+    come after it. PEBBLE's scripts spend the budget early: a batch every num_interact = 20,000 steps until
+    max_feedback is reached, for walker-walk 500 labels in 10 batches of 50, all asked by about step 190,000
+    of 500,000 (rll-research/BPref, scripts/walker_walk/500/oracle/run_PEBBLE.sh); ``--labels-by 200000``
+    paces a 500k run alike."""
     max_labels_kept: int | None = None
     """Keep only the newest N labels (default: all; Atari: 3,000, App. A.2)."""
     dropout: float | None = None

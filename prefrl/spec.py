@@ -192,6 +192,7 @@ class RunSpec:
     initial_labels: int
     wait_for_labels: int
     rate_constant: float
+    labels_by: int | None  # None: the run's end, less two updates
     query_selection: str
     oversample: int
     ensemble_size: int
@@ -239,11 +240,13 @@ class RunSpec:
 
     @property
     def schedule(self) -> LabelSchedule:
-        """The labels due by each step. The whole budget is due two reward-model updates before the run's
-        end, so that the last update still fits the last answers: due at the last step, a run asked for 700
-        labels ended having asked 697 and fitted 692."""
+        """The labels due by each step. The whole budget is due by ``--labels-by``, or else two reward-model
+        updates before the run's end, so that the last update still fits the last answers: due at the last
+        step, a run asked for 700 labels ended having asked 697 and fitted 692."""
         horizon = self.steps - 2 * self.reward_update_interval
         horizon = horizon if horizon > 0 else self.steps
+        if self.labels_by is not None:
+            horizon = self.labels_by
         return LabelSchedule(self.labels, self.initial_labels, horizon, self.rate_constant)
 
     def summary(self) -> dict[str, Any]:
@@ -341,6 +344,11 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise ConfigError(
             f"--fit-when-answered fits the reward model on new answers; a --teacher {config.teacher} run "
             "asks for none: leave it unset"
+        )
+    if config.labels_by is not None and not config.learns_reward:
+        raise ConfigError(
+            f"--labels-by paces the label requests; a --teacher {config.teacher} run asks for none: "
+            "leave it unset"
         )
     if config.exploration_bonus and config.teacher == "true-reward":
         raise ConfigError(
@@ -524,6 +532,7 @@ _AS_GIVEN = (
     "exploration_decay",
     "reward_epochs",
     "reward_update_interval",
+    "labels_by",
     "fit_when_answered",
     "reward_updates",
     "threads",
@@ -577,6 +586,7 @@ def _check_ranges(c: TrainConfig) -> None:
         "--unsupervised-steps": (c.unsupervised_steps, 0),
         "--reward-pairs-per-step": (c.reward_pairs_per_step, 0),
         "--policy-aligned-steps": (c.policy_aligned_steps, 0),
+        "--labels-by": (c.labels_by, 1),
     }
     for flag, (number, low) in at_least.items():
         if number is not None and number < low:
@@ -601,6 +611,11 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError(
             f"the label budget (--labels {c.labels}) is smaller than the initial share "
             f"(--initial-labels {c.initial_labels}); raise --labels or lower --initial-labels"
+        )
+    if c.labels_by is not None and c.labels_by > c.steps:
+        raise ConfigError(
+            f"--labels-by {c.labels_by} is past the run's end (--steps {c.steps}); set a step within the "
+            "run, or leave it unset to spread the labels over the whole run"
         )
     if c.learns_reward and c.labels < 2:
         raise ConfigError("learning from preferences needs --labels >= 2 (or use --teacher true-reward)")

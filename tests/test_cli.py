@@ -69,6 +69,11 @@ def run_cli(capsys, *args):
             ["--env", TOY, "--teacher", "true-reward", "--fit-when-answered"],
             "--fit-when-answered fits the reward model on new answers; a --teacher true-reward run",
         ),
+        (
+            ["--env", TOY, "--teacher", "true-reward", "--labels-by", "100"],
+            "--labels-by paces the label requests; a --teacher true-reward run asks for none",
+        ),
+        (["--env", TOY, "--steps", "1000", "--labels-by", "2000"], "--labels-by 2000 is past the run's end"),
         (["--env", TOY, "--exploration-bonus", "-1"], "--exploration-bonus must be a number >= 0"),
         (["--env", TOY, "--reward-l2", "-0.1"], "--reward-l2 must be a number >= 0 (0: no L2 penalty)"),
         (["--env", TOY, "--reward-validation-share", "1"], "--reward-validation-share is a share in [0, 1)"),

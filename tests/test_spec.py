@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -194,3 +195,17 @@ def test_the_whole_label_budget_is_due_two_updates_before_the_end(tmp_path):
     assert spec.schedule.labels_due(end) == 700
     short = resolve(TrainConfig(env="prefrl/Hopper-v0", steps=15_000, run_dir=tmp_path / "s"))
     assert short.schedule.total_steps == 15_000  # too short to keep two updates back
+
+
+def test_labels_by_spends_the_budget_early_and_asks_nothing_after(tmp_path):
+    config = TrainConfig(env="prefrl/Walker2d-v0", algo="sac", labels=200, steps=500_000, labels_by=200_000)
+    schedule = resolve(dataclasses.replace(config, run_dir=tmp_path / "r")).schedule
+    assert schedule.labels_due(180_000) < 200 and schedule.labels_due(200_000) == 200
+    assert schedule.labels_due(500_000) == 200
+    spread = resolve(dataclasses.replace(config, labels_by=None, run_dir=tmp_path / "s")).schedule
+    assert spread.labels_due(200_000) < schedule.labels_due(200_000)
+    refused = {600_000: "--labels-by 600000 is past the run's end", 0: "--labels-by must be >= 1"}
+    for bad, message in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            resolve(dataclasses.replace(config, labels_by=bad, run_dir=tmp_path / "b"))
+    assert not (tmp_path / "b").exists()

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -59,6 +60,17 @@ def test_true_return_rises_under_the_learned_reward(tmp_path, device):
     assert np.nanmax(m["val_accuracy"]) > 0.8
     assert (tmp_path / "run" / "labels.sqlite").exists()
     assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
+
+
+def test_labels_by_asks_the_whole_budget_by_then(tmp_path):
+    config = toy_config(tmp_path, labels=60, steps=8_192, reward_update_interval=1_024, labels_by=4_096)
+    PreferenceTrainer(dataclasses.replace(config, reward_updates="sync")).train()
+    m = read_metrics(tmp_path / "run" / "metrics.csv")
+    # Asked by the update at step 4,096 and fitted at a later one. Spread over the whole run (the default),
+    # the budget is due only at 6,144, and the run holds 45 labels there.
+    fitted_by = 4_096 + 2 * 1_024
+    before, after = m["labels"][m["step"] < 4_096], m["labels"][m["step"] >= fitted_by]
+    assert before.max() < 60 and len(after) and after.min() == 60, (m["step"], m["labels"])
 
 
 @pytest.mark.parametrize("algo", ["a2c", "trpo", "sac", "td3"])
