@@ -1,5 +1,4 @@
 import csv
-import dataclasses
 import os
 import signal
 import sqlite3
@@ -63,8 +62,8 @@ def test_true_return_rises_under_the_learned_reward(tmp_path, device):
 
 
 def test_labels_by_asks_the_whole_budget_by_then(tmp_path):
-    config = toy_config(tmp_path, labels=60, steps=8_192, reward_update_interval=1_024, labels_by=4_096)
-    PreferenceTrainer(dataclasses.replace(config, reward_updates="sync")).train()
+    pacing = dict(labels=60, steps=8_192, reward_update_interval=1_024, labels_by=4_096)
+    PreferenceTrainer(toy_config(tmp_path, reward_updates="sync", **pacing)).train()
     m = read_metrics(tmp_path / "run" / "metrics.csv")
     # Asked by the update at step 4,096 and fitted at a later one. Spread over the whole run (the default),
     # the budget is due only at 6,144, and the run holds 45 labels there.
