@@ -243,10 +243,11 @@ class RunSpec:
         """The labels due by each step. The whole budget is due by ``--labels-by``, or else two reward-model
         updates before the run's end, so that the last update still fits the last answers: due at the last
         step, a run asked for 700 labels ended having asked 697 and fitted 692."""
-        horizon = self.steps - 2 * self.reward_update_interval
-        horizon = horizon if horizon > 0 else self.steps
         if self.labels_by is not None:
             horizon = self.labels_by
+        else:
+            horizon = self.steps - 2 * self.reward_update_interval
+            horizon = horizon if horizon > 0 else self.steps
         return LabelSchedule(self.labels, self.initial_labels, horizon, self.rate_constant)
 
     def summary(self) -> dict[str, Any]:
