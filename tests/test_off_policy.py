@@ -170,7 +170,7 @@ def test_sac_with_pebble_raises_the_true_return(tmp_path, device):
     assert stats.labels >= 40 and np.nanmax(m["val_accuracy"]) > 0.7
     # Every fit after the first scores the answers new since the one before (what that score means is
     # tested in test_reward_model.py). No bound on its level here: the ~10 pairs a fit gets are the ones
-    # the members disagree on most, near-ties by design: per fit 0.44-0.78 right over nine runs of this test.
+    # the members disagree on most, near-ties by design: per fit 0.44-0.78 right over 11 runs of this test.
     fresh = m["fresh_accuracy"][np.isfinite(m["fresh_accuracy"])]
     assert fresh.size and 0 <= fresh.min() and fresh.max() <= 1
 
