@@ -12,18 +12,19 @@ scripted person of ``benchmarks.backflip`` answers about 6-10 % of its pairs aga
 Each fit setting (``--fits``: App. A's, an L2 penalty adapted to 1/e held-out pairs; B-Pref's, no L2 and
 nothing held out; or ``b-pref-net``, B-Pref's with its larger reward network; ``--epochs`` per fit after
 the first, which takes the run's pre-training epochs) is replayed with each of ``--activations`` (the
-predictors' hidden units, ``--reward-activation``: App. A.1's leaky ReLU, or tanh) and ``--seeds`` (initial
+predictors' hidden units, ``--reward-activation``: App. A.1's leaky ReLU, or tanh), ``--reward-inputs``
+(App. A.1's r̂(o, a), or r̂(o) of the observation alone; unset: the run's own) and ``--seeds`` (initial
 weights and bootstrap samples), so the settings are compared on the same answers. The agent's clips are
 those of the run, so this measures the reward fit, not what another fit would have made the agent do.
 
 Writes ``benchmarks/results/reward_fit_replay.json``
-(``{labels_from, pairs, cadence, settings: [{fit, epochs, activation, fresh_accuracy, each_seed,
-fresh_pairs}]}``).
+(``{labels_from, pairs, cadence, settings: [{fit, epochs, activation, reward_inputs, fresh_accuracy,
+each_seed, fresh_pairs}]}``).
 By default it replays the 100 answers of the SAC backflip run that landed no flip, kept with the results
 (``backflip_sac_100_labels.sqlite``: its run directory is not committed).
 
     python -m benchmarks.reward_fit_replay [--labels-from PATH] [--epochs 10 50] [--fits app-a b-pref]
-        [--activations leaky-relu tanh]
+        [--activations leaky-relu tanh] [--reward-inputs observations-actions observations]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 import tyro
 
 from benchmarks.common import RESULTS, machine_info, write_json
-from prefrl.config import RewardActivation
+from prefrl.config import RewardActivation, RewardInputs
 from prefrl.label_efficiency import spaces_of
 from prefrl.label_store import LabelStore
 from prefrl.preference_dataset import VALIDATION_SHARE, PreferenceDataset, preference_to_mu
@@ -70,6 +71,9 @@ class Args:
     """Epochs of each fit after the first (prefrl's default: 10; B-Pref's Walker2d runs: 50)."""
     activations: list[RewardActivation] = field(default_factory=lambda: ["leaky-relu"])
     """The predictors' hidden units, each replayed (``leaky-relu``, App. A.1; ``tanh``)."""
+    reward_inputs: list[RewardInputs] | None = None
+    """What the predictors see, each replayed (``observations-actions``: r̂(o, a), App. A.1;
+    ``observations``: r̂(o)); unset: what the run's own model saw."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     out: Path = RESULTS / "reward_fit_replay.json"
 
@@ -83,6 +87,12 @@ def cadence(spec: dict[str, object], answers: int) -> tuple[int, int]:
     return first, max(1, round((answers - first) / updates))
 
 
+def run_reward_inputs(spec: dict[str, object]) -> str:
+    """What the run's own reward model saw (runs from before the setting existed saw observations and
+    actions)."""
+    return str(spec.get("reward_inputs") or "observations-actions")
+
+
 def replay(
     pairs: list[tuple[Segment, Segment, Preference]],
     spec: dict[str, object],
@@ -90,6 +100,7 @@ def replay(
     epochs: int,
     seed: int,
     activation: str = "leaky-relu",
+    reward_inputs: str | None = None,
 ) -> tuple[float, int]:
     """Fresh-label accuracy over the whole replay (each fit's, weighted by its new left/right answers) and
     how many answers were scored."""
@@ -101,7 +112,7 @@ def replay(
         obs_space,
         act_space,
         ensemble_size=int(spec["ensemble_size"]),  # type: ignore[call-overload]
-        use_actions=spec.get("reward_inputs", "observations-actions") == "observations-actions",
+        use_actions=(reward_inputs or run_reward_inputs(spec)) == "observations-actions",
         activation=activation,
         **FIT_SETTINGS[fit],
     )
@@ -139,14 +150,16 @@ def main(args: Args) -> None:
     torch.set_num_threads(1)
     start = time.time()
     settings = []
-    for fit, epochs, activation in itertools.product(args.fits, args.epochs, args.activations):
-        results = [replay(pairs, spec, fit, epochs, seed, activation) for seed in args.seeds]
+    inputs = args.reward_inputs or [run_reward_inputs(spec)]
+    for fit, epochs, activation, seen in itertools.product(args.fits, args.epochs, args.activations, inputs):
+        results = [replay(pairs, spec, fit, epochs, seed, activation, seen) for seed in args.seeds]
         accuracy = float(np.mean([r[0] for r in results]))
         settings.append(
             {
                 "fit": fit,
                 "epochs": epochs,
                 "activation": activation,
+                "reward_inputs": seen,
                 "fresh_accuracy": round(accuracy, 4),
                 "each_seed": [round(r[0], 4) for r in results],
                 "fresh_pairs": results[0][1],
@@ -154,7 +167,8 @@ def main(args: Args) -> None:
         )
         seeds = [round(r[0], 3) for r in results]
         print(
-            f"{fit}, {epochs} epochs a fit, {activation}: {accuracy:.3f} of new answers predicted ({seeds})"
+            f"{fit}, {epochs} epochs a fit, {activation}, {seen}: {accuracy:.3f} of new answers predicted "
+            f"({seeds})"
         )
     first, batch = cadence(spec, len(pairs))
     write_json(

@@ -585,6 +585,10 @@ def test_replaying_a_runs_answers_scores_each_batch_before_the_fit_that_learns_i
     assert scored == 90 and accuracy > 0.75  # every answer after the first fit, scored before learnt
     tanh, _ = reward_fit_replay.replay(pairs, spec, "b-pref", epochs=10, seed=0, activation="tanh")
     assert tanh > 0.75 and tanh != accuracy  # other units, another fit of the same answers
+    # the reward of the observation alone (the run's own saw actions too: older specs do not say)
+    assert reward_fit_replay.run_reward_inputs(spec) == "observations-actions"
+    seen, _ = reward_fit_replay.replay(pairs, spec, "b-pref", epochs=10, seed=0, reward_inputs="observations")
+    assert seen > 0.75 and seen != accuracy
     # a fit that never trains after the first predicts worse than one that does
     still, _ = reward_fit_replay.replay(pairs, {**spec, "pretrain_epochs": 1}, "b-pref", epochs=1, seed=0)
     assert still < accuracy
