@@ -150,7 +150,7 @@ def main(args: Args) -> None:
     torch.set_num_threads(1)
     start = time.time()
     settings = []
-    inputs: list[str] = [*(args.reward_inputs or [run_reward_inputs(spec)])]
+    inputs: list[str] = list(args.reward_inputs) if args.reward_inputs else [run_reward_inputs(spec)]
     for fit, epochs, activation, seen in itertools.product(args.fits, args.epochs, args.activations, inputs):
         results = [replay(pairs, spec, fit, epochs, seed, activation, seen) for seed in args.seeds]
         accuracy = float(np.mean([r[0] for r in results]))
