@@ -644,3 +644,41 @@ def test_figures_are_added_to_the_runs_own_record_and_never_computed_for_a_run_n
 
     with pytest.raises(SystemExit, match="holds no run of runs/c"):
         backflip.add_to_record(backflip.Args(run_dir=Path("runs/c"), out=out), "extra", never)
+
+
+def test_label_coverage_reads_heights_speeds_and_reward_weights_of_a_planar_walker() -> None:
+    from benchmarks.label_coverage import Layout, agent_coverage, label_coverage, layout_of
+    from prefrl.segments import Segment
+
+    walker = layout_of("prefrl/Walker2d-v0")
+    assert walker == Layout(height_qpos=1, nq=9, fall_height=0.8)
+    assert (walker.height_obs, walker.speed_obs) == (0, 8)  # qpos[1:] then qvel: z first, qvel[0] at nq - 1
+    with pytest.raises(SystemExit, match="planar walkers"):
+        layout_of("prefrl/HalfCheetah-v0")
+
+    rng = np.random.default_rng(0)
+
+    def clip(height: float) -> Segment:
+        obs = rng.normal(size=(50, 17)).astype(np.float32)
+        obs[:, 0] = height + 0.05 * rng.normal(size=50)
+        true = obs[:, 8] + (obs[:, 0] - 0.8)  # Walker2d-v0's reward: forward speed + height above the fall
+        return Segment(obs, np.zeros((50, 6), np.float32), true.astype(np.float32))
+
+    pairs = [(clip(0.2), clip(0.2)) for _ in range(6)] + [(clip(1.2), clip(0.2)) for _ in range(2)]
+    speed_only = np.concatenate([s.obs[:, 8] for pair in pairs for s in pair])
+    shown = label_coverage(pairs, speed_only, walker)
+    assert shown["pairs"] == 8 and shown["steps"] == 800
+    assert shown["share_below_fall_height"] == pytest.approx(14 / 16, abs=0.01)
+    assert shown["share_of_pairs_both_below_90pct"] == 0.75
+    assert shown["true_reward_fit"]["height_per_speed"] == pytest.approx(1.0, abs=0.01)
+    assert shown["true_reward_fit"]["r2"] == pytest.approx(1.0, abs=1e-3)
+    assert abs(shown["learned_reward_fit"]["height_per_speed"]) < 0.05  # a reward blind to height
+
+    # the agent: on the floor at first, then upright and moving forward
+    floor, upright = np.zeros((100, 17)), np.zeros((100, 17))
+    floor[:, 0], upright[:, 0], upright[:, 8] = 0.2, 1.2, 1.5
+    parts = agent_coverage(np.concatenate([floor, upright]), walker, quarters=2)
+    assert parts == [
+        {"share_below_fall_height": 1.0, "mean_forward_speed": 0.0},
+        {"share_below_fall_height": 0.0, "mean_forward_speed": 1.5},
+    ]
