@@ -306,7 +306,11 @@ def test_fit_when_answered_fits_each_batch_as_soon_as_it_is_answered(tmp_path, m
     # left to fit (epochs 0) and asks; each batch's fit falls between two of them.
     asks = [step for step, epochs, _ in calls if not epochs]
     fits = [step for step, epochs, _ in calls if epochs]
-    assert asks == [2_048, 4_096, 6_144, 8_192], calls
+    if mode == "sync":
+        assert asks == [2_048, 4_096, 6_144, 8_192], calls
+    else:  # an update that falls due while a background fit still runs (a busy machine) waits for its end
+        assert asks[:1] == [2_048] and all(b - a >= 2_048 for a, b in zip(asks, asks[1:])), calls
+        assert all(step % 512 == 0 for step in asks) and len(asks) >= 3, calls
     assert [sum(a < fit < a + 2_048 for fit in fits) for a in asks[:2]] == [1, 1], calls
     assert count_answers(config.run_dir / "labels.sqlite") == config.labels
 
