@@ -34,6 +34,7 @@ import tyro
 
 import prefrl.envs  # noqa: F401  (registers the task ids)
 from benchmarks.common import RESULTS, machine_info, write_json
+from prefrl.checkpoint import latest_checkpoint
 from prefrl.envs.mujoco import TASKS
 from prefrl.label_efficiency import spaces_of
 from prefrl.label_store import LabelStore
@@ -139,10 +140,10 @@ def agent_coverage(observations: np.ndarray, layout: Layout, quarters: int = 4) 
 
 
 def final_checkpoint(run: Path) -> Path:
-    latest = run / "checkpoints" / "LATEST"
-    if not latest.exists():
-        raise SystemExit(f"{run}: no checkpoint (checkpoints/LATEST)")
-    return run / "checkpoints" / latest.read_text().strip()
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise SystemExit(f"{run}: no complete checkpoint (checkpoints/LATEST)")
+    return checkpoint
 
 
 def learned_reward(run: Path, spec: dict[str, Any], pairs: list[tuple[Segment, Segment]]) -> np.ndarray:
