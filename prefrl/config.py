@@ -16,7 +16,9 @@ Algo = Literal["a2c", "ppo", "trpo", "sac", "td3"]
 TeacherName = Literal[
     "oracle", "stochastic", "myopic", "mistake", "skip", "equal", "true-reward", "human", "frozen"
 ]
-QuerySelection = Literal["random", "disagreement", "entropy"]
+QuerySelection = Literal[
+    "random", "disagreement", "entropy", "kcenter", "kcenter-disagreement", "kcenter-entropy"
+]
 RewardUpdates = Literal["async", "sync"]
 RewardInputs = Literal["observations-actions", "observations"]
 RewardActivation = Literal["leaky-relu", "tanh"]
@@ -99,7 +101,9 @@ class TrainConfig:
     """Steps per segment (default: 1.5 s of env time, clamped to 15-60 steps, App. A.1; Atari: 25; runs
     labelled by people: at least 1 s, so that clips can be judged, App. B)."""
     query_selection: QuerySelection = "disagreement"
-    """random, disagreement (ensemble variance, the paper's) or entropy (BPref)."""
+    """random, disagreement (ensemble variance, the paper's), entropy (BPref), or BPref's k-center greedy
+    choice of the candidates least like the pairs already labelled: kcenter, kcenter-disagreement,
+    kcenter-entropy (k-center among the more uncertain half). k-center: vector observations only."""
     oversample: int = 10
     """Candidate pairs drawn per query for disagreement/entropy selection (paper: 10)."""
     policy_aligned_steps: int = 0

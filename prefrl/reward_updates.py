@@ -229,7 +229,9 @@ class RewardUpdater:
                 )
             self.shadow.normalize(request.norm_obs, request.norm_acts)
             queries = (
-                self.selector.choose(request.candidates, request.num_queries) if request.num_queries else []
+                self.selector.choose(request.candidates, request.num_queries, self.dataset)
+                if request.num_queries
+                else []
             )
             state = copy.deepcopy(self.shadow.state())
             self._result = UpdateResult(request, state, stats, queries, time.perf_counter() - start)
@@ -287,7 +289,7 @@ def _worker_update(
             for o, a in zip(candidate_obs, candidate_acts)
         ]
         index = {id(pair[0]): i for i, pair in enumerate(pairs)}
-        chosen = [index[id(left)] for left, _ in _WORKER["selector"].choose(pairs, num_queries)]
+        chosen = [index[id(left)] for left, _ in _WORKER["selector"].choose(pairs, num_queries, dataset)]
     state = on_cpu(ensemble.state())
     return state, stats, chosen, time.perf_counter() - start, rng.bit_generator.state
 

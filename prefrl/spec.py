@@ -360,6 +360,11 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise ConfigError(
             "--exploration-bonus is for vector observations (MuJoCo) for now; leave it unset for frame stacks"
         )
+    if config.query_selection.startswith("kcenter") and observations != "vector":
+        raise ConfigError(
+            f"--query-selection {config.query_selection} compares vector observations (MuJoCo); for frame "
+            "stacks choose disagreement, entropy or random"
+        )
     cores = os.cpu_count() or 1
     if observations == "vector":
         fit_threads = 1  # more threads only slow a 64×64 MLP

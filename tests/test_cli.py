@@ -86,6 +86,11 @@ def run_cli(capsys, *args):
             ["--env", "prefrl/PongNoScore-v0", "--exploration-bonus", "0.1"],
             "--exploration-bonus is for vector observations",
         ),
+        (
+            ["--env", "prefrl/PongNoScore-v0", "--query-selection", "kcenter-disagreement"],
+            "--query-selection kcenter-disagreement compares vector observations",
+        ),
+        (["--env", TOY, "--query-selection", "kcentre"], "invalid choice 'kcentre'"),
         (["--env", TOY, "--reward-inputs", "actions"], "invalid choice 'actions'"),
         (
             ["--env", "prefrl/PongNoScore-v0", "--reward-inputs", "observations-actions"],

@@ -6,7 +6,14 @@ import pytest
 
 from prefrl import query_selection
 from prefrl.frame_storage import FrameStackSegment, FrameStore
-from prefrl.query_selection import DisagreementSelector, EntropySelector, RandomSelector, make_selector
+from prefrl.preference_dataset import PreferenceDataset
+from prefrl.query_selection import (
+    DisagreementSelector,
+    EntropySelector,
+    KCenterSelector,
+    RandomSelector,
+    make_selector,
+)
 from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Segment, SegmentPool
 
@@ -59,7 +66,7 @@ def test_entropy_prefers_uncertain_mean_prediction(rng, monkeypatch):
 
 def test_selectors_on_a_real_ensemble_return_distinct_pairs(rng):
     pool = pool_of(40, rng)
-    for name in ("random", "disagreement", "entropy"):
+    for name in ("random", "disagreement", "entropy", "kcenter", "kcenter-disagreement", "kcenter-entropy"):
         pairs = make_selector(name, ensemble()).select(pool, 7, rng)
         assert len(pairs) == 7 and all(a is not b for a, b in pairs)
     assert RandomSelector().select(pool_of(1, rng), 5, rng) == []
@@ -110,3 +117,43 @@ def test_scoring_frame_stack_candidates_holds_one_chunk_of_their_observations_at
     assert len(chosen) == 20
     # A chunk of 64 MB, and its pairs' arrays before stacking; at once, it would be 282 MB twice over.
     assert peak < 200 * 2**20
+
+
+def segment_at(value):
+    return Segment(np.full((3, 2), value, np.float32), np.zeros((3, 1), np.float32), np.zeros(3))
+
+
+def test_kcenter_picks_the_candidates_farthest_from_what_was_labelled_and_from_each_other():
+    # Pairs (v, v) for v in 0..9 and one outlier (50, 50); the labelled pairs sit at 0-4.
+    candidates = [(segment_at(v), segment_at(v)) for v in range(10)] + [(segment_at(50), segment_at(50))]
+    labelled = PreferenceDataset()
+    for v in range(5):
+        labelled.add(segment_at(v), segment_at(v), 1.0)
+    chosen = KCenterSelector().choose(candidates, 3, labelled)
+    values = [int(left.obs[0, 0]) for left, _ in chosen]
+    # The outlier first; then 9 (farthest from 4 and from 50's neighbours); then 6 or 7, midway.
+    assert values[:2] == [50, 9]
+    assert values[2] in (6, 7)
+    # Without the labelled set, the spread of the candidates alone decides after the first pick.
+    unlabelled = [int(left.obs[0, 0]) for left, _ in KCenterSelector().choose(candidates, 3)]
+    assert unlabelled == [0, 50, 9]
+
+
+def test_kcenter_with_an_uncertainty_rule_chooses_among_its_more_uncertain_half(rng, monkeypatch):
+    ens = ensemble()
+    candidates = [(segment_at(v), segment_at(v + 1)) for v in range(20)]
+
+    def fake_probs(obs, acts):  # members disagree on the left ids >= 10 only
+        spread = np.where(obs[:, 0, 0, 0] >= 10, 0.4, 0.0)
+        return np.stack([0.5 + spread, 0.5 - spread, np.full_like(spread, 0.5)])
+
+    monkeypatch.setattr(ens, "preference_probs", fake_probs)
+    chosen = make_selector("kcenter-disagreement", ens).choose(candidates, 4)
+    assert len(chosen) == 4 and all(left.obs[0, 0] >= 10 for left, _ in chosen)
+    assert len({int(left.obs[0, 0]) for left, _ in chosen}) == 4
+
+
+def test_kcenter_refuses_frame_stacks_with_a_clear_error(rng):
+    frames = Segment(np.zeros((3, 4, 8, 8), np.uint8), np.zeros((3, 1), np.float32), np.zeros(3))
+    with pytest.raises(ValueError, match="vector observations"):
+        KCenterSelector().choose([(frames, frames)] * 3, 1)
