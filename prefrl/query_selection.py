@@ -25,9 +25,7 @@ class QuerySelector(Protocol):
     oversample: int
     """Candidate pairs drawn per query."""
 
-    def choose(
-        self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None
-    ) -> list[Pair]:
+    def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
         """Up to ``n`` of ``candidates``, the most useful first (the expensive part: it may score them);
         ``labelled``: the pairs asked so far (k-center keeps away from them; the other rules ignore it)."""
         ...
@@ -44,9 +42,7 @@ class RandomSelector:
 
     oversample = 1
 
-    def choose(
-        self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None
-    ) -> list[Pair]:
+    def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
         return candidates[:n]
 
     def select(
@@ -73,9 +69,7 @@ class _EnsembleSelector:
     ) -> list[Pair]:
         return self.choose(pool.sample_pairs(n * self.oversample, rng), n, labelled)
 
-    def choose(
-        self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None
-    ) -> list[Pair]:
+    def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
         if len(candidates) <= n:
             return candidates
         # Scored a chunk at a time: a frame-stack pair's observations are 1.4 MB (App. A.2's 25 steps of
@@ -132,9 +126,7 @@ class KCenterSelector:
     ) -> list[Pair]:
         return self.choose(pool.sample_pairs(n * self.oversample, rng), n, labelled)
 
-    def choose(
-        self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None
-    ) -> list[Pair]:
+    def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
         if len(candidates) <= n:
             return candidates
         if self.prefilter is not None:
