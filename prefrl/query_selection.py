@@ -111,9 +111,11 @@ class KCenterSelector:
     among the pairs labelled so far and the candidates already picked. With ``prefilter`` (BPref's hybrids),
     that rule first keeps the more uncertain half of the candidates, and k-center chooses among those.
 
-    On Walker2d, where the pool is mostly a fallen walker, this shows the teacher more of the rare clips of
-    it upright: offline, on a 200-label run's pool at 150k steps, 12 % of the chosen clips' steps upright
-    against 3-4 % for random or disagreement choice (benchmarks/RESULTS.md).
+    What it changes, offline on seven Walker2d 200-label runs' pools at 150k steps
+    (``benchmarks/query_coverage.py``): k-center + disagreement chose clips 11-21 % upright where disagreement
+    alone chose 4-29 % (the same mean, 15 %), lifting the runs whose pools were mostly a fallen walker (4 %
+    to 11 %) and lowering those with more upright clips; pairs of two clips on the floor fell from 57 % to
+    47 % on average.
     """
 
     def __init__(self, *, oversample: int = 10, prefilter: _EnsembleSelector | None = None) -> None:

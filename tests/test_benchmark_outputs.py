@@ -682,3 +682,28 @@ def test_label_coverage_reads_heights_speeds_and_reward_weights_of_a_planar_walk
         {"share_below_fall_height": 1.0, "mean_forward_speed": 0.0},
         {"share_below_fall_height": 0.0, "mean_forward_speed": 1.5},
     ]
+
+
+def test_query_coverage_rebuilds_the_runs_pool_and_counts_upright_clips(monkeypatch) -> None:
+    from benchmarks import query_coverage
+    from benchmarks.label_coverage import layout_of
+    from prefrl.segments import Segment
+
+    # Three 10-step episodes, segments of 4: two per episode (the last 2 steps of each left out, as the run
+    # cuts them); a pool of 4 keeps the newest four.
+    steps = np.arange(30, dtype=np.float32)
+    buffer = {"observations": steps[:, None, None].repeat(17, axis=2), "actions": np.zeros((30, 1, 6))}
+    monkeypatch.setattr(query_coverage, "POOL_CAPACITY", 4)
+    pool = query_coverage.pool_at(buffer, segment_length=4, horizon=10)
+    assert [int(pool[i].obs[0, 0]) for i in range(len(pool))] == [10, 14, 20, 24]
+    assert all(len(pool[i]) == 4 for i in range(len(pool)))
+
+    walker = layout_of("prefrl/Walker2d-v0")
+
+    def clip(height: float) -> Segment:
+        obs = np.zeros((10, 17), np.float32)
+        obs[:, 0] = height
+        return Segment(obs, np.zeros((10, 6), np.float32), np.zeros(10))
+
+    shown = query_coverage.shown([(clip(1.2), clip(0.2)), (clip(0.2), clip(0.3))], walker)
+    assert shown == {"share_of_steps_upright": 0.25, "share_of_pairs_both_below_90pct": 0.5}
