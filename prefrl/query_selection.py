@@ -51,23 +51,33 @@ class RandomSelector:
         return pool.sample_pairs(n, rng)
 
 
-class _EnsembleSelector:
-    """Draw ``oversample``× more candidates than needed and keep the ``n`` with the highest score."""
+class _Oversampling:
+    """Draws ``oversample``× more candidates than needed; subclasses choose ``n`` of them."""
 
-    def __init__(self, ensemble: RewardEnsemble, *, oversample: int = 10) -> None:
+    def __init__(self, *, oversample: int = 10) -> None:
         if oversample < 1:
             raise ValueError(f"oversample must be >= 1; got {oversample}")
-        self.ensemble = ensemble
         self.oversample = oversample
-
-    def score(self, probs: np.ndarray) -> np.ndarray:
-        """Score of each candidate from per-member preference probabilities ``(K, C)``."""
-        raise NotImplementedError
 
     def select(
         self, pool: SegmentPool, n: int, rng: np.random.Generator, labelled: PreferenceDataset | None = None
     ) -> list[Pair]:
         return self.choose(pool.sample_pairs(n * self.oversample, rng), n, labelled)
+
+    def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
+        raise NotImplementedError
+
+
+class _EnsembleSelector(_Oversampling):
+    """Keeps the ``n`` candidates with the highest score under the reward ensemble."""
+
+    def __init__(self, ensemble: RewardEnsemble, *, oversample: int = 10) -> None:
+        super().__init__(oversample=oversample)
+        self.ensemble = ensemble
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        """Score of each candidate from per-member preference probabilities ``(K, C)``."""
+        raise NotImplementedError
 
     def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
         if len(candidates) <= n:
@@ -103,7 +113,7 @@ class EntropySelector(_EnsembleSelector):
         return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
-class KCenterSelector:
+class KCenterSelector(_Oversampling):
     """k-center greedy over the candidates' observations (BPref's KCenter, KCenter + Disagree/Entropy).
 
     A pair's feature is the observations of its two clips, flattened and put side by side, as BPref compares
@@ -119,14 +129,8 @@ class KCenterSelector:
     """
 
     def __init__(self, *, oversample: int = 10, prefilter: _EnsembleSelector | None = None) -> None:
-        if oversample < 1:
-            raise ValueError(f"oversample must be >= 1; got {oversample}")
-        self.oversample, self.prefilter = oversample, prefilter
-
-    def select(
-        self, pool: SegmentPool, n: int, rng: np.random.Generator, labelled: PreferenceDataset | None = None
-    ) -> list[Pair]:
-        return self.choose(pool.sample_pairs(n * self.oversample, rng), n, labelled)
+        super().__init__(oversample=oversample)
+        self.prefilter = prefilter
 
     def choose(self, candidates: list[Pair], n: int, labelled: PreferenceDataset | None = None) -> list[Pair]:
         if len(candidates) <= n:
