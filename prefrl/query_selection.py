@@ -125,7 +125,8 @@ class KCenterSelector(_Oversampling):
     (``benchmarks/query_coverage.py``): k-center + disagreement chose clips 11-21 % upright where disagreement
     alone chose 4-29 % (the same mean, 15 %), lifting the runs whose pools were mostly a fallen walker (4 %
     to 11 %) and lowering those with more upright clips; pairs of two clips on the floor fell from 57 % to
-    47 % on average.
+    47 % on average. Online (SAC + PEBBLE, 200 labels, 200k steps, 4 seeds) it scored 0.32 of SAC on the true
+    reward against disagreement's 0.62, so it is an option, not the default.
     """
 
     def __init__(self, *, oversample: int = 10, prefilter: _EnsembleSelector | None = None) -> None:
