@@ -142,9 +142,7 @@ class KCenterSelector(_Oversampling):
         nearest = np.full(len(candidates), np.inf)
         if labelled is not None and len(labelled):
             seen = labelled.batch(np.arange(len(labelled)))[0]
-            seen = seen.reshape(len(seen), -1).astype(np.float64)
-            if seen.shape[1] == features.shape[1]:  # the same segment length
-                nearest = _nearest_distances(features, seen)
+            nearest = _nearest_distances(features, seen.reshape(len(seen), -1).astype(np.float64))
         chosen: list[int] = []
         for _ in range(n):
             best = int(np.argmax(nearest))  # the first of ties: with nothing labelled, the first candidate
