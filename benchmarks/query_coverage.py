@@ -18,6 +18,7 @@ It needs the run directory (not committed); what it wrote is (``benchmarks/resul
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def coverage(run: Path, args: Args) -> dict[str, Any]:
     }
     for rule in args.rules:
         selector = make_selector(rule, ensemble, oversample=args.oversample)
-        covered = answers_before(run, args.step)
+        covered = copy.deepcopy(labelled)  # each rule adds its own picks
         chosen = []
         for candidates in rounds:
             picks = selector.choose(candidates, args.per_round, covered)
